@@ -1,0 +1,43 @@
+# The course's commands. Every target that runs code depends on `setup`, which
+# builds .venv once and again only when requirements.txt or pyproject.toml change.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip --disable-pip-version-check --quiet
+
+.PHONY: setup test lint demo seeds clean help
+
+help:
+	@echo "make demo   set up, then run the main job (today: every seed example reproduced)"
+	@echo "make test   set up, then run the test suite and ruff"
+	@echo "make setup  create .venv with the pinned requirements (safe to run twice)"
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' \
+	  || { echo "make setup: Python 3.11 or newer is required (set PYTHON=/path/to/python3.11)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+# pytest exits 5 when it collected no test: treat that as a failure, never as green.
+test: setup
+	$(PY) -m pytest; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
+	  exit $$rc
+	$(VENV)/bin/ruff check .
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+seeds: setup
+	$(PY) -m course_lib.reference --torch
+
+demo: seeds
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Figures for the lessons (matplotlib, imported only by the notebooks that draw)."""

@@ -1,0 +1,203 @@
+"""The machinery behind every check in course_lib.grading.
+
+A check calls the student's function on fresh inputs, compares each result
+with the reference answer and, when they differ, raises ``AssertionError``
+with a message written for the student:
+
+    softmax_jacobian(z) for z of shape (4,): wrong values.
+      expected shape (4, 4), got (4, 4); 12 of 16 entries differ;
+      worst at [1, 1]: expected 0.2193, got -0.0305 (error 0.2498).
+      This matches a known mistake: the diagonal term diag(s) is missing
+      (you returned -s sᵀ instead of diag(s) - s sᵀ).
+
+Known mistakes are computed, not guessed: each check passes the values that a
+specific wrong answer would produce for the same inputs, and the message names
+the first one the student's result matches.
+
+Inputs are random but reproducible: each check draws from a generator seeded by
+its own name (and ``COURSE_GRADING_SEED`` when set), so grading a class twice
+gives identical results, while the inputs differ from the visible tests'.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+RTOL, ATOL = 1e-7, 1e-10
+
+__all__ = ["RTOL", "ATOL", "rng_for", "call", "expect_close", "expect_tuple", "run_parts",
+           "fmt", "shape_str"]
+
+
+def rng_for(check_name: str) -> np.random.Generator:
+    """A generator seeded by the check's name (and COURSE_GRADING_SEED)."""
+    base = int(os.environ.get("COURSE_GRADING_SEED", "20261125"))
+    return np.random.default_rng([base, zlib.crc32(check_name.encode())])
+
+
+def shape_str(shape) -> str:
+    shape = tuple(shape)
+    if shape == ():
+        return "a scalar"
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def fmt(x) -> str:
+    """A short, readable rendering of a number or small array."""
+    arr = np.asarray(x)
+    if arr.ndim == 0:
+        return f"{float(arr):.6g}" if np.issubdtype(arr.dtype, np.number) else repr(x)
+    return np.array2string(arr, precision=4, suppress_small=True, threshold=12, separator=", ",
+                           max_line_width=10**6)
+
+
+def _copy(v):
+    return v.copy() if isinstance(v, np.ndarray) else v
+
+
+def call(fn: Callable, fn_name: str, args: Mapping[str, object]):
+    """Call ``fn(**args)`` positionally on copies of the inputs and report problems.
+
+    Fails (AssertionError) when the function raises, or when it modified one of
+    its array arguments in place (that would corrupt the caller's data).
+
+    Args:
+        fn: the student's function.
+        fn_name: its name, for messages.
+        args: ordered mapping of argument name to value.
+    Returns:
+        whatever fn returned.
+    """
+    copies = {k: _copy(v) for k, v in args.items()}
+    where = f"{fn_name}({', '.join(args)})"
+    try:
+        out = fn(*copies.values())
+    except NotImplementedError:
+        # Kept as NotImplementedError: an unanswered exercise is not a wrong answer.
+        raise NotImplementedError(f"{where} is not implemented yet. Replace the "
+                                  "`raise NotImplementedError()` line with your code.") from None
+    except Exception as exc:  # report the student's error without our frames
+        raise AssertionError(f"{where} raised {type(exc).__name__}: {exc}\n"
+                             f"  inputs: {describe_inputs(args)}") from None
+    for k, v in args.items():
+        if isinstance(v, np.ndarray) and not np.array_equal(copies[k], v, equal_nan=True):
+            raise AssertionError(f"{where} modified its argument {k} in place. Compute new arrays "
+                                 f"instead (e.g. `x = x * 2`, not `x *= 2`): the caller still "
+                                 f"needs the original.")
+    return out
+
+
+def describe_inputs(args: Mapping[str, object]) -> str:
+    parts = []
+    for k, v in args.items():
+        if isinstance(v, np.ndarray):
+            parts.append(f"{k} of shape {shape_str(v.shape)}" if v.size > 6 else f"{k} = {fmt(v)}")
+        elif isinstance(v, (int, float, str)):
+            parts.append(f"{k} = {v!r}")
+        else:
+            parts.append(f"{k} ({type(v).__name__})")
+    return ", ".join(parts)
+
+
+def expect_tuple(out, fn_name: str, names: tuple[str, ...]):
+    """The function must return a tuple (or list) of len(names) values."""
+    if not isinstance(out, (tuple, list)) or len(out) != len(names):
+        got = (f"a {type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list))
+               else f"a {type(out).__name__}")
+        raise AssertionError(f"{fn_name} must return {len(names)} values ({', '.join(names)}); "
+                             f"it returned {got}.")
+    return tuple(out)
+
+
+def _as_array(label: str, got):
+    if hasattr(got, "detach") and hasattr(got, "numpy"):
+        got = got.detach().cpu().numpy()
+    try:
+        arr = np.asarray(got)
+    except Exception:  # noqa: BLE001 - anything unconvertible is the student's error
+        arr = None
+    if arr is None or arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                                  or arr.dtype == bool):
+        raise AssertionError(f"{label}: expected numbers, got {type(got).__name__} ({got!r:.80})")
+    return arr.astype(np.float64)
+
+
+def expect_close(label: str, got, expected, *, inputs: Mapping[str, object] | None = None,
+                 mistakes: Mapping[str, object] | None = None, check_shape: bool = True,
+                 check_dtype: bool = True, rtol: float = RTOL, atol: float = ATOL) -> None:
+    """Compare a student's result with the reference; explain any difference.
+
+    Args:
+        label: what is compared, e.g. "softmax_jacobian(z)" or "dW".
+        got: the student's value.
+        expected: the reference value (array-like).
+        inputs: the inputs used, described in the message.
+        mistakes: {description: value a known wrong answer would give}; the
+            first one matching ``got`` is named in the message.
+        check_shape: False to compare values only (shape is then broadcast).
+        check_dtype: require a floating result (an int array loses precision).
+        rtol, atol: tolerances (course default 1e-7, 1e-10).
+    """
+    expected = np.asarray(expected, dtype=np.float64)
+    arr = _as_array(label, got)
+    context = f" for {describe_inputs(inputs)}" if inputs else ""
+
+    def fail(problem: str) -> None:
+        msg = f"{label}{context}: {problem}"
+        hint = _matching_mistake(arr, expected, mistakes, rtol, atol)
+        if hint:
+            msg += f"\n  This matches a known mistake: {hint}."
+        raise AssertionError(msg)
+
+    if check_shape and arr.shape != expected.shape:
+        if arr.shape == expected.T.shape and arr.ndim == 2:
+            fail(f"expected shape {shape_str(expected.shape)}, got {shape_str(arr.shape)}: "
+                 "the transpose. A gradient always has the shape of its variable.")
+        fail(f"expected shape {shape_str(expected.shape)}, got {shape_str(arr.shape)}.")
+    if check_dtype:
+        raw = np.asarray(got.detach().cpu().numpy() if hasattr(got, "detach") else got)
+        if not np.issubdtype(raw.dtype, np.floating):
+            fail(f"expected floating-point numbers, got dtype {raw.dtype}.")
+    if np.any(np.isnan(arr)) or np.any(np.isinf(arr)):
+        n_nan, n_inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+        fail(f"the result contains {n_nan} NaN and {n_inf} inf value(s) where the expected values "
+             "are finite (an overflow, e.g. exp of a large number, or 0/0?).")
+    try:
+        a, e = np.broadcast_arrays(arr, expected)
+    except ValueError:
+        fail(f"expected shape {shape_str(expected.shape)}, got {shape_str(arr.shape)}.")
+    close = np.isclose(a, e, rtol=rtol, atol=atol)
+    if close.all():
+        return
+    err = np.abs(a - e)
+    worst = np.unravel_index(np.argmax(np.where(close, -1.0, err)), e.shape)
+    if e.size == 1:
+        fail(f"wrong value: expected {e[worst]:.6g}, got {a[worst]:.6g}.")
+    fail(f"wrong values: {int((~close).sum())} of {close.size} entries differ;"
+         f" worst at {list(map(int, worst))}: expected {e[worst]:.6g}, got {a[worst]:.6g} "
+         f"(error {err[worst]:.3g}).")
+
+
+def _matching_mistake(arr, expected, mistakes, rtol, atol):
+    for description, value in (mistakes or {}).items():
+        value = np.asarray(value, dtype=np.float64)
+        if value.shape == arr.shape and np.allclose(arr, value, rtol=max(rtol, 1e-6), atol=atol) \
+                and not np.allclose(value, expected, rtol=rtol, atol=atol):
+            return description
+    return None
+
+
+def run_parts(part: str, parts: Mapping[str, Callable[[], None]]) -> None:
+    """Run one named part of a check (for partial credit), or all of them in order."""
+    if part == "all":
+        for run in parts.values():
+            run()
+        return
+    if part not in parts:
+        raise ValueError(f"part: unknown value {part!r}; expected 'all' or one of "
+                         f"{', '.join(map(repr, parts))}")
+    parts[part]()

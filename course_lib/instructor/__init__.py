@@ -1,0 +1,1 @@
+"""Instructor tooling, built on nbgrader's own API (grading side only)."""

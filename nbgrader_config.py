@@ -1,0 +1,36 @@
+"""nbgrader settings for the backpropagation course.
+
+Folders follow nbgrader's own layout at the top level of this repository:
+source/ (instructor notebooks with solutions and hidden tests), release/
+(student versions, generated and committed), submitted/, autograded/ and
+feedback/ (written while grading; not committed).
+"""
+
+import os
+
+c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
+
+c.CourseDirectory.course_id = "backprop"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.source_directory = "source"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+# Only the notebook is handed out; course_lib is installed, not copied.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+
+# The gradebook: SQLite beside this file by default; set COURSE_DB_URL (e.g.
+# postgresql://user@host/db) to use another database unchanged.
+c.CourseDirectory.db_url = os.environ.get(
+    "COURSE_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db"))
+
+# What students see in place of a solution.
+c.ClearSolutions.code_stub = {
+    "python": "# YOUR CODE HERE\nraise NotImplementedError()",
+}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# A test cell may take at most this long; a whole lesson runs in a few seconds.
+c.Execute.timeout = 60
+c.Execute.interrupt_on_timeout = True

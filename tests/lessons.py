@@ -1,0 +1,57 @@
+"""Helpers for tests that build and grade lesson notebooks.
+
+    make_submission("02_sigmoid", {"sigmoid_prime_answer": "def sigmoid_prime(z): ..."}, tmp_path)
+    result = grade(path, "02_sigmoid")          # a CheckResult (course_lib.instructor.check)
+    result.cell("sigmoid_prime_values").score   # 0.0 when the mistake is caught
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+from course_lib.instructor.check import CheckResult, check_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = ("01_chain_rule", "02_sigmoid", "03_softmax_jacobian", "04_backprop_mlp",
+               "05_autograd")
+
+
+def source_path(assignment: str) -> Path:
+    return ROOT / "source" / assignment / f"{assignment}.ipynb"
+
+
+def release_path(assignment: str) -> Path:
+    return ROOT / "release" / assignment / f"{assignment}.ipynb"
+
+
+def grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def make_submission(assignment: str, replacements: dict[str, str], folder: Path,
+                    name: str = "submission") -> Path:
+    """The source notebook with the given answer cells' code replaced.
+
+    Args:
+        assignment: the assignment id.
+        replacements: {grade_id of an answer cell: the code a student wrote}.
+        folder: where to write the notebook.
+    Returns:
+        the path of the new notebook.
+    """
+    nb = nbformat.read(str(source_path(assignment)), as_version=4)
+    missing = set(replacements) - {grade_id(c) for c in nb.cells}
+    if missing:
+        raise KeyError(f"{assignment} has no cell(s) {sorted(missing)}")
+    for cell in nb.cells:
+        if grade_id(cell) in replacements:
+            cell.source = replacements[grade_id(cell)]
+    path = Path(folder) / f"{name}.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def grade(path: Path, assignment: str) -> CheckResult:
+    return check_notebook(path, assignment, course_root=ROOT)
