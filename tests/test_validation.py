@@ -18,6 +18,7 @@ CASES = [
     ("max shapes", lambda: R.max_gate_backward(v2, v3, v2), r"y: expected the same shape as x"),
     ("add none", lambda: R.add_gate_backward(None), r"dout: expected an array of numbers"),
     ("add text", lambda: R.add_gate_backward("abc"), r"dout: expected an array of numbers"),
+    ("fanout shapes", lambda: R.fanout_forward_backward(v3, v2), r"y: expected the same shape as x, \(3,\)"),
     ("neuron w", lambda: R.neuron_forward_backward(v2, v2), r"w: expected shape \(3,\), got \(2,\)"),
     ("neuron x", lambda: R.neuron_forward_backward(v3, v3), r"x: expected shape \(2,\), got \(3,\)"),
     ("l2 W 1-D", lambda: R.matmul_l2_forward_backward(v3, v3), r"W: expected shape \(m, n\)"),

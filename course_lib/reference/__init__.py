@@ -28,6 +28,7 @@ from .activations import (
 )
 from .gates import (
     add_gate_backward,
+    fanout_forward_backward,
     matmul_l2_forward_backward,
     max_gate_backward,
     mul_gate_backward,
@@ -73,7 +74,7 @@ def __dir__():
 
 __all__ = [
     "ACTIVATIONS", "LOSSES",
-    "add_gate_backward", "mul_gate_backward", "max_gate_backward",
+    "add_gate_backward", "mul_gate_backward", "max_gate_backward", "fanout_forward_backward",
     "neuron_forward_backward", "matmul_l2_forward_backward", "ssr_forward", "ssr_output_grads",
     "sigmoid", "sigmoid_prime", "relu", "relu_prime", "tanh", "tanh_prime",
     "bce", "bce_with_logits", "bce_sigmoid_delta",

@@ -20,6 +20,7 @@ __all__ = [
     "add_gate_backward",
     "mul_gate_backward",
     "max_gate_backward",
+    "fanout_forward_backward",
     "neuron_forward_backward",
     "matmul_l2_forward_backward",
     "ssr_forward",
@@ -69,6 +70,29 @@ def max_gate_backward(x, y, dout):
     check_same_shape(("x", "y", "dout"), (x, y, dout))
     x_wins = x >= y
     return np.where(x_wins, dout, 0.0), np.where(x_wins, 0.0, dout)
+
+
+def fanout_forward_backward(x, y):
+    """f = x·y + max(x, y): each input feeds two gates, so its gradients ADD.
+
+    x reaches f along two paths (through the mul gate and through the max
+    gate); the multivariable chain rule sums the contributions of all paths:
+        df/dx = y + [x >= y],    df/dy = x + [x < y]
+    (ties go to x, as in max_gate_backward). Overwriting instead of adding,
+    e.g. ``dx = ...`` twice instead of ``dx += ...``, keeps only one path.
+
+    Args:
+        x, y: arrays of one shape S (scalars allowed).
+    Returns:
+        (f, dx, dy), each of shape S.
+    """
+    x, y = as_float("x", x), as_float("y", y)
+    check_same_shape(("x", "y"), (x, y))
+    f = x * y + np.maximum(x, y)
+    ones = np.ones_like(x)
+    dx_mul, dy_mul = mul_gate_backward(x, y, ones)
+    dx_max, dy_max = max_gate_backward(x, y, ones)
+    return f, dx_mul + dx_max, dy_mul + dy_max
 
 
 def neuron_forward_backward(w, x):
