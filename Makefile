@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: setup test lint demo seeds clean help
+.PHONY: setup test lint demo seeds release clean help
 
 help:
 	@echo "make demo   set up, then run the main job (today: every seed example reproduced)"
@@ -41,3 +41,7 @@ demo: seeds
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# Student versions: nbgrader generate_assignment for every assignment in source/.
+release: setup
+	$(PY) -m course_lib.instructor.release

@@ -29,12 +29,17 @@ STUDENT = "selfcheck"
 
 @dataclass
 class CellResult:
-    """One graded cell: its nbgrader grade_id, score, and the failure message."""
+    """One graded cell: its nbgrader grade_id, score, and the failure message.
+
+    ``autograded`` is False for a cell graded by hand (a written answer), whose
+    score stays 0 until an instructor grades it in the formgrader.
+    """
 
     grade_id: str
     score: float
     max_score: float
     message: str = ""
+    autograded: bool = True
 
 
 @dataclass
@@ -156,6 +161,9 @@ def check_notebook(path, assignment: str, course_root: Path | None = None) -> Ch
                                    f"{assignment}.ipynb"), as_version=4)
         messages = {c.metadata.get("nbgrader", {}).get("grade_id"): error_message(c)
                     for c in graded.cells}
+        # nbgrader: a grade cell that is also a solution cell is graded by hand.
+        by_hand = {c.metadata["nbgrader"].get("grade_id") for c in graded.cells
+                   if c.metadata.get("nbgrader", {}).get("solution")}
         cells = []
         with Gradebook(db_url) as gb:
             nb = gb.find_submission_notebook(assignment, assignment, STUDENT)
@@ -165,7 +173,8 @@ def check_notebook(path, assignment: str, course_root: Path | None = None) -> Ch
                 if gid in by_id:
                     g = by_id[gid]
                     cells.append(CellResult(gid, float(g.score or 0.0), float(g.max_score),
-                                            messages.get(gid, "")))
+                                            messages.get(gid, ""),
+                                            autograded=gid not in by_hand))
             needs_manual = nb.needs_manual_grade
     score = sum(c.score for c in cells)
     max_score = sum(c.max_score for c in cells)
