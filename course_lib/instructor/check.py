@@ -13,16 +13,15 @@ and release notebooks and submissions that make a known mistake.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import shutil
-import sys
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
+
+from .course import find_course_root, open_api
 
 STUDENT = "selfcheck"
 
@@ -63,43 +62,6 @@ class CheckResult:
         raise KeyError(f"no graded cell {grade_id!r} in {self.assignment}")
 
 
-def ensure_tools_on_path() -> None:
-    """nbgrader runs `alembic` as a command: make this Python's bin folder findable.
-
-    When the course runs as `.venv/bin/python ...` without the venv activated,
-    that folder is not on PATH and nbgrader fails with "No such file: alembic".
-    """
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-
-
-def find_course_root(start: Path | None = None) -> Path:
-    """The folder holding nbgrader_config.py and source/: $COURSE_ROOT or a parent of cwd."""
-    if os.environ.get("COURSE_ROOT"):
-        return Path(os.environ["COURSE_ROOT"]).resolve()
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "nbgrader_config.py").is_file() and (folder / "source").is_dir():
-            return folder
-    raise FileNotFoundError("no course folder (with nbgrader_config.py and source/) here or "
-                            "above; run from the course folder or set COURSE_ROOT")
-
-
-def load_config(course_root: Path, **overrides):
-    """The course's nbgrader_config.py as a traitlets Config, with overrides.
-
-    Overrides are given as ``Section__option=value`` (double underscore).
-    """
-    from traitlets.config.loader import PyFileConfigLoader
-
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course_root)).load_config()
-    for key, value in overrides.items():
-        section, option = key.split("__", 1)
-        config[section][option] = value
-    return config
-
-
 def error_message(cell) -> str:
     """The error a cell's output shows (``Name: message``), or '' if it has none."""
     for out in cell.get("outputs", []):
@@ -120,10 +82,7 @@ def check_notebook(path, assignment: str, course_root: Path | None = None) -> Ch
         CheckResult with one CellResult per graded cell, in notebook order.
     """
     from nbgrader.api import Gradebook
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
 
-    ensure_tools_on_path()
     course_root = Path(course_root) if course_root else find_course_root()
     source = course_root / "source" / assignment
     if not source.is_dir():
@@ -146,12 +105,9 @@ def check_notebook(path, assignment: str, course_root: Path | None = None) -> Ch
         dest.mkdir(parents=True)
         shutil.copy(path, dest / f"{assignment}.ipynb")
         db_url = f"sqlite:///{tmp / 'gradebook.db'}"
-        config = load_config(course_root, CourseDirectory__root=str(tmp),
-                             CourseDirectory__db_url=db_url)
-        config.CourseDirectory.release_directory = "release"
-        coursedir = CourseDirectory(config=config)
-        api = NbGraderAPI(coursedir=coursedir, config=config)
-        api.log.setLevel(logging.ERROR)
+        # The course's settings, with every folder and the gradebook in tmp.
+        api, _ = open_api(course_root, CourseDirectory__root=str(tmp),
+                          CourseDirectory__db_url=db_url)
         for step, result in (("generate_assignment", api.generate_assignment(assignment)),
                              ("autograde", api.autograde(assignment, STUDENT))):
             if not result["success"]:

@@ -14,18 +14,11 @@ hidden tests from there).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import warnings
 from pathlib import Path
 
-from .check import ensure_tools_on_path, find_course_root, load_config
-
-
-def source_assignments(course_root: Path) -> list[str]:
-    """Assignment ids: the folders of source/ that hold a notebook of their own name."""
-    return sorted(p.name for p in (course_root / "source").iterdir()
-                  if (p / f"{p.name}.ipynb").is_file())
+from .course import check_assignments, find_course_root, open_api
 
 
 def release_assignments(course_root: Path | None = None, assignments=None,
@@ -43,26 +36,14 @@ def release_assignments(course_root: Path | None = None, assignments=None,
         ValueError: an unknown assignment id.
         RuntimeError: nbgrader failed (its log is in the message).
     """
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
-
-    ensure_tools_on_path()
     course_root = Path(course_root) if course_root else find_course_root()
-    known = source_assignments(course_root)
-    assignments = list(assignments) if assignments else known
-    unknown = [a for a in assignments if a not in known]
-    if unknown:
-        raise ValueError(f"assignments: unknown id(s) {', '.join(unknown)}; "
-                         f"source/ has {', '.join(known)}")
-    overrides = {"CourseDirectory__root": str(course_root)}
+    assignments = check_assignments(course_root, assignments)
+    overrides = {}
     if release_dir is not None:
         overrides["CourseDirectory__release_directory"] = str(Path(release_dir).resolve())
     if db_url is not None:
         overrides["CourseDirectory__db_url"] = db_url
-    config = load_config(course_root, **overrides)
-    coursedir = CourseDirectory(config=config)
-    api = NbGraderAPI(coursedir=coursedir, config=config)
-    api.log.setLevel(logging.ERROR)
+    api, coursedir = open_api(course_root, **overrides)
     out = []
     for assignment in assignments:
         with warnings.catch_warnings():

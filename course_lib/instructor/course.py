@@ -1,0 +1,91 @@
+"""The course folder and nbgrader's API, set up once for every instructor command.
+
+A course folder holds ``nbgrader_config.py`` and nbgrader's folders
+(source/, release/, submitted/, autograded/, feedback/). Every command finds it
+the same way and talks to nbgrader through ``NbGraderAPI`` configured from that
+file, so what runs here is exactly what ``nbgrader`` on the command line does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+ASSIGNMENT_NOTEBOOK = "{assignment}.ipynb"
+
+
+def ensure_tools_on_path() -> None:
+    """nbgrader runs `alembic` as a command: make this Python's bin folder findable.
+
+    When the course runs as `.venv/bin/python ...` without the venv activated,
+    that folder is not on PATH and nbgrader fails with "No such file: alembic".
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def find_course_root(start: Path | None = None) -> Path:
+    """The folder holding nbgrader_config.py and source/: $COURSE_ROOT or a parent of cwd."""
+    if os.environ.get("COURSE_ROOT"):
+        return Path(os.environ["COURSE_ROOT"]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "nbgrader_config.py").is_file() and (folder / "source").is_dir():
+            return folder
+    raise FileNotFoundError("no course folder (with nbgrader_config.py and source/) here or "
+                            "above; run from the course folder or set COURSE_ROOT")
+
+
+def load_config(course_root: Path, **overrides):
+    """The course's nbgrader_config.py as a traitlets Config, with overrides.
+
+    Overrides are given as ``Section__option=value`` (double underscore), e.g.
+    ``CourseDirectory__db_url="sqlite:////tmp/gb.db"``.
+    """
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course_root)).load_config()
+    for key, value in overrides.items():
+        section, option = key.split("__", 1)
+        config[section][option] = value
+    return config
+
+
+def open_api(course_root: Path, **overrides):
+    """An NbGraderAPI for the course folder (quiet: errors only), and its CourseDirectory.
+
+    The settings come from course_root's nbgrader_config.py; ``overrides`` (as
+    in load_config) win, ``CourseDirectory__root`` included.
+    """
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    ensure_tools_on_path()
+    config = load_config(course_root, **{"CourseDirectory__root": str(course_root), **overrides})
+    coursedir = CourseDirectory(config=config)
+    api = NbGraderAPI(coursedir=coursedir, config=config)
+    api.log.setLevel(logging.ERROR)
+    return api, coursedir
+
+
+def source_assignments(course_root: Path) -> list[str]:
+    """Assignment ids: the folders of source/ that hold a notebook of their own name."""
+    source = course_root / "source"
+    if not source.is_dir():
+        return []
+    return sorted(p.name for p in source.iterdir()
+                  if (p / ASSIGNMENT_NOTEBOOK.format(assignment=p.name)).is_file())
+
+
+def check_assignments(course_root: Path, assignments) -> list[str]:
+    """The given ids (default: all), each checked to exist in source/."""
+    known = source_assignments(course_root)
+    assignments = list(assignments) if assignments else known
+    unknown = [a for a in assignments if a not in known]
+    if unknown:
+        raise ValueError(f"assignment: unknown id(s) {', '.join(unknown)}; "
+                         f"source/ has {', '.join(known) or 'none'}")
+    return assignments
