@@ -34,3 +34,9 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # A test cell may take at most this long; a whole lesson runs in a few seconds.
 c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
+
+# Feedback shows answers, scores and the tests' messages, never the hidden
+# tests' code (see course_lib/instructor/feedback.py).
+from course_lib.instructor.feedback import feedback_preprocessors  # noqa: E402
+
+c.GenerateFeedback.preprocessors = feedback_preprocessors()

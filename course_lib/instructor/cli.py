@@ -1,0 +1,152 @@
+"""`course`: the instructor's command, in nbgrader's vocabulary.
+
+    course release [ID...]                       source/ -> release/ (student versions)
+    course collect FOLDER_OR_ZIP --assignment ID  -> submitted/, students into the gradebook
+    course grade [ID...]                         autograde, feedback, grades.csv, report
+    course report                                the HTML report of the last grading
+    course check NOTEBOOK --assignment ID [--json]  grade one file, gradebook untouched
+
+Run it from the course folder (the one with nbgrader_config.py), or set
+COURSE_ROOT. Every command is nbgrader underneath; nothing here replaces the
+gradebook, the formgrader or nbgrader's folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .course import find_course_root
+
+GRADES_CSV = "grades.csv"
+RESULTS_JSON = Path("reports") / "results.json"
+REPORT_HTML = Path("reports") / "report.html"
+
+
+def _release(args, root: Path) -> int:
+    from .release import release_assignments
+
+    for path in release_assignments(root, args.assignments):
+        print(f"released {path.relative_to(root)}")
+    return 0
+
+
+def _collect(args, root: Path) -> int:
+    from .collect import collect
+
+    report = collect(args.source, args.assignment, root)
+    print(report.summary())
+    for student, path in sorted(report.placed.items()):
+        print(f"  placed {student}: {path.relative_to(root)}")
+    return 0 if not report.not_placed else 1
+
+
+def _grade(args, root: Path) -> int:
+    from .course import open_api
+    from .grade import NORMAL, generate_feedback, grade_class, text_progress, write_grades_csv
+    from .report import save_results, write_report
+
+    progress = text_progress if not args.quiet else None
+    results = grade_class(root, args.assignments, args.students, progress=progress)
+    if not args.no_feedback:
+        api, _ = open_api(root)
+        feedback = generate_feedback(api, results)
+        print(f"feedback: {len(feedback)} file(s) in feedback/")
+    write_grades_csv(results, root / GRADES_CSV)
+    save_results(results, root / RESULTS_JSON)
+    write_report(results, root / REPORT_HTML)
+    _print_summary(results)
+    print(f"grades:  {root / GRADES_CSV}\nreport:  {root / REPORT_HTML}")
+    bad = [r for r in results if r.status not in NORMAL]
+    return 0 if not bad else 1
+
+
+def _print_summary(results) -> None:
+    """A table: one row per student, one column per assignment (score/max, status)."""
+    assignments = sorted({r.assignment for r in results})
+    students = sorted({r.student for r in results})
+    cell = {(r.student, r.assignment): r for r in results}
+    width = max([len(a) for a in assignments] + [14])
+    print(f"{'student':<16}" + "".join(f"{a:>{width + 2}}" for a in assignments))
+    for s in students:
+        row = []
+        for a in assignments:
+            r = cell.get((s, a))
+            text = "" if r is None else f"{r.score:g}/{r.max_score:g}"
+            if r is not None and r.status not in ("ok", "needs_manual_grading"):
+                text = r.status
+            row.append(f"{text:>{width + 2}}")
+        print(f"{s:<16.16}" + "".join(row))
+
+
+def _report(args, root: Path) -> int:
+    from .report import load_results, write_report
+
+    path = write_report(load_results(root / RESULTS_JSON), root / REPORT_HTML)
+    print(f"report: {path}")
+    return 0
+
+
+def _check(args, root: Path) -> int:
+    from .check import check_notebook
+
+    result = check_notebook(args.notebook, args.assignment, root)
+    if args.json:
+        print(result.to_json())
+    else:
+        print(f"{args.notebook}: {result.score:g}/{result.max_score:g} ({result.status})")
+        for c in result.cells:
+            mark = "ok " if c.score == c.max_score else ("-- " if c.autograded else "?? ")
+            print(f"  {mark}{c.grade_id:<32} {c.score:g}/{c.max_score:g}"
+                  + ("" if c.autograded else "  (graded by hand)"))
+            if c.message:
+                print("      " + c.message.replace("\n", "\n      "))
+    return 0 if result.status == "ok" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="course", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.splitlines()[2:8]))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("release", help="generate the student versions with nbgrader")
+    s.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    s.set_defaults(run=_release)
+
+    s = sub.add_parser("collect", help="place a folder or zip of submissions")
+    s.add_argument("source", type=Path, metavar="FOLDER_OR_ZIP")
+    s.add_argument("--assignment", required=True, metavar="ID")
+    s.set_defaults(run=_collect)
+
+    s = sub.add_parser("grade", help="autograde every submission, feedback, grades.csv, report")
+    s.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    s.add_argument("--students", nargs="+", metavar="STUDENT", help="only these students")
+    s.add_argument("--no-feedback", action="store_true", help="skip the feedback files")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(run=_grade)
+
+    s = sub.add_parser("report", help="write the HTML report of the last grading")
+    s.set_defaults(run=_report)
+
+    s = sub.add_parser("check", help="grade one notebook without touching the gradebook")
+    s.add_argument("notebook", type=Path, metavar="NOTEBOOK")
+    s.add_argument("--assignment", required=True, metavar="ID")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(run=_check)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        root = find_course_root()
+        return args.run(args, root)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"course {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

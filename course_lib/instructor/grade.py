@@ -1,0 +1,233 @@
+"""Grade a whole class: nbgrader's autograde on every submission, with a status for each.
+
+Stock nbgrader either grades a submission or logs an error and moves on; the
+gradebook then holds nothing for it, and an export shows a bare 0. Here every
+(student, assignment) pair ends with a ``SubmissionResult`` whose ``status``
+says how far grading got:
+
+    ok                    autograded; every point is final
+    needs_manual_grading  autograded; written answers wait for the formgrader
+    missing               the student has no notebook for this assignment
+    unreadable            the file is not a notebook (bad JSON, not nbformat)
+    timeout               a cell ran past the time limit (graded as far as it got)
+    kernel_died           the kernel died (os._exit, segfault, out of memory)
+    error                 nbgrader itself failed; ``reason`` holds its message
+
+A submission that could not be graded normally is never a silent 0: its status
+and reason travel to grades.csv and the report.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .check import error_message
+from .course import check_assignments, find_course_root, open_api
+
+NORMAL = ("ok", "needs_manual_grading")
+
+
+@dataclass
+class SubmissionResult:
+    """One student's grade on one assignment."""
+
+    student: str
+    assignment: str
+    score: float
+    max_score: float
+    status: str
+    reason: str = ""
+    messages: dict[str, str] = field(default_factory=dict)  # grade_id -> failed test's message
+    cell_scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def register_assignment(api, assignment: str) -> None:
+    """Record the assignment's cells in the gradebook (autograde needs them).
+
+    This is generate_assignment writing into a throw-away folder, so that
+    grading never rewrites the committed release/.
+    """
+    with tempfile.TemporaryDirectory(prefix="course-register-") as tmp:
+        release_dir = api.coursedir.release_directory
+        api.coursedir.release_directory = tmp
+        try:
+            result = api.generate_assignment(assignment, force=True, create=True)
+        finally:
+            api.coursedir.release_directory = release_dir
+    if not result["success"]:
+        raise RuntimeError(f"nbgrader could not register {assignment}:\n"
+                           f"{result.get('error') or result.get('log')}")
+
+
+def submitted_students(course_root: Path, coursedir) -> list[str]:
+    """Every student with a folder in submitted/ (any assignment)."""
+    submitted = Path(coursedir.format_path(coursedir.submitted_directory, ".", "."))
+    if not submitted.is_dir():
+        return []
+    return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _max_score(api, assignment: str) -> float:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        return float(gb.find_assignment(assignment).max_score)
+
+
+def _status_from_log(text: str) -> str:
+    if "DeadKernelError" in text or "Kernel died" in text or "kernel died" in text:
+        return "kernel_died"
+    if "CellTimeoutError" in text or "TimeoutError" in text:
+        return "timeout"
+    return "error"
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
+    """Autograde one submission and read back its score, status and messages."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    cd = api.coursedir
+    notebook = Path(cd.format_path(cd.submitted_directory, student, assignment)) / \
+        f"{assignment}.ipynb"
+    max_score = _max_score(api, assignment)
+    if not notebook.is_file():
+        return SubmissionResult(student, assignment, 0.0, max_score, "missing",
+                                f"no {notebook.name} in submitted/{student}/{assignment}/")
+    try:
+        nbformat.validate(nbformat.read(str(notebook), as_version=4))
+    except Exception as exc:  # noqa: BLE001 - every unreadable file is a status
+        return SubmissionResult(student, assignment, 0.0, max_score, "unreadable",
+                                f"{type(exc).__name__}: {_last_line(str(exc))}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=Warning)  # SQLAlchemy noise from nbgrader
+        outcome = api.autograde(assignment, student, force=True, create=True)
+    if not outcome["success"]:
+        text = (outcome.get("error") or "") + (outcome.get("log") or "")
+        status = _status_from_log(text)
+        reason = {"kernel_died": "the kernel died while running the notebook (os._exit, a "
+                                 "crash, or out of memory)",
+                  "timeout": "the notebook ran past the time limit"}.get(status, _last_line(text))
+        return SubmissionResult(student, assignment, 0.0, max_score, status, reason)
+
+    graded_path = Path(cd.format_path(cd.autograded_directory, student, assignment)) / \
+        f"{assignment}.ipynb"
+    graded = nbformat.read(str(graded_path), as_version=4)
+    messages, status, reason = {}, "ok", ""
+    for cell in graded.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        msg = error_message(cell) if cell.cell_type == "code" else ""
+        if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
+            where = meta.get("grade_id") or f"#{graded.cells.index(cell) + 1}"
+            status, reason = "timeout", f"cell {where} ran past the time limit and was stopped"
+        if meta.get("grade") and msg:
+            messages[meta["grade_id"]] = msg
+    with Gradebook(cd.db_url, cd.course_id) as gb:
+        try:
+            sub = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return SubmissionResult(student, assignment, 0.0, max_score, "error",
+                                    "autograde reported success but wrote no grades")
+        cell_scores = {g.name: (float(g.score or 0.0), float(g.max_score))
+                       for nb in sub.notebooks for g in nb.grades}
+        score = float(sub.score or 0.0)
+        if status == "ok" and sub.needs_manual_grade:
+            status = "needs_manual_grading"
+    return SubmissionResult(student, assignment, score, max_score, status, reason, messages,
+                            cell_scores)
+
+
+def grade_class(course_root: Path | None = None, assignments=None, students=None,
+                progress=None) -> list[SubmissionResult]:
+    """Autograde every submission of every given assignment.
+
+    Args:
+        course_root: the course folder.
+        assignments: ids (default: all in source/).
+        students: ids (default: every folder in submitted/).
+        progress: callable(done, total, label) called after each submission.
+    Returns:
+        one SubmissionResult per (student, assignment), sorted by both.
+    """
+    from nbgrader.api import Gradebook
+
+    course_root = Path(course_root) if course_root else find_course_root()
+    assignments = check_assignments(course_root, assignments)
+    api, coursedir = open_api(course_root)
+    if not students:
+        # everyone with a submission, and everyone the gradebook knows (a student
+        # who handed nothing in still gets a row: status "missing")
+        with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
+            known = {s.id for s in gb.students}
+        students = set(submitted_students(course_root, coursedir)) | known
+    students = sorted(students)
+    results, total = [], len(assignments) * len(students)
+    for assignment in assignments:
+        register_assignment(api, assignment)
+        for student in students:
+            results.append(grade_submission(api, assignment, student))
+            if progress:
+                progress(len(results), total, f"{student}/{assignment}")
+    return sorted(results, key=lambda r: (r.student, r.assignment))
+
+
+GRADES_COLUMNS = ("student", "assignment", "score", "max_score", "status", "reason")
+
+
+def write_grades_csv(results: list[SubmissionResult], path: Path) -> Path:
+    """grades.csv: one row per student and assignment, with the status of each."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(GRADES_COLUMNS)
+        for r in sorted(results, key=lambda r: (r.student, r.assignment)):
+            writer.writerow([r.student, r.assignment, f"{r.score:g}", f"{r.max_score:g}",
+                             r.status, r.reason])
+    tmp.replace(path)  # never leave a half-written grades.csv behind
+    return path
+
+
+def generate_feedback(api, results: list[SubmissionResult]) -> list[Path]:
+    """nbgrader's generate_feedback for every submission that was autograded.
+
+    The course's nbgrader_config.py hides the hidden tests (feedback.py).
+    """
+    cd = api.coursedir
+    written = []
+    for r in results:
+        if r.status not in NORMAL and r.status != "timeout":
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=Warning)
+            outcome = api.generate_feedback(r.assignment, r.student, force=True)
+        if not outcome["success"]:
+            raise RuntimeError(f"feedback for {r.student}/{r.assignment} failed:\n"
+                               f"{outcome.get('error') or outcome.get('log')}")
+        written.append(Path(cd.format_path(cd.feedback_directory, r.student, r.assignment))
+                       / f"{r.assignment}.html")
+    return written
+
+
+def text_progress(done: int, total: int, label: str, stream=sys.stderr) -> None:
+    """A one-line progress bar: [#####.....] 12/60 alice/02_sigmoid."""
+    width = 30
+    filled = int(width * done / max(total, 1))
+    stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<40.40}")
+    if done == total:
+        stream.write("\n")
+    stream.flush()

@@ -1,0 +1,72 @@
+"""A one-assignment course in a temporary folder, for tests of the instructor tools.
+
+The assignment "99_toy" has one answer cell (sigmoid_prime), one autograded
+test cell worth 2 points whose hidden part calls course_lib.grading, and one
+written answer worth 1 point graded by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENT = "99_toy"
+RIGHT = ("def sigmoid_prime(z):\n    import numpy as np\n    s = 1 / (1 + np.exp(-np.asarray(z, "
+         "dtype=float)))\n    return s * (1 - s)")
+SIGMOID_INSTEAD = ("def sigmoid_prime(z):\n    import numpy as np\n"
+                   "    return 1 / (1 + np.exp(-np.asarray(z, dtype=float)))")
+
+
+def _cell(kind, source, **nbgrader):
+    cell = (nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell)(source)
+    if nbgrader:
+        cell.metadata["nbgrader"] = {"schema_version": 3, "task": False, **nbgrader}
+    return cell
+
+
+def toy_notebook(answer: str = RIGHT, written: str = "Because σ' peaks at 1/4."):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    body = answer.replace("def sigmoid_prime(z):\n", "")
+    nb.cells = [
+        _cell("markdown", "# A toy assignment"),
+        _cell("code", "def sigmoid_prime(z):\n    ### BEGIN SOLUTION\n" + body
+              + "\n    ### END SOLUTION", grade=False, solution=True, locked=False,
+              grade_id="sigmoid_prime_answer"),
+        _cell("code", "### BEGIN HIDDEN TESTS\nfrom course_lib import grading\n"
+              "grading.check_sigmoid_prime(sigmoid_prime, part='values')\n"
+              "### END HIDDEN TESTS\nassert abs(sigmoid_prime(0.0) - 0.25) < 1e-12",
+              grade=True, solution=False, locked=True, points=2,
+              grade_id="sigmoid_prime_values"),
+        _cell("markdown", "Why is σ' at most 1/4?"),
+        _cell("markdown", written, grade=True, solution=True, locked=False, points=1,
+              grade_id="written_why"),
+    ]
+    return nb
+
+
+def submission(answer: str = RIGHT, written: str = "Because σ' peaks at 1/4."):
+    """A student's notebook: the answer cell holds exactly `answer`."""
+    nb = toy_notebook(written=written)
+    nb.cells[1].source = answer
+    return nb
+
+
+def make_course(folder: Path, timeout: int = 10) -> Path:
+    """Create the toy course in `folder` (nbgrader_config.py copied from the repo)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = (ROOT / "nbgrader_config.py").read_text()
+    config = config.replace("c.Execute.timeout = 60", f"c.Execute.timeout = {timeout}")
+    (folder / "nbgrader_config.py").write_text(config)
+    (folder / "source" / ASSIGNMENT).mkdir(parents=True)
+    nbformat.write(toy_notebook(), str(folder / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))
+    return folder
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
