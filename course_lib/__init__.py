@@ -4,9 +4,13 @@ Student-facing (no answers inside):
     course_lib.gradcheck   numerical gradients, rel_error, a gradient checker
     course_lib.nets        the seed networks as ready-made parameters
     course_lib.data        small generated data sets (spirals, XOR, moons, blobs)
+    course_lib.figures     the lessons' plots (matplotlib)
+    course_lib.widgets     interactive explorers (ipywidgets), gradients by complex step
 
 Grading side (answers inside, installed only where grading runs):
     course_lib.reference   the reference implementation of every graded function
+    course_lib.grading     the checks hidden tests call
+    course_lib.instructor  the `course` command: release, collect, grade, report, check
 
 Importing ``course_lib`` loads none of these, and never torch or matplotlib:
 each submodule is imported on first access (``course_lib.nets`` works without
@@ -20,7 +24,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"gradcheck", "nets", "data", "reference"}
+_SUBMODULES = {"gradcheck", "nets", "data", "figures", "widgets",  # student-facing
+               "reference", "grading", "instructor"}                 # grading side
 
 
 def __getattr__(name):

@@ -51,8 +51,9 @@ def fmt(x) -> str:
     arr = np.asarray(x)
     if arr.ndim == 0:
         return f"{float(arr):.6g}" if np.issubdtype(arr.dtype, np.number) else repr(x)
-    return np.array2string(arr, precision=4, suppress_small=True, threshold=12, separator=", ",
+    text = np.array2string(arr, precision=4, suppress_small=True, threshold=12, separator=", ",
                            max_line_width=10**6)
+    return text.replace("\n", "")  # one line: a matrix's rows follow each other
 
 
 def _copy(v):
@@ -185,8 +186,10 @@ def expect_close(label: str, got, expected, *, inputs: Mapping[str, object] | No
 def _matching_mistake(arr, expected, mistakes, rtol, atol):
     for description, value in (mistakes or {}).items():
         value = np.asarray(value, dtype=np.float64)
-        if value.shape == arr.shape and np.allclose(arr, value, rtol=max(rtol, 1e-6), atol=atol) \
-                and not np.allclose(value, expected, rtol=rtol, atol=atol):
+        same_as_expected = (value.shape == expected.shape
+                            and np.allclose(value, expected, rtol=rtol, atol=atol))
+        if value.shape == arr.shape and not same_as_expected \
+                and np.allclose(arr, value, rtol=max(rtol, 1e-6), atol=atol):
             return description
     return None
 

@@ -1,0 +1,284 @@
+"""Figures and one widget for lesson 02 (the sigmoid, saturation, vanishing gradients, BCE).
+
+Every number drawn here is computed with plain numpy in this module (the
+activations are written out below), so the figures work whether or not the
+lesson's exercises are solved, and never use the reference answers.
+
+    from course_lib.figures import sigmoid as figs
+    figs.plot_sigmoid_and_derivative()
+    figs.plot_vanishing_gradients()
+    figs.explore_vanishing_gradients()      # sliders (needs ipywidgets)
+    figs.plot_bce_vs_mse()
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from course_lib import nets
+from course_lib._validate import check_choice, check_positive
+
+__all__ = [
+    "saturation_threshold",
+    "plot_sigmoid_and_derivative",
+    "delta_norms_by_layer",
+    "plot_vanishing_gradients",
+    "explore_vanishing_gradients",
+    "train_single_neuron",
+    "plot_bce_vs_mse",
+]
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+COLORS = {"sigmoid": "tab:blue", "tanh": "tab:orange", "relu": "tab:green",
+          "mse": "tab:red", "bce": "tab:blue"}
+
+
+def _sigmoid(z):
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _activation(name: str, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(f(z), f'(z)) for sigmoid, tanh or relu (ReLU'(0) = 0)."""
+    if name == "sigmoid":
+        s = _sigmoid(z)
+        return s, s * (1.0 - s)
+    if name == "tanh":
+        t = np.tanh(z)
+        return t, 1.0 - t * t
+    return np.maximum(z, 0.0), (z > 0).astype(np.float64)
+
+
+def saturation_threshold(threshold: float = 0.01) -> float:
+    """The |z| beyond which σ'(z) < threshold.
+
+    σ'(z) = s(1 - s) with s = σ(z) equals t where s = (1 - sqrt(1 - 4t)) / 2,
+    and z = log(s / (1 - s)) there (the logit, the inverse of σ).
+
+    Args:
+        threshold: a value in (0, 1/4).
+    Returns:
+        z* > 0 with σ'(±z*) = threshold.
+    """
+    check_positive("threshold", threshold)
+    if not threshold < 0.25:
+        raise ValueError(f"threshold: expected a value below 1/4 (the maximum of σ'), "
+                         f"got {threshold!r}")
+    s = (1.0 - np.sqrt(1.0 - 4.0 * threshold)) / 2.0
+    return float(np.log((1.0 - s) / s))
+
+
+def plot_sigmoid_and_derivative(threshold: float = 0.01, z_max: float = 8.0):
+    """σ and σ' on one figure; where σ' < threshold is shaded; the maximum 1/4 is marked.
+
+    Args:
+        threshold: σ' below this counts as saturated (default 0.01).
+        z_max: the z axis runs from -z_max to z_max.
+    Returns:
+        the matplotlib Figure.
+    """
+    check_positive("z_max", z_max)
+    z_star = saturation_threshold(threshold)
+    z = np.linspace(-z_max, z_max, 801)
+    s = _sigmoid(z)
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for lo, hi in ((-z_max, -z_star), (z_star, z_max)):
+        if lo < hi:
+            ax.axvspan(lo, hi, color="0.88", zorder=0)
+    ax.plot(z, s, color="tab:blue", lw=2, label=r"$\sigma(z)$")
+    ax.plot(z, s * (1 - s), color="tab:red", lw=2, label=r"$\sigma'(z)=\sigma(z)(1-\sigma(z))$")
+    ax.plot([0], [0.25], "o", color="tab:red")
+    ax.annotate(r"maximum $\sigma'(0)=1/4$", xy=(0, 0.25), xytext=(1.2, 0.36),
+                arrowprops={"arrowstyle": "->", "color": "0.3"})
+    ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+    ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
+    if z_star < z_max:
+        ax.text(-(z_max + z_star) / 2, 0.62, f"saturated\n$\\sigma'<{threshold:g}$\n"
+                f"($z<{-z_star:.2f}$)", ha="center", va="center", fontsize=9, color="0.3")
+        ax.text((z_max + z_star) / 2, 0.38, f"saturated\n$\\sigma'<{threshold:g}$\n"
+                f"($z>{z_star:.2f}$)", ha="center", va="center", fontsize=9, color="0.3")
+    ax.set_xlim(-z_max, z_max)
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_xlabel("pre-activation $z$")
+    ax.set_title("The sigmoid and its derivative")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def delta_norms_by_layer(activation: str, depth: int = 30, width: int = 64,
+                         n_samples: int = 32, weight_scale: float = 1.0,
+                         seed: int = 0) -> dict[str, np.ndarray]:
+    """How big the backpropagated error δ is in each layer of a deep random MLP.
+
+    The network has ``depth`` layers of ``width`` units, all with the same
+    activation, biases 0 and weights from ``nets.init_params`` (Xavier for
+    sigmoid and tanh, He for ReLU: each activation's usual initialisation)
+    multiplied by ``weight_scale``. The input is N(0, 1) noise, and the top
+    layer receives a random upstream gradient dA. Going down,
+    ``dZ = dA * f'(Z)`` and ``dA_prev = dZ @ W``, exactly as in backprop.
+
+    Args:
+        activation: "sigmoid", "tanh" or "relu".
+        depth: number of layers, >= 1.
+        width: units per layer.
+        n_samples: rows of the input batch.
+        weight_scale: factor applied to every initial weight (1 = the usual init).
+        seed: int >= 0.
+    Returns:
+        dict with ``ratio`` (shape (depth,)): ‖dZ^(l)‖ / ‖dZ^(depth)‖ for
+        l = 1..depth (so the last entry is 1), and ``saturated`` (shape
+        (depth,)): the share of units per layer with f'(z) < 0.01.
+    """
+    check_choice("activation", activation, ACTIVATIONS)
+    for name, value in (("depth", depth), ("width", width), ("n_samples", n_samples)):
+        check_positive(name, value, integer=True)
+    check_positive("weight_scale", weight_scale)
+    scale = "he" if activation == "relu" else "xavier"
+    params = nets.init_params([width] * (depth + 1), seed=seed, scale=scale)
+    rng = np.random.default_rng([seed, 1])
+    A = rng.standard_normal((n_samples, width))
+    derivs, weights = [], []
+    for W, b in params:
+        W = W * weight_scale
+        Z = A @ W.T + b
+        A, d = _activation(activation, Z)
+        derivs.append(d)
+        weights.append(W)
+    dA = rng.standard_normal(A.shape) / n_samples
+    norms = np.empty(depth)
+    for layer in range(depth - 1, -1, -1):
+        dZ = dA * derivs[layer]
+        norms[layer] = np.linalg.norm(dZ)
+        dA = dZ @ weights[layer]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = norms / norms[-1]
+    saturated = np.array([np.mean(d < 0.01) for d in derivs])
+    return {"ratio": ratio, "saturated": saturated}
+
+
+def _draw_vanishing(ax, depth, width, weight_scale, seed, activations=ACTIVATIONS):
+    layers = np.arange(1, depth + 1)
+    for name in activations:
+        res = delta_norms_by_layer(name, depth=depth, width=width, weight_scale=weight_scale,
+                                   seed=seed)
+        ratio = np.where(res["ratio"] > 0, res["ratio"], np.nan)  # log scale: drop exact 0
+        share = 100 * res["saturated"].mean()
+        label = (f"relu ({share:.0f}% of units inactive, f' = 0)" if name == "relu" else
+                 f"{name} ({share:.0f}% of units saturated, f' < 0.01)")
+        ax.semilogy(layers, ratio, "o-", ms=3, color=COLORS[name], label=label)
+    ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel(f"layer $l$ (1 = next to the input; the loss is above layer {depth})")
+    ax.set_ylabel(r"$\|\delta^{(l)}\| \,/\, \|\delta^{(L)}\|$, $L$ = " + str(depth))
+    ax.set_xlim(0.5, depth + 0.5)
+    ax.legend(loc="lower right", fontsize=9)
+
+
+def plot_vanishing_gradients(depth: int = 30, width: int = 64, weight_scale: float = 1.0,
+                             seed: int = 0):
+    """The size of δ per layer, relative to the top layer, for sigmoid, tanh and ReLU.
+
+    Args:
+        depth, width, weight_scale, seed: see :func:`delta_norms_by_layer`.
+    Returns:
+        the matplotlib Figure.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    _draw_vanishing(ax, depth, width, weight_scale, seed)
+    ax.set_title(f"How much of the gradient reaches each layer ({depth} layers of {width} units)")
+    fig.tight_layout()
+    return fig
+
+
+def explore_vanishing_gradients():
+    """Sliders for depth and weight scale, a menu for the activation (needs ipywidgets).
+
+    Without ipywidgets it draws the default figure instead.
+
+    Returns:
+        the ipywidgets interactive object (or the Figure without ipywidgets).
+    """
+    try:
+        import ipywidgets as widgets
+    except ImportError:  # the static figure still makes the point
+        print("ipywidgets is not installed: showing the default figure.")
+        return plot_vanishing_gradients()
+
+    def draw(depth, weight_scale, activation):
+        fig, ax = plt.subplots(figsize=(8, 4.2))
+        chosen = ACTIVATIONS if activation == "all three" else (activation,)
+        _draw_vanishing(ax, depth, 64, weight_scale, 0, chosen)
+        ax.set_title(f"depth {depth}, weights × {weight_scale:g}")
+        fig.tight_layout()
+        plt.show()
+
+    return widgets.interact(
+        draw,
+        depth=widgets.IntSlider(value=20, min=2, max=50, step=1, description="depth"),
+        weight_scale=widgets.FloatLogSlider(value=1.0, base=2, min=-2, max=2, step=0.25,
+                                            description="weights ×"),
+        activation=widgets.Dropdown(options=["all three", *ACTIVATIONS], value="all three",
+                                    description="activation"))
+
+
+def train_single_neuron(loss: str, w: float = 2.5, b: float = 2.5, x: float = 1.0,
+                        y: float = 0.0, lr: float = 1.0, steps: int = 300) -> np.ndarray:
+    """Gradient descent on one sigmoid neuron ŷ = σ(w x + b) with one training pair.
+
+    The gradient with respect to z = w x + b is (ŷ - y) σ'(z) for the loss
+    "mse" = ½(ŷ - y)² and ŷ - y for "bce"; then dw = dz·x and db = dz.
+
+    Args:
+        loss: "mse" or "bce".
+        w, b: the starting parameters (the default starts confidently wrong).
+        x, y: the input and its target.
+        lr: learning rate.
+        steps: number of updates.
+    Returns:
+        the prediction ŷ before each step, shape (steps,).
+    """
+    check_choice("loss", loss, ("mse", "bce"))
+    check_positive("steps", steps, integer=True)
+    out = np.empty(steps)
+    for i in range(steps):
+        y_hat = float(_sigmoid(np.float64(w * x + b)))
+        dz = (y_hat - y) * y_hat * (1 - y_hat) if loss == "mse" else y_hat - y
+        w, b = w - lr * dz * x, b - lr * dz
+        out[i] = y_hat
+    return out
+
+
+def plot_bce_vs_mse(z_start: float = 5.0, lr: float = 1.0, steps: int = 300):
+    """Why BCE learns fast where MSE stalls: the output gradient, and a training run.
+
+    Left: |∂ℓ/∂z| for target y = 0 as a function of the output's pre-activation z,
+    for MSE + sigmoid, (ŷ - y)σ'(z), and BCE + sigmoid, ŷ - y. Right: ŷ during
+    gradient descent on one neuron (x = 1, y = 0, w = b = z_start / 2).
+
+    Returns:
+        the matplotlib Figure.
+    """
+    z = np.linspace(-6, 8, 561)
+    s = _sigmoid(z)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1.plot(z, s, color=COLORS["bce"], lw=2, label=r"BCE: $|\hat y - y|$")
+    ax1.plot(z, s * s * (1 - s), color=COLORS["mse"], lw=2,
+             label=r"MSE: $|\hat y - y|\,\sigma'(z)$")
+    ax1.axvline(z_start, color="0.5", ls="--", lw=1)
+    ax1.text(z_start + 0.1, 0.55, f"start of the\nrun on the right\n(z = {z_start:g}, "
+             f"ŷ = {float(_sigmoid(np.float64(z_start))):.3f})", fontsize=9, color="0.3")
+    ax1.set_xlabel("output pre-activation $z$ (target $y = 0$: large $z$ is confidently wrong)")
+    ax1.set_ylabel(r"$|\partial \ell / \partial z|$")
+    ax1.set_title("Gradient at the output")
+    ax1.legend(loc="upper left")
+    for loss in ("mse", "bce"):
+        y_hat = train_single_neuron(loss, w=z_start / 2, b=z_start / 2, lr=lr, steps=steps)
+        ax2.plot(np.arange(steps), y_hat, color=COLORS[loss], lw=2, label=loss.upper())
+    ax2.set_xlabel("gradient-descent step")
+    ax2.set_ylabel(r"prediction $\hat y$ (target 0)")
+    ax2.set_title(f"One neuron learning, learning rate {lr:g}")
+    ax2.set_ylim(-0.03, 1.03)
+    ax2.legend()
+    fig.tight_layout()
+    return fig

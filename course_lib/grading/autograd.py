@@ -1,0 +1,611 @@
+"""Checks for lesson 05: autograd reproduces the manual gradients.
+
+``torch_backprop`` is compared with the reference on random networks of every
+loss; ``MySigmoid`` and ``MyLinear`` (``torch.autograd.Function`` subclasses)
+are run forward, backward through autograd, and backward called directly (so
+that a bias gradient of the wrong shape, which autograd would silently sum,
+is still seen); ``grad_fn_chain`` is compared on graphs built here.
+
+This module imports torch; ``course_lib.grading`` loads it only when one of
+its checks is used.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import reference as R
+from ._core import expect_close, expect_tuple, fmt, rng_for, run_parts
+
+F64 = torch.float64
+
+__all__ = ["check_torch_backprop", "check_MySigmoid", "check_MyLinear", "check_grad_fn_chain"]
+
+
+# ----------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------
+
+def _short(exc: BaseException, limit: int = 400) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _attempt(where: str, thunk):
+    """Run the student's code; an exception becomes a readable AssertionError.
+
+    NotImplementedError stays what it is: an unanswered exercise, not a wrong answer.
+    """
+    try:
+        return thunk()
+    except NotImplementedError:
+        raise NotImplementedError(f"{where} is not implemented yet. Replace the "
+                                  "`raise NotImplementedError()` line with your code.") from None
+    except AssertionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - report the student's error, not our frames
+        raise AssertionError(f"{where} raised {type(exc).__name__}: {_short(exc)}") from None
+
+
+def _t(a, requires_grad: bool = False) -> torch.Tensor:
+    return torch.tensor(np.asarray(a, dtype=np.float64), dtype=F64, requires_grad=requires_grad)
+
+
+def _is_f32(x) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.dtype in (torch.float32, torch.float16, torch.bfloat16)
+    return isinstance(x, np.ndarray | np.floating) and np.asarray(x).dtype in (np.float32,
+                                                                             np.float16)
+
+
+FLOAT32_FIX = ("compute in float64: torch.tensor(W) keeps a numpy array's float64, while "
+               "torch.tensor(W, dtype=torch.float32), .float() or a float32 default dtype do "
+               "not (float32 is only good to about 1e-7)")
+FLOAT32_HINT = ("your numbers agree with the expected ones to about 6 or 7 significant digits "
+                "and no further: that is float32 precision (machine epsilon 1.2e-7); "
+                + FLOAT32_FIX)
+
+
+def _close(label, got, expected, mistakes=None, check_shape=True):
+    """expect_close, plus a hint when the values agree only to float32 precision."""
+    try:
+        expect_close(label, got, expected, mistakes=mistakes, check_shape=check_shape)
+    except AssertionError as exc:
+        msg = str(exc)
+        if "known mistake" not in msg and "shape" not in msg:
+            arr = np.asarray(got.detach().cpu().numpy() if hasattr(got, "detach") else got,
+                             dtype=np.float64)
+            exp = np.asarray(expected, dtype=np.float64)
+            if arr.shape == exp.shape and np.allclose(arr, exp, rtol=1e-4, atol=1e-6):
+                msg += f"\n  Hint: {FLOAT32_HINT}."
+        raise AssertionError(msg) from None
+
+
+def _function_class(cls, name: str):
+    if not (isinstance(cls, type) and issubclass(cls, torch.autograd.Function)):
+        raise AssertionError(f"{name} must be a class that subclasses torch.autograd.Function "
+                             f"(class {name}(torch.autograd.Function): ...), got "
+                             f"{cls!r:.80}.")
+    return cls
+
+
+def _tensor_out(where: str, out, shape) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        raise AssertionError(f"{where} must return a torch.Tensor, got {type(out).__name__}.")
+    if _is_f32(out):
+        raise AssertionError(f"{where} returned dtype {out.dtype} for float64 inputs: "
+                             "keep float64 (do not call .float() or use dtype=torch.float32).")
+    if tuple(out.shape) != tuple(shape):
+        raise AssertionError(f"{where} returned shape {tuple(out.shape)}, expected "
+                             f"{tuple(shape)}.")
+    return out
+
+
+# ----------------------------------------------------------------------------
+# torch_backprop
+# ----------------------------------------------------------------------------
+
+def _random_case(rng, loss: str, N: int, labels: bool = False):
+    """A random network, inputs and targets for ``loss``: (params, X, Y, acts, description)."""
+    n_layers = int(rng.integers(1, 4))
+    hidden = [str(rng.choice(["sigmoid", "tanh", "relu"])) for _ in range(n_layers - 1)]
+    if loss == "mse":
+        n_out = int(rng.choice([1, 3, 4]))  # not 2: there F.mse_loss's mean would coincide
+        last = str(rng.choice(["sigmoid", "identity", "tanh", "softmax"]))
+    elif loss == "bce":
+        n_out, last = int(rng.choice([1, 1, 3])), "sigmoid"
+    else:
+        n_out = int(rng.integers(2, 6))
+        last = "softmax" if labels or rng.random() < 0.6 else "identity"
+    sizes = [int(rng.integers(1, 6)) for _ in range(n_layers)] + [n_out]
+    params = [(rng.normal(0.0, 1.5 / np.sqrt(n_in), size=(n_o, n_in)), rng.normal(0.0, 0.5, n_o))
+              for n_in, n_o in zip(sizes[:-1], sizes[1:], strict=True)]
+    X = rng.normal(0.0, 1.0, size=(N, sizes[0]))
+    if loss == "mse":
+        Y = rng.uniform(0.0, 1.0, size=(N, n_out))
+    elif loss == "bce":
+        Y = rng.integers(0, 2, size=(N, n_out)).astype(float)
+    elif labels:
+        Y = rng.integers(0, n_out, size=N)
+    else:
+        Y = np.eye(n_out)[rng.integers(0, n_out, size=N)]
+    acts = (*hidden, last)
+    what = (f"a {'-'.join(map(str, sizes))} network ({', '.join(acts)}), loss {loss!r}, "
+            f"N = {N}" + (", Y as integer labels" if labels else ""))
+    return params, X, Y, acts, what
+
+
+def _softmax_twice(params, X, Y, acts):
+    """Loss and grads when cross_entropy is applied to softmax(Z) instead of the logits Z."""
+    leaves = [(_t(W, True), _t(b, True)) for W, b in params]
+    A = _t(X)
+    for (W, b), act in zip(leaves, acts, strict=True):
+        Z = A @ W.T + b
+        A = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh,
+             "softmax": lambda z: torch.softmax(z, dim=-1), "identity": lambda z: z}[act](Z)
+    Y = np.asarray(Y)
+    target = torch.as_tensor(Y) if Y.ndim == 1 else _t(Y)
+    J = F.cross_entropy(A, target)
+    J.backward()
+    return J.item(), [(W.grad.numpy().copy(), b.grad.numpy().copy()) for W, b in leaves]
+
+
+def _mistakes_for(loss, acts, params, X, Y, N, n_out, J, grads):
+    """{description: (J, grads)} that known wrong answers would return."""
+    def scaled(c):
+        return (J * c, [(dW * c, db * c) for dW, db in grads])
+
+    out = {}
+    if N > 1:
+        out["the batch mean is missing: you summed the loss over the N samples instead of "
+            "averaging it (divide by N, or use a reduction that averages over samples)"] = scaled(N)
+    if loss == "mse":
+        out["the ½ of the course's MSE is missing: J = (1/N) Σ_n ½ Σ_j (a_nj - y_nj)²"] = \
+            scaled(2.0)
+        out["you used F.mse_loss with its default reduction='mean', which averages over all "
+            "N·n_out entries and has no ½; the course's MSE is (1/N) Σ_n ½ Σ_j (a_nj - y_nj)²"] = \
+            scaled(2.0 / n_out)
+    if loss == "cross_entropy" and acts[-1] == "softmax":
+        out["softmax is applied twice: the cross-entropy takes the logits Z of the last layer, "
+            "not its softmax output A (F.cross_entropy applies log-softmax itself)"] = \
+            _softmax_twice(params, X, Y, acts)
+    return out
+
+
+def _as_result(out, where, n_layers):
+    """Validate the (loss, grads) structure; return (loss float, [(dW, db)])."""
+    loss_value, grads = expect_tuple(out, where, ("loss_value", "grads"))
+    if isinstance(loss_value, torch.Tensor):
+        raise AssertionError(f"{where} returned the loss as a torch.Tensor; return a Python "
+                             "float: float(J) or J.item().")
+    if not isinstance(loss_value, float | np.floating) or np.ndim(loss_value) != 0:
+        raise AssertionError(f"{where} must return the loss as a float, got "
+                             f"{type(loss_value).__name__}.")
+    if _is_f32(loss_value):
+        raise AssertionError(f"{where} returned the loss as a float32 number: {FLOAT32_FIX}.")
+    if not isinstance(grads, list | tuple) or len(grads) != n_layers or not all(
+            isinstance(g, list | tuple) and len(g) == 2 for g in grads):
+        raise AssertionError(f"{where} must return grads as a list of {n_layers} (dW, db) "
+                             f"pair(s), one per layer; got {type(grads).__name__}"
+                             + (f" of length {len(grads)}" if hasattr(grads, "__len__") else "")
+                             + ".")
+    for layer, pair in enumerate(grads):
+        for name, g in zip(("dW", "db"), pair, strict=True):
+            label = f"grads[{layer}] {name}"
+            if isinstance(g, torch.Tensor):
+                raise AssertionError(f"{where}: {label} is a torch.Tensor; return numpy arrays "
+                                     "(W.grad.numpy(), or .detach().numpy() for a tensor in a "
+                                     "graph).")
+            if not isinstance(g, np.ndarray):
+                raise AssertionError(f"{where}: {label} must be a numpy array, got "
+                                     f"{type(g).__name__}.")
+            if g.dtype != np.float64:
+                hint = f": {FLOAT32_FIX}" if _is_f32(g) else ""
+                raise AssertionError(f"{where}: {label} has dtype {g.dtype}, expected "
+                                     f"float64{hint}.")
+    return float(loss_value), [(pair[0], pair[1]) for pair in grads]
+
+
+def _compare_backprop(got, expected, where, mistakes):
+    (J, grads), (J_ref, g_ref) = got, expected
+    _close(f"{where}: the loss", J, J_ref,
+           mistakes={k: v[0] for k, v in mistakes.items()}, check_shape=False)
+    for layer, ((dW, db), (dW_r, db_r)) in enumerate(zip(grads, g_ref, strict=True)):
+        for name, g, g_r, idx in (("dW", dW, dW_r, 0), ("db", db, db_r, 1)):
+            _close(f"{where}: grads[{layer}] {name} (layer {layer + 1})", g, g_r,
+                   mistakes={k: v[1][layer][idx] for k, v in mistakes.items()})
+
+
+def check_torch_backprop(torch_backprop, part="all"):
+    """torch_backprop(params, X, Y, activations, loss) against the reference, every loss."""
+    rng = rng_for("torch_backprop")
+
+    def run(params, X, Y, acts, loss, what):
+        where = f"torch_backprop for {what}"
+        out = _attempt(where, lambda: torch_backprop(copy.deepcopy(params), X.copy(),
+                                                     np.array(Y, copy=True), acts, loss))
+        return where, _as_result(out, where, len(params))
+
+    def shapes():
+        from .. import nets
+        net = nets.seed004()
+        run(net.params, net.X, net.Y, net.activations, net.loss, "seed004")
+        for loss in ("cross_entropy", "mse"):
+            params, X, Y, acts, what = _random_case(rng, loss, 5)
+            where, (_, grads) = run(params, X, Y, acts, loss, what)
+            for layer, ((dW, db), (W, b)) in enumerate(zip(grads, params, strict=True)):
+                for label, g, p in (("dW", dW, W), ("db", db, b)):
+                    if g.shape != p.shape:
+                        transposed = " (the transpose)" if g.shape == p.T.shape != p.shape else ""
+                        raise AssertionError(
+                            f"{where}: grads[{layer}] {label} has shape {g.shape}{transposed}, "
+                            f"expected {p.shape}: a gradient has the shape of its parameter.")
+
+    def values():
+        for loss in ("mse", "bce", "cross_entropy"):
+            for N, labels in ((int(rng.integers(2, 9)), False), (1, False), (32, False),
+                              (int(rng.integers(2, 9)), True)):
+                if labels and loss != "cross_entropy":
+                    continue
+                params, X, Y, acts, what = _random_case(rng, loss, N, labels)
+                where, got = run(params, X, Y, acts, loss, what)
+                J_ref, g_ref = R.torch_backprop(params, X, Y, acts, loss)
+                mistakes = _mistakes_for(loss, acts, params, X, Y, N, params[-1][0].shape[0],
+                                         J_ref, g_ref)
+                _compare_backprop(got, (J_ref, g_ref), where, mistakes)
+
+    def repeat():
+        params, X, Y, acts, what = _random_case(rng, "bce", 6)
+        keep = copy.deepcopy(params)
+        where = f"torch_backprop for {what}, called twice with the same params"
+        first = _as_result(_attempt(where, lambda: torch_backprop(params, X, Y, acts, "bce")),
+                           where, len(params))
+        saved = copy.deepcopy(first)
+        second = _as_result(_attempt(where, lambda: torch_backprop(params, X, Y, acts, "bce")),
+                            where, len(params))
+        for (W, b), (W0, b0) in zip(params, keep, strict=True):
+            if not (np.array_equal(W, W0) and np.array_equal(b, b0)):
+                raise AssertionError(f"{where}: it modified the arrays in params. Copy them into "
+                                     "new tensors (torch.tensor(W) copies; torch.from_numpy(W) "
+                                     "shares the memory) and do not update them in place.")
+        # The second call must repeat the first: compared with the first call, not with the
+        # reference, so that this part judges only what carries over between calls.
+        accumulated = ("gradients accumulated across calls: the second call returned the first "
+                       "call's gradients plus its own, so .grad was not reset. Create fresh leaf "
+                       "tensors inside torch_backprop on every call (or set p.grad = None before "
+                       "backward)")
+        _compare_backprop(second, saved, f"{where}: the second call, compared with the first", {
+            accumulated: (saved[0], [(dW * 2, db * 2) for dW, db in saved[1]])})
+        for (dW, db), (dW0, db0) in zip(first[1], saved[1], strict=True):
+            if not (np.array_equal(dW, dW0) and np.array_equal(db, db0)):
+                raise AssertionError(
+                    f"{where}: the arrays returned by the first call changed during the second "
+                    "call: they share memory with .grad tensors that the second backward() "
+                    "accumulated into (gradients accumulated across calls). Use fresh leaves "
+                    "on every call, or return copies (W.grad.numpy().copy()).")
+
+    run_parts(part, {"shapes": shapes, "values": values, "repeat": repeat})
+
+
+# ----------------------------------------------------------------------------
+# MySigmoid
+# ----------------------------------------------------------------------------
+
+def _shapes(rng):
+    return [(), (int(rng.integers(1, 8)),), tuple(int(n) for n in rng.integers(1, 6, size=2)),
+            (2, 3, 4)]
+
+
+SIGMOID_MISSING = ("backward returned grad_out * s: the factor (1 - s) of σ'(z) = s (1 - s) "
+                   "is missing")
+SIGMOID_TWICE = ("backward applied σ' to the saved output s = σ(z), computing σ'(σ(z)) = "
+                 "σ(s)(1 - σ(s)); the saved s already is σ(z), so σ'(z) = s (1 - s)")
+
+
+def check_MySigmoid(MySigmoid, part="all"):
+    """MySigmoid.apply(z) = σ(z); backward = grad_out · s (1 - s); saves its output."""
+    rng = rng_for("MySigmoid")
+
+    def forward():
+        cls = _function_class(MySigmoid, "MySigmoid")
+        for shape in _shapes(rng):
+            z = _t(rng.normal(0.0, 4.0, size=shape))
+            where = f"MySigmoid.apply(z) for z of shape {tuple(shape)}"
+            s = _tensor_out(where, _attempt(where, lambda z=z: cls.apply(z)), shape)
+            _close(where, s, torch.sigmoid(z).numpy(), mistakes={
+                "you computed 1/(1 + e^{z}) = σ(-z): the minus sign in e^{-z} is missing":
+                    torch.sigmoid(-z).numpy()})
+        z = _t([-800.0, -40.0, 0.0, 40.0, 800.0])
+        s = _tensor_out("MySigmoid.apply(z) for large |z|", _attempt(
+            "MySigmoid.apply(z)", lambda: cls.apply(z)), z.shape)
+        _close(f"MySigmoid.apply(z) for z = {fmt(z.numpy())}", s, torch.sigmoid(z).numpy())
+
+    def backward():
+        cls = _function_class(MySigmoid, "MySigmoid")
+        for shape in _shapes(rng):
+            z = _t(rng.normal(0.0, 2.5, size=shape), requires_grad=True)
+            g = _t(rng.normal(0.0, 1.0, size=shape))
+            where = (f"the gradient of MySigmoid for z of shape {tuple(shape)} and upstream "
+                     "gradient grad_out")
+
+            def go(z=z, g=g):
+                cls.apply(z).backward(g)
+                return z.grad
+
+            dz = _attempt(where, go)
+            if dz is None:
+                raise AssertionError(f"{where}: z.grad is None after backward(); does "
+                                     "MySigmoid.backward return the gradient?")
+            s, gn = torch.sigmoid(z.detach()), g.numpy()
+            s_n = s.numpy()
+            ss = torch.sigmoid(s).numpy()
+            _close(where, dz, (g * s * (1 - s)).numpy(), mistakes={
+                SIGMOID_MISSING: gn * s_n,
+                SIGMOID_TWICE: gn * ss * (1 - ss),
+                "backward returned grad_out * (1 - s): the factor s of σ'(z) = s (1 - s) is "
+                "missing": gn * (1 - s_n),
+                "backward returned grad_out unchanged: multiply it by σ'(z) = s (1 - s)": gn,
+                "backward applied a(1 - a) to the input z instead of the output s = σ(z)":
+                    gn * z.detach().numpy() * (1 - z.detach().numpy()),
+                "the sign is flipped: ∂L/∂z = + grad_out · s (1 - s)": -gn * s_n * (1 - s_n),
+            })
+
+    def saved():
+        cls = _function_class(MySigmoid, "MySigmoid")
+        z = _t(rng.normal(0.0, 2.0, size=(3, 4)), requires_grad=True)
+        where = "MySigmoid.apply(z)"
+        s = _tensor_out(where, _attempt(where, lambda: cls.apply(z)), z.shape)
+        if s.grad_fn is None:
+            raise AssertionError(f"{where} has no grad_fn: call MySigmoid.apply(z), and do "
+                                 "not detach the result.")
+        stored = _attempt("reading ctx.saved_tensors", lambda: tuple(s.grad_fn.saved_tensors))
+        expected = torch.sigmoid(z.detach())
+        if any(isinstance(t, torch.Tensor) and t.shape == expected.shape
+               and torch.allclose(t.detach(), expected, rtol=1e-12, atol=0) for t in stored):
+            return
+        if not stored:
+            raise AssertionError("MySigmoid.forward saved nothing with ctx.save_for_backward: "
+                                 "save the output, ctx.save_for_backward(s), and read it back in "
+                                 "backward with (s,) = ctx.saved_tensors. (Keeping tensors as "
+                                 "attributes such as ctx.s bypasses autograd's checks.)")
+        if any(isinstance(t, torch.Tensor) and torch.equal(t.detach(), z.detach())
+               for t in stored):
+            raise AssertionError("MySigmoid.forward saved its input z instead of its output "
+                                 "s = σ(z). Save s: backward then needs no exp at all, since "
+                                 "σ'(z) = s (1 - s).")
+        raise AssertionError("MySigmoid.forward saved tensors that are not its output "
+                             "s = σ(z); save the output with ctx.save_for_backward(s).")
+
+    run_parts(part, {"forward": forward, "backward": backward, "saved": saved})
+
+
+# ----------------------------------------------------------------------------
+# MyLinear
+# ----------------------------------------------------------------------------
+
+def _linear_inputs(rng, N, n_in, n_out, grad=(True, True, True)):
+    return (_t(rng.normal(size=(N, n_in)), grad[0]), _t(rng.normal(size=(n_out, n_in)), grad[1]),
+            _t(rng.normal(size=n_out), grad[2]))
+
+
+def _dims(rng, square=False):
+    sizes = [(int(rng.integers(2, 7)), int(rng.integers(1, 5)), int(rng.integers(1, 5))),
+             (1, int(rng.integers(1, 5)), int(rng.integers(2, 5))),
+             (16, 5, 3)]
+    if square:
+        n = int(rng.integers(2, 5))
+        sizes.insert(1, (int(rng.integers(2, 6)), n, n))
+    return sizes
+
+
+LINEAR_DW_T = ("dW is transposed: you returned Xᵀ dZ of shape (n_in, n_out); the gradient has "
+               "W's shape (n_out, n_in): dW = dZᵀ X")
+LINEAR_DB_SUM = ("db was not summed over the batch: you returned dZ itself, shape (N, n_out); "
+                 "b is added to every row, so db = dZ.sum(0), shape (n_out,)")
+
+
+def check_MyLinear(MyLinear, part="all"):
+    """MyLinear.apply(X, W, b) = X @ W.T + b with backward (dZ @ W, dZᵀ @ X, dZ.sum(0))."""
+    rng = rng_for("MyLinear")
+
+    def forward():
+        cls = _function_class(MyLinear, "MyLinear")
+        for N, n_in, n_out in _dims(rng, square=True):
+            X, W, b = _linear_inputs(rng, N, n_in, n_out, (False, False, False))
+            where = f"MyLinear.apply(X, W, b) for X {tuple(X.shape)}, W {tuple(W.shape)}"
+            Z = _tensor_out(where, _attempt(where, lambda X=X, W=W, b=b: cls.apply(X, W, b)),
+                            (N, n_out))
+            Xn, Wn, bn = X.numpy(), W.numpy(), b.numpy()
+            mistakes = {"the bias b is missing": Xn @ Wn.T}
+            if n_in == n_out:
+                mistakes["W is not transposed: Z = X @ W.T + b, not X @ W + b"] = Xn @ Wn + bn
+            _close(where, Z, Xn @ Wn.T + bn, mistakes=mistakes)
+
+    def backward():
+        cls = _function_class(MyLinear, "MyLinear")
+        for N, n_in, n_out in _dims(rng, square=True):
+            X, W, b = _linear_inputs(rng, N, n_in, n_out)
+            dZ = _t(rng.normal(size=(N, n_out)))
+            where = (f"MyLinear.backward(ctx, dZ) for X {tuple(X.shape)}, W {tuple(W.shape)}, "
+                     f"b {tuple(b.shape)}")
+            Z = _attempt("MyLinear.apply(X, W, b)", lambda X=X, W=W, b=b: cls.apply(X, W, b))
+            if not isinstance(Z, torch.Tensor) or Z.grad_fn is None:
+                raise AssertionError("MyLinear.apply(X, W, b) returned no tensor with a grad_fn.")
+            # Z.grad_fn is the ctx that forward filled: call backward on it directly, so
+            # that we see exactly what it returns (autograd would sum a (N, n_out) db).
+            out = _attempt(where, lambda Z=Z, dZ=dZ: cls.backward(Z.grad_fn, dZ))
+            dX, dW, db = expect_tuple(out, "MyLinear.backward", ("dX", "dW", "db"))
+            Xn, Wn, dZn = X.detach().numpy(), W.detach().numpy(), dZ.numpy()
+            for label, got, exp, mistakes in (
+                ("dX", dX, dZn @ Wn, {} if n_in != n_out else {
+                    "dX = dZ @ W, without a transpose (you used W.T)": dZn @ Wn.T}),
+                ("dW", dW, dZn.T @ Xn, {LINEAR_DW_T: Xn.T @ dZn,
+                                        "dW has an extra 1/N: the mean is already in dZ":
+                                            dZn.T @ Xn / N}),
+                ("db", db, dZn.sum(0), {LINEAR_DB_SUM: dZn,
+                                        "db is the mean of dZ over the batch; it is the sum "
+                                        "(the 1/N of the loss is already in dZ)": dZn.mean(0)}),
+            ):
+                if got is None:
+                    raise AssertionError(f"{where}: {label} is None although that input "
+                                         "requires grad (ctx.needs_input_grad is True for it).")
+                _close(f"{where}: {label}", got, exp, mistakes=mistakes)
+
+    def through_autograd():
+        cls = _function_class(MyLinear, "MyLinear")
+        for N, n_in, n_out in _dims(rng):
+            for grad in ((True, True, True), (False, True, True)):
+                X, W, b = _linear_inputs(rng, N, n_in, n_out, grad)
+                G = _t(rng.normal(size=(N, n_out)))
+                where = (f"autograd through MyLinear for X {tuple(X.shape)}"
+                         f"{'' if grad[0] else ' (X does not require grad)'}, "
+                         f"W {tuple(W.shape)}: after (MyLinear.apply(X, W, b) * G).sum()"
+                         ".backward(),")
+
+                def go(X=X, W=W, b=b, G=G):
+                    (cls.apply(X, W, b) * G).sum().backward()
+
+                _attempt(where, go)
+                Xn, Wn = X.detach().numpy(), W.detach().numpy()
+                pairs = [("W.grad", W.grad, G.numpy().T @ Xn), ("b.grad", b.grad,
+                                                                 G.numpy().sum(0))]
+                if grad[0]:
+                    pairs.insert(0, ("X.grad", X.grad, G.numpy() @ Wn))
+                for label, got, exp in pairs:
+                    if got is None:
+                        raise AssertionError(f"{where} {label} is None.")
+                    _close(f"{where} {label}", got, exp)
+        X, W, b = _linear_inputs(rng, 3, 2, 2)
+        try:
+            torch.autograd.gradcheck(cls.apply, (X, W, b))
+        except NotImplementedError:
+            raise NotImplementedError("MyLinear is not implemented yet.") from None
+        except Exception as exc:  # noqa: BLE001 - GradcheckError or the student's error
+            raise AssertionError("torch.autograd.gradcheck(MyLinear.apply, (X, W, b)) failed "
+                                 f"for float64 X (3, 2), W (2, 2), b (2,): {_short(exc)}") \
+                from None
+
+    run_parts(part, {"forward": forward, "backward": backward, "autograd": through_autograd})
+
+
+# ----------------------------------------------------------------------------
+# grad_fn_chain
+# ----------------------------------------------------------------------------
+
+def _traverse(t, *, dedup=True, depth_first=False, skip_leaves=False, skip_root=False,
+              name=lambda node: type(node).__name__):
+    """Variants of the breadth-first walk, for the catalogue of mistakes."""
+    start = [c for c, _ in t.grad_fn.next_functions] if skip_root else [t.grad_fn]
+    names, seen, todo = [], set(), deque(start)
+    while todo:
+        node = todo.pop() if depth_first else todo.popleft()
+        if node is None or (dedup and node in seen):
+            continue
+        seen.add(node)
+        if not (skip_leaves and type(node).__name__ == "AccumulateGrad"):
+            names.append(name(node))
+        children = [c for c, _ in node.next_functions]
+        todo.extend(reversed(children) if depth_first else children)
+    return names
+
+
+def _chain_mistakes(t):
+    return {
+        "the leaves are missing: a leaf tensor that requires grad is reached through an "
+        "AccumulateGrad node (the node that adds into its .grad); list it as \"AccumulateGrad\"":
+            _traverse(t, skip_leaves=True),
+        "the root is missing: the list starts with t.grad_fn itself, then its next_functions":
+            _traverse(t, skip_root=True),
+        "a node reached along several paths (a fan-out) is listed more than once; keep a set "
+        "of the nodes already seen": _traverse(t, dedup=False),
+        "the order is depth-first; the chain is breadth first (a queue: take from the front, "
+        "append the next_functions at the back)": _traverse(t, depth_first=True),
+        "you used node.name(), which gives 'torch::autograd::AccumulateGrad' for leaves; use "
+        "the class name, type(node).__name__": _traverse(t, name=lambda n: n.name()),
+        "the list runs from the leaves to t; it starts at t.grad_fn": _traverse(t)[::-1],
+    }
+
+
+def _expect_names(where, got, expected, mistakes):
+    if not isinstance(got, list | tuple):
+        raise AssertionError(f"{where} must return a list of str, got {type(got).__name__}.")
+    got = list(got)
+    for item in got:
+        if hasattr(item, "next_functions"):
+            raise AssertionError(f"{where} returned grad_fn nodes, not their names: append "
+                                 "type(node).__name__ (e.g. 'MulBackward0') instead of node.")
+        if isinstance(item, torch.Tensor):
+            raise AssertionError(f"{where} returned tensors, not the names of the grad_fn "
+                                 "nodes: walk t.grad_fn and its next_functions and append "
+                                 "type(node).__name__.")
+        if not isinstance(item, str):
+            raise AssertionError(f"{where} must return a list of str (class names such as "
+                                 f"'MulBackward0'); it contains a {type(item).__name__}: "
+                                 f"{item!r:.60}.")
+        if " object at 0x" in item or item.startswith("<"):
+            raise AssertionError(f"{where} returned the printed form of the nodes ({item!r:.60}),"
+                                 " not their class names: use type(node).__name__.")
+    if got == expected:
+        return
+    diff = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+                min(len(got), len(expected)))
+    msg = (f"{where}: wrong list of names.\n  expected ({len(expected)} names): {expected}\n"
+           f"  got      ({len(got)} names): {got}\n  first difference at position {diff}")
+    for description, value in mistakes.items():
+        if got == value and value != expected:
+            msg += f"\n  This matches a known mistake: {description}."
+            break
+    raise AssertionError(msg)
+
+
+def _expressions(rng, edge: bool):
+    """Graphs to walk: (description, tensor)."""
+    out = []
+    if not edge:
+        k = int(rng.integers(2, 5))
+        w, b, x = _t(rng.normal(size=k), True), _t(rng.normal(), True), _t(rng.normal(size=k))
+        out.append(("f = sigmoid(w @ x + b) (x does not require grad)",
+                    torch.sigmoid(w @ x + b)))
+        sizes = [int(n) for n in rng.integers(1, 5, size=3)]
+        W1, b1 = _t(rng.normal(size=(sizes[1], sizes[0])), True), _t(rng.normal(size=sizes[1]),
+                                                                      True)
+        W2, b2 = _t(rng.normal(size=(sizes[2], sizes[1])), True), _t(rng.normal(size=sizes[2]),
+                                                                      True)
+        X, Y = _t(rng.normal(size=(3, sizes[0]))), _t(rng.normal(size=(3, sizes[2])))
+        A2 = torch.softmax(torch.tanh(X @ W1.T + b1) @ W2.T + b2, dim=1)
+        out.append(("the MSE of a two-layer network, 0.5 * ((A2 - Y) ** 2).sum() / N",
+                    0.5 * ((A2 - Y) ** 2).sum() / 3))
+        out.append(("a network built with F.linear and F.mse_loss",
+                    F.mse_loss(F.linear(torch.relu(F.linear(X, W1, b1)), W2, b2), Y)))
+    else:
+        a = _t(rng.normal(size=3), True)
+        out.append(("(a * a).sum(): the leaf a is used twice", (a * a).sum()))
+        u = _t(rng.normal(size=(2, 2)), True) @ _t(rng.normal(size=2))
+        out.append(("torch.tanh(u) * torch.exp(u) + u: u fans out to three uses",
+                    (torch.tanh(u) * torch.exp(u) + u).sum()))
+        w, c = _t(rng.normal(), True), _t(rng.normal(), True)
+        h = w * c
+        out.append(("(h + h * w).exp() with h = w * c: diamonds and a reused leaf",
+                    (h + h * w).exp()))
+        z = _t(rng.normal(size=4), True)
+        out.append(("R.MySigmoid.apply(z).sum(): a custom autograd Function",
+                    R.MySigmoid.apply(z * 2.0).sum()))
+    return out
+
+
+def check_grad_fn_chain(grad_fn_chain, part="all"):
+    """grad_fn_chain(t): breadth-first class names from t.grad_fn to the AccumulateGrad leaves."""
+    rng = rng_for("grad_fn_chain")
+
+    def compare(edge):
+        for what, t in _expressions(rng, edge):
+            where = f"grad_fn_chain(t) for {what}"
+            got = _attempt(where, lambda t=t: grad_fn_chain(t))
+            _expect_names(where, got, R.grad_fn_chain(t), _chain_mistakes(t))
+
+    run_parts(part, {"values": lambda: compare(False), "edge": lambda: compare(True)})

@@ -1,0 +1,752 @@
+"""Checks for lesson 04: dense layers, backpropagation through an MLP, SGD.
+
+Course layout: rows are samples, ``W`` is ``(n_out, n_in)``, ``Z = A_prev @ W.T + b``
+and the batch loss is a mean over the N samples, so the 1/N lives in ``dZ``.
+
+Every check compares the student's function with ``course_lib.reference`` on
+fresh random inputs. The backprop check builds random networks (depth 1 to 3,
+widths 1 to 6, a batch of 1 and of many, every activation in the hidden
+layers, every valid pair of output activation and loss) and reports the FIRST
+wrong quantity in backward order (the loss value, then the output layer's dW
+and db, then the layer before it, ...), which says where the mistake is: in
+the output error (BP1), in moving the error back a layer (BP2), or in turning
+dZ into dW and db (BP3, BP4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference as R
+from ._core import call, expect_close, expect_tuple, fmt, rng_for, run_parts, shape_str
+
+ACTIVATIONS = R.ACTIVATIONS
+
+# ---------------------------------------------------------------------------
+# shared helpers
+# ---------------------------------------------------------------------------
+
+
+def _probe_hint(run_probe) -> str:
+    """Run a probe on inputs where a mistaken formula does not crash; '' if nothing found."""
+    try:
+        run_probe()
+    except AssertionError as exc:
+        text = str(exc)
+        if "known mistake" in text:
+            return ("On square inputs (n_in = n_out), where your code does run, its result "
+                    "matches a known mistake:" + text.split("known mistake:", 1)[1])
+    except Exception:  # noqa: BLE001 - the probe is only a hint; never fail because of it
+        return ""
+    return ""
+
+
+def _call(fn, fn_name, args, probe=None):
+    """``_core.call``; when the student's code raises, try to say which formula it was."""
+    try:
+        return call(fn, fn_name, args)
+    except AssertionError as exc:
+        if probe is None or " raised " not in str(exc).split("\n", 1)[0]:
+            raise
+        hint = _probe_hint(probe)
+        if not hint:
+            raise
+        raise AssertionError(f"{exc}\n  {hint}") from None
+
+
+def _expect_shape(label, got, expected_shape, known=None):
+    """Check only the shape of ``got``; ``known`` maps a wrong shape to its explanation."""
+    try:
+        arr = np.asarray(got, dtype=np.float64)
+    except Exception:  # noqa: BLE001
+        raise AssertionError(f"{label}: expected an array of shape {shape_str(expected_shape)}, "
+                             f"got {type(got).__name__}") from None
+    if arr.shape == tuple(expected_shape):
+        return
+    msg = f"{label}: expected shape {shape_str(expected_shape)}, got {shape_str(arr.shape)}."
+    for shape, why in (known or {}).items():
+        if arr.shape == tuple(shape):
+            msg += f"\n  This matches a known mistake: {why}."
+            break
+    else:
+        if arr.ndim == 2 and arr.shape == tuple(expected_shape)[::-1]:
+            msg += " That is the transpose: a gradient always has the shape of its variable."
+    raise AssertionError(msg)
+
+
+def _close(label, got, expected, mistakes=None, **kwargs):
+    """``expect_close``, also for known mistakes whose shape differs from the expected one.
+
+    (``_core`` compares a matching mistake with the expected value, which fails for a
+    mistake of another shape, e.g. a transposed gradient; those are handled here.)
+    """
+    expected = np.asarray(expected, dtype=np.float64)
+    mistakes = dict(mistakes or {})
+    same = {d: v for d, v in mistakes.items() if np.shape(v) == expected.shape}
+    try:
+        arr = np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is not None and arr.shape != expected.shape:
+        for description, value in mistakes.items():
+            value = np.asarray(value, dtype=np.float64)
+            if value.shape == arr.shape and np.allclose(arr, value, rtol=1e-6, atol=1e-10):
+                raise AssertionError(
+                    f"{label}: expected shape {shape_str(expected.shape)}, got "
+                    f"{shape_str(arr.shape)}.\n  This matches a known mistake: {description}.")
+    expect_close(label, got, expected, mistakes=same, **kwargs)
+
+
+def _layer(rng, N, n_in, n_out):
+    A_prev = rng.normal(0.0, 1.0, size=(N, n_in))
+    W = rng.normal(0.0, 1.0, size=(n_out, n_in))
+    b = rng.normal(0.0, 1.0, size=(n_out,))
+    return A_prev, W, b
+
+
+def _sizes(rng, square=False):
+    """(N, n_in, n_out): N, n_in and n_out all different unless square (n_in = n_out)."""
+    while True:
+        N, n_in, n_out = (int(v) for v in rng.integers(1, 8, size=3))
+        if square:
+            return N, n_in, n_in
+        if len({N, n_in, n_out}) == 3 and N > 1:
+            return N, n_in, n_out
+
+
+# ---------------------------------------------------------------------------
+# dense_forward
+# ---------------------------------------------------------------------------
+
+def _dense_forward_mistakes(A_prev, W, b):
+    m = {"the bias is missing: Z = A_prev @ W.T + b": A_prev @ W.T,
+         "the bias is subtracted: Z = A_prev @ W.T + b, with a plus": A_prev @ W.T - b}
+    if W.shape[0] == W.shape[1]:
+        m["W is not transposed: W has shape (n_out, n_in), so Z = A_prev @ W.T + b "
+          "(A_prev @ W only runs when n_in = n_out, and then it is the wrong matrix)"] = \
+            A_prev @ W + b
+    return m
+
+
+def check_dense_forward(dense_forward, part="all"):
+    """dense_forward(A_prev, W, b) = A_prev @ W.T + b, shape (N, n_out)."""
+    rng = rng_for("dense_forward")
+
+    def run(N, n_in, n_out, shape_only):
+        A_prev, W, b = _layer(rng, N, n_in, n_out)
+        args = {"A_prev": A_prev, "W": W, "b": b}
+
+        def probe():
+            A2, W2, b2 = _layer(rng, 4, 3, 3)
+            got = call(dense_forward, "dense_forward", {"A_prev": A2, "W": W2, "b": b2})
+            _close("dense_forward", got, R.dense_forward(A2, W2, b2),
+                         mistakes=_dense_forward_mistakes(A2, W2, b2))
+
+        Z = _call(dense_forward, "dense_forward", args, probe)
+        label = (f"dense_forward(A_prev, W, b) for A_prev of shape {shape_str((N, n_in))}, "
+                 f"W of shape {shape_str((n_out, n_in))}")
+        if shape_only:
+            _expect_shape(label, Z, (N, n_out), {(n_out, N): "you returned Zᵀ: W @ A_prev.T "
+                                                 "has one column per sample; rows are samples, "
+                                                 "so Z = A_prev @ W.T + b"})
+        else:
+            _close(label, Z, R.dense_forward(A_prev, W, b),
+                         mistakes=_dense_forward_mistakes(A_prev, W, b))
+
+    def shape():
+        for N, n_in, n_out in [(1, 3, 2), _sizes(rng), (50, 4, 1)]:
+            run(N, n_in, n_out, shape_only=True)
+
+    def values():
+        for N, n_in, n_out in [(1, 3, 2), _sizes(rng), _sizes(rng, square=True), (50, 1, 6)]:
+            run(N, n_in, n_out, shape_only=False)
+
+    run_parts(part, {"shape": shape, "values": values})
+
+
+# ---------------------------------------------------------------------------
+# dense_backward
+# ---------------------------------------------------------------------------
+
+_NAMES_DENSE = ("dA_prev", "dW", "db")
+
+
+def _dense_backward_mistakes(dZ, A_prev, W):
+    """{name: {description: value}} for each of dA_prev, dW, db."""
+    N = dZ.shape[0]
+    dA = {}
+    if W.shape[0] == W.shape[1]:
+        dA["dA_prev = dZ @ W.T is the wrong product: dA_prev[n, k] = Σ_j dZ[n, j] W[j, k], "
+           "so dA_prev = dZ @ W, shape (N, n_out) @ (n_out, n_in) = (N, n_in)"] = dZ @ W.T
+    dA["you divided dA_prev by N: the 1/N of the mean is already inside dZ"] = dZ @ W / N
+    dW = {
+        "dW is transposed: A_prev.T @ dZ has shape (n_in, n_out); dW = dZ.T @ A_prev has "
+        "the shape (n_out, n_in) of W": A_prev.T @ dZ,
+        "the 1/N is applied twice: dZ already holds the 1/N of the batch mean, so "
+        "dW = dZ.T @ A_prev is a plain sum over the samples (no mean)": dZ.T @ A_prev / N,
+        "dW was overwritten instead of accumulated: it holds only the LAST sample's outer "
+        "product dZ[-1] A_prev[-1]ᵀ (a loop over samples with `=` instead of `+=`); "
+        "dW = dZ.T @ A_prev sums all of them": np.outer(dZ[-1], A_prev[-1]),
+        "dW holds only the FIRST sample's outer product; dW = dZ.T @ A_prev sums the "
+        "outer products of all samples": np.outer(dZ[0], A_prev[0]),
+    }
+    db = {
+        "the 1/N is applied twice: dZ already holds the 1/N of the batch mean, so "
+        "db = dZ.sum(axis=0), not dZ.mean(axis=0)": dZ.sum(axis=0) / N,
+        "db was overwritten instead of accumulated: it holds only the LAST sample's row "
+        "dZ[-1] (a loop over samples with `=` instead of `+=`); db = dZ.sum(axis=0)": dZ[-1],
+        "db holds only the first sample's row dZ[0]; db = dZ.sum(axis=0)": dZ[0],
+    }
+    return {"dA_prev": dA, "dW": dW, "db": db}
+
+
+def check_dense_backward(dense_backward, part="all"):
+    """dense_backward(dZ, A_prev, W) -> (dZ @ W, dZ.T @ A_prev, dZ.sum(0))."""
+    rng = rng_for("dense_backward")
+
+    def probe():
+        N, n = 4, 3
+        A_prev, W, _ = _layer(rng, N, n, n)
+        dZ = rng.normal(size=(N, n))
+        out = expect_tuple(call(dense_backward, "dense_backward",
+                                {"dZ": dZ, "A_prev": A_prev, "W": W}),
+                           "dense_backward", _NAMES_DENSE)
+        mistakes = _dense_backward_mistakes(dZ, A_prev, W)
+        for name, got, exp in zip(_NAMES_DENSE, out, R.dense_backward(dZ, A_prev, W),
+                                  strict=True):
+            _close(name, got, exp, mistakes=mistakes[name])
+
+    def run(N, n_in, n_out, shape_only):
+        A_prev, W, _ = _layer(rng, N, n_in, n_out)
+        dZ = rng.normal(0.0, 1.0, size=(N, n_out)) / N  # like a real dZ: carries the 1/N
+        args = {"dZ": dZ, "A_prev": A_prev, "W": W}
+        out = expect_tuple(_call(dense_backward, "dense_backward", args, probe),
+                           "dense_backward", _NAMES_DENSE)
+        where = (f"dense_backward(dZ, A_prev, W) for dZ of shape {shape_str((N, n_out))}, "
+                 f"A_prev of shape {shape_str((N, n_in))}, W of shape {shape_str((n_out, n_in))}")
+        expected = R.dense_backward(dZ, A_prev, W)
+        want = [e.shape for e in expected]
+        got_shapes = [np.shape(o) for o in out]
+        if shape_only:
+            if got_shapes != want and sorted(map(str, got_shapes)) == sorted(map(str, want)):
+                raise AssertionError(
+                    f"{where}: the results come in the wrong order: expected (dA_prev, dW, db) "
+                    f"with shapes {', '.join(map(shape_str, want))}, got shapes "
+                    f"{', '.join(map(shape_str, got_shapes))}.")
+            known = {
+                "dA_prev": {(N, n_out): "dA_prev must have the shape of A_prev, (N, n_in): "
+                                        "dA_prev = dZ @ W"},
+                "dW": {(n_in, n_out): "dW is transposed: A_prev.T @ dZ has shape (n_in, n_out); "
+                                      "dW = dZ.T @ A_prev has the shape (n_out, n_in) of W"},
+                "db": {(1, n_out): "db has shape (1, n_out): sum without keepdims, "
+                                   "db = dZ.sum(axis=0), shape (n_out,) like b",
+                       (N,): "db was summed over the wrong axis: sum over the samples "
+                             "(axis=0), giving one entry per neuron"},
+            }
+            for name, got, shape in zip(_NAMES_DENSE, out, want, strict=True):
+                _expect_shape(f"{where}: {name}", got, shape, known[name])
+            return
+        mistakes = _dense_backward_mistakes(dZ, A_prev, W)
+        for name, got, exp in zip(_NAMES_DENSE, out, expected, strict=True):
+            _close(f"{where}: {name}", got, exp, mistakes=mistakes[name])
+
+    def shapes():
+        for N, n_in, n_out in [(1, 3, 2), _sizes(rng), _sizes(rng)]:
+            run(N, n_in, n_out, shape_only=True)
+
+    def single():
+        # One sample: dW is the outer product δ aᵀ and db is δ.
+        for n_in, n_out in [(3, 2), (1, 5), tuple(int(v) for v in rng.integers(2, 7, size=2))]:
+            run(1, n_in, n_out, shape_only=False)
+
+    def batch():
+        # Many samples: dW and db are SUMS over the rows of dZ.
+        for N, n_in, n_out in [_sizes(rng), _sizes(rng, square=True), (64, 5, 3)]:
+            run(max(N, 2), n_in, n_out, shape_only=False)
+
+    run_parts(part, {"shapes": shapes, "single": single, "batch": batch})
+
+
+# ---------------------------------------------------------------------------
+# backprop
+# ---------------------------------------------------------------------------
+
+def _act_backward(name, Z, A, dA, at_A=(), skip=False, relu_at_zero=0.0, softmax_diag=False):
+    """dZ from dA through A = act(Z), correctly or with a known mistake.
+
+    at_A: names of the activations whose derivative is (wrongly) evaluated at the
+    activation A instead of at Z; skip: the activation derivative is left out (dZ = dA);
+    relu_at_zero: the value used for ReLU'(0); softmax_diag: softmax treated as an
+    elementwise function, dZ = dA ⊙ s(1 - s).
+    """
+    if skip:
+        return dA
+    at = A if name in at_A else Z
+    if name == "sigmoid":
+        s = R.sigmoid(at)
+        return dA * s * (1.0 - s)
+    if name == "relu":
+        return dA * np.where(at > 0, 1.0, np.where(at == 0, relu_at_zero, 0.0))
+    if name == "tanh":
+        return dA * (1.0 - np.tanh(at) ** 2)
+    if name == "softmax":
+        if softmax_diag:
+            return dA * A * (1.0 - A)
+        return R.softmax_backward(at, dA)
+    return dA
+
+
+def _variant(params, X, Y, acts, loss, *, at_A=(), skip_hidden=False, skip_out=False,
+             out="right", scale=1.0, relu_at_zero=0.0, softmax_diag=False):
+    """Gradients of a backprop with one known mistake (all defaults: the right ones)."""
+    cache = R.mlp_forward(params, X, acts)
+    Z, A = cache[-1]
+    N = X.shape[0]
+    if loss == "cross_entropy":
+        P = _targets_probabilities(Y, N, Z.shape[1])
+        if out == "ce_on_A":
+            dZ = R.softmax_backward(Z, R.softmax_cross_entropy_grad(A, P))
+        else:
+            dZ = (R.softmax(Z) - P) / N
+            if out == "extra_jacobian":
+                dZ = R.softmax_backward(Z, dZ)
+    elif loss == "bce":
+        dZ = (A - Y) / N
+        if out == "extra_prime":
+            dZ = dZ * A * (1.0 - A)
+    else:
+        dZ = _act_backward(acts[-1], Z, A, (A - Y) / N, at_A, skip_out, relu_at_zero,
+                           softmax_diag)
+    dZ = dZ * scale
+    grads = [None] * len(params)
+    for k in range(len(params) - 1, -1, -1):
+        W = params[k][0]
+        Z_prev, A_prev = cache[k]
+        grads[k] = (dZ.T @ A_prev, dZ.sum(axis=0))
+        if k > 0:
+            dZ = _act_backward(acts[k - 1], Z_prev, A_prev, dZ @ W, at_A, skip_hidden,
+                               relu_at_zero, softmax_diag)
+    return grads
+
+
+def _targets_probabilities(Y, N, C):
+    Y = np.asarray(Y)
+    if Y.ndim == 1:
+        P = np.zeros((N, C))
+        P[np.arange(N), Y.astype(int)] = 1.0
+        return P
+    return np.asarray(Y, dtype=np.float64)
+
+
+def _whole_mistakes(params, X, Y, acts, loss):
+    """{description: grads} for mistakes that change the gradients of the whole network."""
+    N = X.shape[0]
+    v = {}
+
+    def add(desc, **kw):
+        v[desc] = _variant(params, X, Y, acts, loss, **kw)
+
+    if N > 1:
+        add("the 1/N of the batch mean is missing: J is the MEAN of the N samples' losses, "
+            "so dZ of the output layer carries a factor 1/N (every gradient here is N times "
+            "too large)", scale=N)
+        add("the 1/N is applied twice: dZ of the output layer already holds the 1/N of the "
+            "mean, so dW = dZ.T @ A_prev and db = dZ.sum(0) are plain sums (every gradient "
+            "here is N times too small)", scale=1.0 / N)
+        last = R.backprop(params, X[-1:], np.asarray(Y)[-1:], acts, loss)[1]
+        v["gradients were overwritten instead of accumulated: your gradients are those of the "
+          "LAST sample alone (a loop over samples with `=` instead of `+=`, or db = dZ[-1]); "
+          "dW = dZ.T @ A_prev and db = dZ.sum(0) add up every sample's share"] = \
+            [(dW / N, db / N) for dW, db in last]
+        v["gradients were overwritten instead of accumulated: your gradients are those of the "
+          "LAST sample alone, without the 1/N (a loop over samples with `=` instead of `+=`)"] \
+            = last
+    prime_at_a = ("the derivative is evaluated at the activation A instead of the "
+                  "pre-activation Z: ")
+    add(prime_at_a + "σ'(Z) = σ(Z)(1 - σ(Z)) = A(1 - A), whereas σ'(A) = σ(A)(1 - σ(A)) is "
+        "a different number", at_A=("sigmoid",))
+    add(prime_at_a + "tanh'(Z) = 1 - tanh(Z)² = 1 - A², whereas tanh'(A) = 1 - tanh(A)² is "
+        "a different number", at_A=("tanh",))
+    add(prime_at_a + "σ'(Z) = A(1 - A) and tanh'(Z) = 1 - A², not σ'(A) and tanh'(A)",
+        at_A=("sigmoid", "tanh"))
+    add("the hidden layers' activation derivative is missing: BP2 is "
+        "dZ^l = (dZ^{l+1} @ W^{l+1}) ⊙ act'(Z^l); you used dZ^l = dZ^{l+1} @ W^{l+1}",
+        skip_hidden=True)
+    if loss == "mse":
+        add("the activation derivative is missing everywhere (also in the output layer): "
+            "dZ = dA ⊙ act'(Z), not dZ = dA", skip_hidden=True, skip_out=True)
+        add("the output layer's activation derivative is missing: for MSE, BP1 is "
+            "dZ^L = (A - Y)/N ⊙ act'(Z^L)", skip_out=True)
+    if "softmax" in (acts if loss == "mse" else acts[:-1]):
+        add("softmax was treated as an elementwise function (dZ = dA ⊙ s(1 - s)): its outputs "
+            "are coupled, so dZ needs the whole Jacobian, dZ = s ⊙ (dA - Σ_j dA_j s_j) "
+            "(the vector-Jacobian product of lesson 03)", softmax_diag=True)
+    if loss == "bce":
+        add("for sigmoid + BCE the output error is already dZ = (A - Y)/N: you multiplied it by "
+            "σ'(Z) = A(1 - A) once more", out="extra_prime")
+    if loss == "cross_entropy":
+        add("for softmax + cross-entropy the output error is already dZ = (softmax(Z) - Y)/N: "
+            "you pushed it through the softmax Jacobian once more", out="extra_jacobian")
+        if acts[-1] == "softmax":
+            add("cross_entropy takes the last layer's PRE-activations Z (the logits) and applies "
+                "softmax itself; you applied it to A = softmax(Z), i.e. softmax twice",
+                out="ce_on_A")
+    add("every gradient has the wrong sign: dZ of the output layer is (A - Y)/N "
+        "(prediction minus target), not (Y - A)/N", scale=-1.0)
+    if any(a == "relu" for a in acts):
+        add("ReLU'(0) must be 0 (the course convention, and PyTorch's); you used 1 at Z = 0",
+            relu_at_zero=1.0)
+    if len(params) > 1:
+        right = R.backprop(params, X, Y, acts, loss)[1]
+        v["you returned the gradients in backward order (output layer first): grads[k] must "
+          "be the pair for params[k], so reverse the list (or fill grads[k] by index)"] = \
+            right[::-1]
+    return v
+
+
+def _loss_mistakes(params, X, Y, acts, loss, value):
+    N = X.shape[0]
+    m = {}
+    if N > 1:
+        m["you summed the losses over the samples instead of taking the mean"] = value * N
+    if loss == "mse":
+        m["the ½ of the MSE is missing: J = (1/N) Σ_n ½ Σ_j (a_nj - y_nj)²"] = 2 * value
+    n_out = params[-1][0].shape[0]
+    if n_out > 1 and loss != "cross_entropy":
+        m["you averaged over all N·n_out entries: J sums over the outputs and averages over "
+          "the N samples only"] = value / n_out
+    if loss == "cross_entropy" and acts[-1] == "softmax":
+        A = R.mlp_forward(params, X, acts)[-1][1]
+        m["cross_entropy takes the logits Z of the last layer; you applied it to "
+          "A = softmax(Z) (softmax twice)"] = R.cross_entropy(
+            A, _targets_probabilities(Y, N, A.shape[1]))
+    m["the loss has the wrong sign"] = -value
+    return m
+
+
+def _describe_net(params, acts, loss, N):
+    sizes = [params[0][0].shape[1]] + [W.shape[0] for W, _ in params]
+    return (f"backprop on a {len(params)}-layer network of sizes {'-'.join(map(str, sizes))} "
+            f"with activations {tuple(acts)}, loss {loss!r} and a batch of N={N}")
+
+
+def _deep_copy_params(params):
+    return [(np.array(W, copy=True), np.array(b, copy=True)) for W, b in params]
+
+
+def _call_backprop(backprop, params, X, Y, acts, loss):
+    """Call the student's backprop on copies; fail if params were modified in place."""
+    mine = _deep_copy_params(params)
+    Y_in = Y.copy()
+    out = call(backprop, "backprop", {"params": mine, "X": X.copy(), "Y": Y_in,
+                                      "activations": tuple(acts), "loss": loss})
+    for k, ((W, b), (W0, b0)) in enumerate(zip(mine, params, strict=True)):
+        if not (np.array_equal(W, W0) and np.array_equal(b, b0)):
+            raise AssertionError(
+                f"{_describe_net(params, acts, loss, X.shape[0])}: backprop modified params "
+                f"in place (layer {k + 1}'s {'W' if not np.array_equal(W, W0) else 'b'} "
+                "changed). It must only read the parameters.")
+    return out
+
+
+def _check_structure(out, params, where):
+    """(loss_value, grads) with grads a list of L pairs (dW, db) of the right shapes."""
+    loss_value, grads = expect_tuple(out, "backprop", ("loss_value", "grads"))
+    arr = np.asarray(loss_value) if isinstance(loss_value, (int, float, np.generic,
+                                                           np.ndarray)) else None
+    if arr is None or arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number):
+        got = (f"an array of shape {shape_str(arr.shape)}" if arr is not None
+               else type(loss_value).__name__)
+        raise AssertionError(f"{where}: the loss value must be a single number (a float), "
+                             f"got {got}.")
+    L = len(params)
+    if not isinstance(grads, (list, tuple)) or len(grads) != L:
+        got = (f"a {type(grads).__name__} of length {len(grads)}"
+               if isinstance(grads, (list, tuple)) else type(grads).__name__)
+        raise AssertionError(f"{where}: grads must be a list of {L} pairs (dW, db), one per "
+                             f"layer like params; got {got}.")
+    shapes = [(W.shape, b.shape) for W, b in params]
+    got_shapes = []
+    for k, pair in enumerate(grads):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise AssertionError(f"{where}: grads[{k}] must be a pair (dW, db) for layer "
+                                 f"{k + 1}; got {type(pair).__name__}.")
+        got_shapes.append((np.shape(pair[0]), np.shape(pair[1])))
+    if got_shapes != shapes and got_shapes[::-1] == shapes:
+        raise AssertionError(f"{where}: grads are in backward order (output layer first): "
+                             "grads[k] must be the pair (dW, db) for params[k].")
+    for k, (pair, (sW, sb)) in enumerate(zip(grads, shapes, strict=True)):
+        _expect_shape(f"{where}: layer {k + 1}'s dW = grads[{k}][0]", pair[0], sW,
+                      {sW[::-1]: "dW is transposed: A_prev.T @ dZ has shape (n_in, n_out); "
+                                 "dW = dZ.T @ A_prev has the shape (n_out, n_in) of W"}
+                      if sW[0] != sW[1] else None)
+        _expect_shape(f"{where}: layer {k + 1}'s db = grads[{k}][1]", pair[1], sb,
+                      {(1, sb[0]): "db has shape (1, n_out): use dZ.sum(axis=0), no keepdims"})
+    return loss_value, grads
+
+
+def _match_all(grads, variant):
+    for (gW, gb), (vW, vb) in zip(grads, variant, strict=True):
+        for g, v in ((gW, vW), (gb, vb)):
+            try:
+                g = np.asarray(g, dtype=np.float64)
+            except (TypeError, ValueError):
+                return False
+            if g.shape != v.shape or not np.allclose(g, v, rtol=1e-6, atol=1e-10):
+                return False
+    return True
+
+
+def _compare_backprop(out, params, X, Y, acts, loss):
+    """Compare a student's (loss_value, grads) with the reference; explain the first error."""
+    N = X.shape[0]
+    where = _describe_net(params, acts, loss, N)
+    loss_value, grads = _check_structure(out, params, where)
+    ref_loss, ref_grads = R.backprop(params, X, Y, acts, loss)
+    L = len(params)
+
+    # Everything that is compared, in backward order.
+    items = [("the loss value", loss_value, ref_loss, None)]
+    for k in range(L - 1, -1, -1):
+        tag = " (the output layer)" if k == L - 1 else ""
+        items.append((f"layer {k + 1}{tag}: dW = grads[{k}][0]", grads[k][0], ref_grads[k][0],
+                      (k, 0)))
+        items.append((f"layer {k + 1}{tag}: db = grads[{k}][1]", grads[k][1], ref_grads[k][1],
+                      (k, 1)))
+    ok = {}
+    for _, got, exp, key in items:
+        try:
+            g = np.asarray(got, dtype=np.float64)
+        except (TypeError, ValueError):
+            ok[key] = False
+            continue
+        ok[key] = bool(g.shape == np.shape(exp) and np.all(np.isfinite(g))
+                       and np.allclose(g, exp, rtol=1e-7, atol=1e-10))
+    if all(ok.values()):
+        return
+
+    whole = {}
+    if any(not ok[(k, i)] for k in range(L) for i in (0, 1)):
+        whole = _whole_mistakes(params, X, Y, acts, loss)
+    named = next((d for d, v in whole.items() if _match_all(grads, v)
+                  and not _match_all(ref_grads, v)), None)
+
+    for label, got, exp, key in items:
+        if ok[key]:
+            continue
+        if key is None:
+            mistakes = _loss_mistakes(params, X, Y, acts, loss, ref_loss)
+        elif named:
+            mistakes = None
+        else:
+            k, i = key
+            mistakes = {d: v[k][i] for d, v in whole.items()}
+            if i == 0 and params[k][0].shape[0] == params[k][0].shape[1]:
+                mistakes = {"dW is transposed: you computed A_prev.T @ dZ; dW = dZ.T @ A_prev":
+                            exp.T, **mistakes}
+        try:
+            _close(label, got, exp, mistakes=mistakes, check_dtype=key is not None)
+        except AssertionError as exc:
+            msg = f"{where}:\n  {exc}"
+        else:  # only the shape/finiteness test above failed; make it explicit
+            msg = f"{where}:\n  {label} is wrong."
+        if named:  # more specific than where to look
+            msg += f"\n  All your gradients match a known mistake: {named}."
+        else:
+            msg += _where_hint(key, ok, L, acts)
+        raise AssertionError(msg)
+
+
+def _where_hint(key, ok, L, acts):
+    if key is None:
+        grads_ok = all(ok[(k, i)] for k in range(L) for i in (0, 1))
+        return ("\n  Your gradients are right, so only the formula of the loss value is off."
+                if grads_ok else "")
+    k, i = key
+    if k == L - 1:
+        if i == 1 or not ok[(k, 1)]:
+            return ("\n  Where to look: the output layer is already wrong, so start with its "
+                    "error dZ^L (BP1): the derivative of the loss, the 1/N of the mean and the "
+                    "output activation; then db = dZ.sum(0) (BP3).")
+        return ("\n  Where to look: db of the output layer is right, so its dZ is right; "
+                "dW = dZ.T @ A_prev (BP4) is where it goes wrong.")
+    if i == 0 and ok[(k, 1)]:
+        return (f"\n  Where to look: db of layer {k + 1} is right, so its dZ is right; "
+                "dW = dZ.T @ A_prev (BP4) is where it goes wrong.")
+    return (f"\n  Where to look: layer {k + 2} is right, so the mistake is in moving the error "
+            f"back from layer {k + 2} to layer {k + 1} (BP2): "
+            f"dZ^{k + 1} = (dZ^{k + 2} @ W^{k + 2}) ⊙ act'(Z^{k + 1}) with act = "
+            f"{acts[k]!r}.")
+
+
+def _random_net(rng, last_act, loss, hidden, N, n_out=None):
+    """A random network whose hidden layers use the activations in ``hidden``."""
+    depth = len(hidden) + 1
+    sizes = [int(rng.integers(1, 7)) for _ in range(depth)]
+    if n_out is None:
+        low = 2 if (last_act == "softmax" or loss == "cross_entropy") else 1
+        n_out = int(rng.integers(low, 7))
+    sizes.append(n_out)
+    params = []
+    for n_in, n_o in zip(sizes[:-1], sizes[1:], strict=True):
+        params.append((rng.normal(0.0, 1.2 / np.sqrt(n_in), size=(n_o, n_in)),
+                       rng.normal(0.0, 0.5, size=(n_o,))))
+    X = rng.normal(0.0, 1.0, size=(N, sizes[0]))
+    if loss == "cross_entropy":
+        Y = np.eye(n_out)[rng.integers(0, n_out, size=N)]
+    elif loss == "bce":
+        Y = rng.integers(0, 2, size=(N, n_out)).astype(np.float64)
+    else:
+        Y = rng.normal(0.0, 1.0, size=(N, n_out))
+        if last_act in ("sigmoid", "softmax"):
+            Y = rng.uniform(0.0, 1.0, size=(N, n_out))
+    return params, X, Y, (*hidden, last_act)
+
+
+def _hidden_cycle():
+    """Hidden-layer activation lists of depth 0, 1, 2 that between them use every activation."""
+    return [(), ("tanh",), ("sigmoid", "relu"), ("relu",), ("identity", "sigmoid"),
+            ("softmax",), ("tanh", "relu"), ("sigmoid",)]
+
+
+def _run_backprop(backprop, rng, last_act, loss, hidden, N, n_out=None):
+    params, X, Y, acts = _random_net(rng, last_act, loss, hidden, N, n_out)
+    out = _call_backprop(backprop, params, X, Y, acts, loss)
+    _compare_backprop(out, params, X, Y, acts, loss)
+
+
+def check_backprop(backprop, part="all"):
+    """backprop(params, X, Y, activations, loss) -> (loss_value, grads), any depth."""
+    rng = rng_for("backprop")
+    hidden = _hidden_cycle()
+
+    def shapes():
+        for i, (last, loss) in enumerate([("identity", "mse"), ("sigmoid", "bce"),
+                                          ("softmax", "cross_entropy"), ("tanh", "mse")]):
+            params, X, Y, acts = _random_net(rng, last, loss, hidden[(2 * i + 2) % 8],
+                                             [1, 6][i % 2])
+            out = _call_backprop(backprop, params, X, Y, acts, loss)
+            _check_structure(out, params, _describe_net(params, acts, loss, X.shape[0]))
+
+    def mse():
+        # Every output activation with MSE; every activation appears in a hidden layer;
+        # depths 1 to 3; batches of 1 and of many.
+        for i, last in enumerate(ACTIVATIONS):
+            for j, N in enumerate((1, int(rng.integers(3, 12)))):
+                _run_backprop(backprop, rng, last, "mse", hidden[(2 * i + j) % 8], N)
+
+    def classification():
+        pairs = [("sigmoid", "bce"), ("softmax", "cross_entropy"), ("identity", "cross_entropy")]
+        for i, (last, loss) in enumerate(pairs):
+            for j, N in enumerate((1, int(rng.integers(3, 12)), 40)):
+                n_out = 1 if (loss == "bce" and j == 2) else None
+                _run_backprop(backprop, rng, last, loss, hidden[(3 * i + j + 1) % 8], N, n_out)
+
+    def edge():
+        # Seed 004: a dead ReLU unit and Z2[0, 0] = 0 exactly (ReLU'(0) = 0).
+        net = _seed004()
+        out = _call_backprop(backprop, net["params"], net["X"], net["Y"], net["acts"], "bce")
+        _compare_backprop(out, net["params"], net["X"], net["Y"], net["acts"], "bce")
+        # Integer weights and inputs: many pre-activations exactly 0.
+        for last, loss in (("identity", "mse"), ("sigmoid", "bce")):
+            sizes = [3, 5, 4, 2]
+            params = [(rng.integers(-1, 2, size=(o, i)).astype(np.float64),
+                       rng.integers(-1, 2, size=o).astype(np.float64))
+                      for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+            X = rng.integers(-1, 2, size=(8, 3)).astype(np.float64)
+            Y = (rng.integers(0, 2, size=(8, 2)) if loss == "bce"
+                 else rng.normal(size=(8, 2))).astype(np.float64)
+            acts = ("relu", "relu", last)
+            out = _call_backprop(backprop, params, X, Y, acts, loss)
+            _compare_backprop(out, params, X, Y, acts, loss)
+        # Integer class labels for cross_entropy: Y of shape (N,).
+        for last in ("softmax", "identity"):
+            params, X, P, acts = _random_net(rng, last, "cross_entropy", ("tanh",), 7, 4)
+            labels = P.argmax(axis=1)
+            try:
+                out = _call_backprop(backprop, params, X, labels, acts, "cross_entropy")
+                _compare_backprop(out, params, X, labels, acts, "cross_entropy")
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"{exc}\n  (Here Y holds integer class labels of shape (N,) = "
+                    f"{shape_str(labels.shape)}, e.g. {fmt(labels[:4])}: with loss "
+                    "'cross_entropy', turn them into one-hot rows first, e.g. "
+                    "Y = np.eye(C)[Y].)") from None
+
+    run_parts(part, {"shapes": shapes, "mse": mse, "classification": classification,
+                     "edge": edge})
+
+
+def _seed004():
+    from .. import nets
+    net = nets.seed004()
+    return {"params": net.params, "X": net.X, "Y": net.Y, "acts": net.activations}
+
+
+# ---------------------------------------------------------------------------
+# sgd_step
+# ---------------------------------------------------------------------------
+
+def _random_params_grads(rng):
+    depth = int(rng.integers(1, 4))
+    sizes = [int(v) for v in rng.integers(1, 6, size=depth + 1)]
+    params, grads = [], []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        params.append((rng.normal(size=(n_out, n_in)), rng.normal(size=(n_out,))))
+        grads.append((rng.normal(size=(n_out, n_in)), rng.normal(size=(n_out,))))
+    return params, grads
+
+
+def check_sgd_step(sgd_step, part="all"):
+    """sgd_step(params, grads, lr) -> new list of (W - lr dW, b - lr db); inputs unchanged."""
+    rng = rng_for("sgd_step")
+
+    def run():
+        params, grads = _random_params_grads(rng)
+        lr = float(rng.choice([0.01, 0.1, 0.5, 2.0]))
+        p_in, g_in = _deep_copy_params(params), _deep_copy_params(grads)
+        out = call(sgd_step, "sgd_step", {"params": p_in, "grads": g_in, "lr": lr})
+        return params, grads, lr, p_in, g_in, out
+
+    def values():
+        for _ in range(3):
+            params, grads, lr, _, _, out = run()
+            where = f"sgd_step(params, grads, lr={lr}) for {len(params)} layer(s)"
+            if not isinstance(out, (list, tuple)) or len(out) != len(params):
+                got = (f"a {type(out).__name__} of length {len(out)}"
+                       if isinstance(out, (list, tuple)) else type(out).__name__)
+                raise AssertionError(f"{where}: expected a list of {len(params)} pairs (W, b), "
+                                     f"like params; got {got}.")
+            expected = R.sgd_step(params, grads, lr)
+            for k, (pair, (eW, eb), (W, b), (dW, db)) in enumerate(
+                    zip(out, expected, params, grads, strict=True)):
+                if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                    raise AssertionError(f"{where}: element {k} must be a pair (W, b), "
+                                         f"got {type(pair).__name__}.")
+                for name, got, exp, x, dx in (("W", pair[0], eW, W, dW),
+                                              ("b", pair[1], eb, b, db)):
+                    _close(f"{where}: layer {k + 1}'s new {name}", got, exp, mistakes={
+                        f"you added the step: gradient descent moves against the gradient, "
+                        f"{name} - lr·d{name}, not {name} + lr·d{name}": x + lr * dx,
+                        f"the learning rate is missing: {name} - lr·d{name}": x - dx,
+                        f"{name} was not updated": x,
+                        f"you returned the step lr·d{name} instead of the new {name}": lr * dx,
+                        f"you returned -lr·d{name} instead of {name} - lr·d{name}": -lr * dx,
+                    })
+
+    def inputs():
+        for _ in range(2):
+            params, grads, lr, p_in, g_in, _ = run()
+            for k, ((W, b), (W1, b1)) in enumerate(zip(params, p_in, strict=True)):
+                if not (np.array_equal(W, W1) and np.array_equal(b, b1)):
+                    raise AssertionError(
+                        f"sgd_step(params, grads, lr={lr}) modified params in place (layer "
+                        f"{k + 1}'s {'W' if not np.array_equal(W, W1) else 'b'} changed): "
+                        "`W -= lr * dW` writes into the caller's array. Build new arrays, "
+                        "`W - lr * dW`, and return them in a new list.")
+            for k, ((dW, db), (dW1, db1)) in enumerate(zip(grads, g_in, strict=True)):
+                if not (np.array_equal(dW, dW1) and np.array_equal(db, db1)):
+                    raise AssertionError(f"sgd_step(params, grads, lr={lr}) modified grads in "
+                                         f"place (layer {k + 1}); it must only read them.")
+
+    run_parts(part, {"values": values, "inputs": inputs})

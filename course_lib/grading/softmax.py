@@ -1,0 +1,470 @@
+"""Checks for lesson 03: softmax, its Jacobian, the vector-Jacobian product, cross-entropy.
+
+Every check compares the student's function with ``course_lib.reference`` on
+fresh random logits (a single vector, batches of 1 and of many samples, more
+than one leading axis) and names the common mistakes: a Jacobian without its
+diagonal term or with the sign flipped, a softmax that overflows, a
+backward pass that keeps only the diagonal of J, the 1/N of the batch mean
+forgotten or applied twice, integer labels not handled, and more.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+import warnings
+
+import numpy as np
+
+from .. import reference as R
+from ._core import call, describe_inputs, expect_close, rng_for, run_parts, shape_str
+
+__all__ = ["check_softmax", "check_softmax_jacobian", "check_softmax_backward",
+           "check_cross_entropy", "check_softmax_cross_entropy_grad"]
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+def _quiet_call(fn, fn_name, args):
+    """``call`` with numpy's overflow warnings silenced: the values are checked instead."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return call(fn, fn_name, args)
+
+
+KEEPDIMS = ("a sum or max over axis=-1 drops that axis, so its result no longer lines up with "
+            "the rows; keep the axis with keepdims=True (shape (N, 1)), which broadcasts along "
+            "each row")
+
+
+def _call(fn, fn_name, args, quiet=False):
+    """``call``, adding the likely cause when the student's code failed to broadcast."""
+    try:
+        return (_quiet_call if quiet else call)(fn, fn_name, args)
+    except AssertionError as exc:
+        if "could not be broadcast" in str(exc):
+            raise AssertionError(f"{exc}\n  This matches a known mistake: {KEEPDIMS}.") from None
+        raise
+
+
+def _quietly(compute):
+    """Evaluate a known mistake's value; it may overflow (that is the point) or not broadcast."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            return np.asarray(compute(), dtype=np.float64)
+        except (ValueError, IndexError):  # that mistake would raise on these inputs instead
+            return None
+
+
+def _mistakes(**candidates):
+    """{description: value} without the candidates that could not be computed."""
+    return {k: v for k, v in candidates.items() if v is not None}
+
+
+def _fail_if_not_finite(label, out, inputs, mistakes, advice):
+    """A NaN or inf where every expected value is finite: say which mistake gives that pattern.
+
+    ``expect_close`` would report the NaN too, but it cannot name a mistake
+    whose value is itself NaN; here NaN matches NaN at the same positions.
+    """
+    try:
+        arr = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError):
+        return  # expect_close explains non-numbers
+    if np.all(np.isfinite(arr)):
+        return
+    msg = (f"{label} for {describe_inputs(inputs)}: the result contains "
+           f"{int(np.isnan(arr).sum())} NaN and {int(np.isinf(arr).sum())} inf value(s) where "
+           f"every expected value is finite.")
+    for description, value in mistakes.items():
+        if value is not None and value.shape == arr.shape and np.allclose(
+                arr, value, rtol=1e-6, atol=1e-10, equal_nan=True):
+            msg += f"\n  This matches a known mistake: {description}."
+            break
+    else:
+        msg += f"\n  {advice}"
+    raise AssertionError(msg)
+
+
+# ---------------------------------------------------------------------------
+# softmax
+# ---------------------------------------------------------------------------
+
+OVERFLOW = ("the softmax is not stabilised: np.exp of a logit above about 709 overflows to inf "
+            "(and below about -745 underflows to 0), so you get inf/inf or 0/0 = nan. "
+            "Subtract each row's maximum first: softmax(z) = softmax(z - max(z)), "
+            "because softmax is shift-invariant")
+
+
+def _softmax_mistakes(z):
+    def exp_over(axis):
+        e = np.exp(z - z.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    def no_keepdims():
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1)
+
+    return _mistakes(**{
+        "you normalised over the whole array (np.sum(e) of every entry) instead of over each "
+        "sample's last axis: each row must sum to 1 on its own":
+            _quietly(lambda: np.exp(z - z.max()) / np.exp(z - z.max()).sum()),
+        "you normalised over axis 0 instead of the last axis (rows are samples: "
+        "use axis=-1)": _quietly(lambda: exp_over(0)) if z.ndim > 1 else None,
+        "e.sum(axis=-1) without keepdims=True has one entry per row, and dividing by it "
+        "broadcasts across the columns instead of the rows: use keepdims=True":
+            _quietly(no_keepdims) if z.ndim > 1 else None,
+        "you divided the logits by their sum: the exponential e^z is missing":
+            _quietly(lambda: z / z.sum(axis=-1, keepdims=True)),
+        "you returned e^z without dividing by the sum Σ_k e^{z_k}": _quietly(lambda: np.exp(z)),
+        "you applied the sigmoid to each logit on its own: softmax couples them through "
+        "the sum in the denominator": _quietly(lambda: 1 / (1 + np.exp(-z))),
+    })
+
+
+def _softmax_shapes(rng):
+    n = int(rng.integers(2, 7))
+    return [(n,), (1, n), (int(rng.integers(2, 9)), n), (n, n), (2, 3, n)]
+
+
+def check_softmax(softmax, part="all"):
+    """softmax(z) along the last axis, for any leading shape, stable for huge logits."""
+    rng = rng_for("softmax")
+
+    def shape():
+        for shp in _softmax_shapes(rng) + [(1,)]:
+            z = rng.normal(0.0, 2.0, size=shp)
+            out = _call(softmax, "softmax", {"z": z})
+            got = np.shape(out)
+            if got != z.shape:
+                what = "a scalar" if got == () else f"shape {shape_str(got)}"
+                msg = (f"softmax(z) for z of shape {shape_str(z.shape)} returned {what}: softmax "
+                       f"gives one probability per logit, so the result has the shape of z.")
+                if got == z.shape[:-1]:
+                    msg += ("\n  This matches a known mistake: the last axis was reduced away "
+                            "(a sum or max over axis=-1 without keepdims=True, or a missing "
+                            "division e / e.sum(...)).")
+                raise AssertionError(msg)
+
+    def values():
+        for shp in _softmax_shapes(rng):
+            z = rng.normal(0.0, 2.0, size=shp)
+            out = _call(softmax, "softmax", {"z": z})
+            expect_close("softmax(z)", out, R.softmax(z), inputs={"z": z},
+                         mistakes=_softmax_mistakes(z))
+
+    def stable():
+        big = rng.normal(0.0, 1.0, size=(4, 5))
+        big += np.array([[1000.0], [-1000.0], [750.0], [-800.0]])
+        cases = [np.array([1000.0, 999.0, 998.0]),
+                 np.array([-1000.0, -1001.0, -1002.0]),
+                 np.array([[1000.0, 999.0, 990.0], [-1000.0, -999.0, -1005.0],
+                           [0.5, -0.5, 0.0]]),
+                 big]
+        for z in cases:
+            out = _call(softmax, "softmax", {"z": z}, quiet=True)
+            mistakes = {
+                OVERFLOW: _quietly(lambda z=z: np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)),
+                "you subtracted the maximum of the whole array, np.max(z), instead of each "
+                "row's maximum (z.max(axis=-1, keepdims=True)): a row far below the overall "
+                "maximum then underflows to 0/0 = nan":
+                    _quietly(lambda z=z: np.exp(z - z.max())
+                             / np.exp(z - z.max()).sum(axis=-1, keepdims=True)),
+            }
+            _fail_if_not_finite("softmax(z)", out, {"z": z}, mistakes, advice=(
+                "Probably an overflow: " + OVERFLOW + "."))
+            expect_close("softmax(z) with very large or very small logits", out, R.softmax(z),
+                         inputs={"z": z}, mistakes=_softmax_mistakes(z))
+
+    run_parts(part, {"shape": shape, "values": values, "stable": stable})
+
+
+# ---------------------------------------------------------------------------
+# softmax_jacobian
+# ---------------------------------------------------------------------------
+
+def _jacobian_mistakes(z):
+    s = R.softmax(z)
+    n = s.size
+    return _mistakes(**{
+        "the diagonal term diag(s) is missing: you returned -s sᵀ instead of diag(s) - s sᵀ "
+        "(for i = j the quotient rule gives s_i(1 - s_i), not -s_i²)": -np.outer(s, s),
+        "the sign is flipped: you returned s sᵀ - diag(s) instead of diag(s) - s sᵀ "
+        "(the diagonal entries s_i(1 - s_i) are positive)": np.outer(s, s) - np.diag(s),
+        "you kept only the diagonal, diag(s(1 - s)): the off-diagonal entries -s_i s_j "
+        "(i ≠ j) are missing; softmax is not elementwise": np.diag(s * (1 - s)),
+        "you used s.T @ s, which for a 1-D array is the inner product (one number), instead "
+        "of the outer product np.outer(s, s)": np.diag(s) - s @ s,
+        "s * s.T is elementwise for a 1-D array (s.T is s itself), so you subtracted s_j² "
+        "from every row; the outer product is np.outer(s, s)": np.diag(s) - (s * s)[None, :],
+        "you used the logits z in place of the probabilities s = softmax(z)":
+            np.diag(z) - np.outer(z, z),
+        "the factor s_i is missing: you returned δ_ij - s_j instead of s_i(δ_ij - s_j)":
+            np.eye(n) - s[None, :],
+    })
+
+
+def check_softmax_jacobian(softmax_jacobian, part="all"):
+    """softmax_jacobian(z) = diag(s) - s sᵀ, shape (n, n), for z of shape (n,)."""
+    rng = rng_for("softmax_jacobian")
+
+    def shape():
+        for n in (int(rng.integers(3, 8)), 2, 1):
+            z = rng.normal(0.0, 2.0, size=n)
+            out = call(softmax_jacobian, "softmax_jacobian", {"z": z})
+            if np.shape(out) != (n, n):
+                s = R.softmax(z)
+                expect_close("softmax_jacobian(z)", out, R.softmax_jacobian(z), inputs={"z": z},
+                             mistakes={
+                    "you returned only the diagonal s(1 - s) as a vector; the Jacobian is an "
+                    "(n, n) matrix with J[i, j] = ∂s_i/∂z_j": s * (1 - s),
+                    "you returned softmax(z) itself, not its Jacobian": s,
+                })
+
+    def values():
+        zs = [rng.normal(0.0, 2.0, size=n) for n in (3, 2, int(rng.integers(4, 9)), 10, 1)]
+        dominant = rng.normal(0.0, 0.5, size=5)
+        dominant[int(rng.integers(0, 5))] += 6.0
+        zs += [dominant, rng.normal(0.0, 1.0, size=4) + 50.0]
+        for z in zs:
+            out = call(softmax_jacobian, "softmax_jacobian", {"z": z})
+            expect_close("softmax_jacobian(z)", out, R.softmax_jacobian(z), inputs={"z": z},
+                         mistakes=_jacobian_mistakes(z))
+
+    run_parts(part, {"shape": shape, "values": values})
+
+
+# ---------------------------------------------------------------------------
+# softmax_backward
+# ---------------------------------------------------------------------------
+
+def _backward_mistakes(z, dout):
+    s = R.softmax(z)
+    dot = np.sum(dout * s, axis=-1, keepdims=True)
+    right = s * (dout - dot)
+    return _mistakes(**{
+        "you used only the diagonal of the Jacobian, dout * s * (1 - s); the off-diagonal "
+        "terms -s_i s_j add -s_j (dout·s) to each entry: dz = s * (dout - dout·s)":
+            dout * s * (1 - s),
+        "the weighted sum is missing its weights: you subtracted Σ_i dout_i instead of "
+        "Σ_i dout_i s_i": s * (dout - dout.sum(axis=-1, keepdims=True)),
+        "the outer factor s is missing: dz = s * (dout - dout·s), not dout - dout·s": dout - dot,
+        "you returned s * dout, the diag(s) part of J only: the -s sᵀ part is missing": s * dout,
+        "the sign is flipped: dz = s * (dout - dout·s)": -right,
+        "you used the logits z where the probabilities s = softmax(z) belong":
+            z * (dout - np.sum(dout * z, axis=-1, keepdims=True)),
+        "the dot product dout·s must be taken for each sample separately "
+        "(np.sum(dout * s, axis=-1, keepdims=True)), not over the whole batch":
+            s * (dout - np.sum(dout * s)) if s.ndim > 1 else None,
+        "np.sum(dout * s, axis=-1) without keepdims=True has one entry per row and broadcasts "
+        "across the columns instead of the rows: use keepdims=True":
+            _quietly(lambda: s * (dout - np.sum(dout * s, axis=-1))) if s.ndim > 1 else None,
+    })
+
+
+def _compare_backward(fn, z, dout):
+    out = _call(fn, "softmax_backward", {"z": z, "dout": dout})
+    expect_close("softmax_backward(z, dout)", out, R.softmax_backward(z, dout),
+                 inputs={"z": z, "dout": dout}, mistakes=_backward_mistakes(z, dout))
+    return out
+
+
+def check_softmax_backward(softmax_backward, part="all"):
+    """softmax_backward(z, dout) = Jᵀ dout per sample, batched, without an (n, n) matrix."""
+    rng = rng_for("softmax_backward")
+
+    def values():
+        for n in (3, 2, int(rng.integers(4, 9)), 1):
+            z = rng.normal(0.0, 2.0, size=n)
+            _compare_backward(softmax_backward, z, rng.normal(0.0, 1.0, size=n))
+        # the softmax + MSE pattern of seed 000: dout = s - y
+        z = rng.normal(0.0, 1.0, size=4)
+        y = np.eye(4)[int(rng.integers(0, 4))]
+        _compare_backward(softmax_backward, z, R.softmax(z) - y)
+
+    def batched():
+        n = int(rng.integers(3, 7))
+        for shp in [(1, n), (int(rng.integers(2, 9)), n), (n, n), (2, 3, n)]:
+            z = rng.normal(0.0, 2.0, size=shp)
+            _compare_backward(softmax_backward, z, rng.normal(0.0, 1.0, size=shp))
+
+    def no_matrix():
+        n = 2500
+        z = rng.normal(0.0, 2.0, size=(2, n))
+        dout = rng.normal(0.0, 1.0, size=(2, n))
+        tracing = tracemalloc.is_tracing()
+        if not tracing:
+            tracemalloc.start()
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        try:
+            out = _call(softmax_backward, "softmax_backward", {"z": z, "dout": dout})
+            peak = tracemalloc.get_traced_memory()[1] - start
+        finally:
+            if not tracing:
+                tracemalloc.stop()
+        expect_close("softmax_backward(z, dout)", out, R.softmax_backward(z, dout),
+                     inputs={"z": z, "dout": dout}, mistakes=_backward_mistakes(z, dout))
+        matrix = n * n * 8
+        if peak > matrix // 4:
+            raise AssertionError(
+                f"softmax_backward(z, dout) for z of shape (2, {n}) gave the right values but "
+                f"needed {peak / 1e6:.0f} MB of memory at its peak, while z, dout and the "
+                f"result take {3 * z.nbytes / 1e6:.2f} MB. One {n}×{n} matrix takes "
+                f"{matrix / 1e6:.0f} MB: you built the Jacobian (or the outer product s sᵀ). "
+                f"The vector-Jacobian product dz = s * (dout - Σ_i dout_i s_i) needs only "
+                f"O(n) memory and time per sample.")
+
+    run_parts(part, {"values": values, "batched": batched, "no_matrix": no_matrix})
+
+
+# ---------------------------------------------------------------------------
+# cross_entropy and softmax_cross_entropy_grad
+# ---------------------------------------------------------------------------
+
+ONE_HOT = "turn them into one-hot rows first, np.eye(C)[Y]"
+LABEL_HINTS = {
+    "cross_entropy": ONE_HOT + ", or pick each row's log-probability with logp[np.arange(N), Y]",
+    "softmax_cross_entropy_grad": ONE_HOT,
+}
+
+
+def _batch(rng, N, C, scale=2.0):
+    Z = rng.normal(0.0, scale, size=(N, C))
+    labels = rng.integers(0, C, size=N)
+    return Z, labels, np.eye(C)[labels]
+
+
+def _labels_call(fn, fn_name, Z, labels):
+    """Call with integer labels; if that raises, say that integer labels must be handled."""
+    try:
+        return call(fn, fn_name, {"Z": Z, "Y": labels})
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n  This matches a known mistake: integer labels are not "
+                             f"handled. Y may be integer class labels of shape (N,): "
+                             f"{LABEL_HINTS[fn_name]}.") from None
+
+
+def _ce_mistakes(Z, Y):
+    N, C = Z.shape
+    logp = R.log_softmax(Z)
+    per = -(Y * logp).sum(axis=1)
+    s = R.softmax(Z)
+    return _mistakes(**{
+        "you summed the loss over the samples instead of taking the mean (divide by N)":
+            per.sum(),
+        "the minus sign is missing: cross-entropy is -Σ y log s, which is >= 0": -per.mean(),
+        "you averaged over all N×C entries (np.mean of Y * log s); average over the N samples "
+        "only, after summing over the classes": per.mean() / C,
+        "you used the binary cross-entropy of each class (the (1 - y) log(1 - s) terms do not "
+        "belong to the categorical cross-entropy)":
+            _quietly(lambda: -(Y * logp + (1 - Y) * np.log1p(-s)).sum(axis=1).mean()),
+        "you used the logits as log-probabilities (-Σ y z): apply log-softmax first":
+            -(Y * Z).sum(axis=1).mean(),
+    })
+
+
+def _compare_ce(fn, Z, Y, labels=None, mistakes=None):
+    out = (_labels_call(fn, "cross_entropy", Z, labels) if labels is not None
+           else call(fn, "cross_entropy", {"Z": Z, "Y": Y}))
+    expect_close("cross_entropy(Z, Y)", out, R.cross_entropy(Z, Y),
+                 inputs={"Z": Z, "Y": Y if labels is None else labels}, check_dtype=False,
+                 mistakes=_ce_mistakes(Z, Y) | (mistakes or {}))
+
+
+def check_cross_entropy(cross_entropy, part="all"):
+    """cross_entropy(Z, Y): mean over samples of -Σ_c Y log softmax(Z), finite for huge logits."""
+    rng = rng_for("cross_entropy")
+
+    def values():
+        for N, C in [(1, 3), (int(rng.integers(2, 9)), int(rng.integers(2, 6))), (50, 4)]:
+            Z, _, Y = _batch(rng, N, C)
+            _compare_ce(cross_entropy, Z, Y)
+
+    def labels():
+        for N, C in [(1, 3), (int(rng.integers(5, 9)), 4), (4, 4)]:
+            Z, lab, Y = _batch(rng, N, C)
+            logp = R.log_softmax(Z)
+            _compare_ce(cross_entropy, Z, Y, labels=lab, mistakes=_mistakes(**{
+                "integer labels are not handled: with Y of shape (N,), Y * log s broadcasts "
+                "the label values across the columns; " + LABEL_HINTS["cross_entropy"]:
+                    _quietly(lambda logp=logp, lab=lab: -(lab * logp).sum(axis=1).mean()),
+            }))
+
+    def stable():
+        Z = np.array([[1000.0, 0.0, -1000.0], [0.0, 800.0, 0.0], [1000.0, 1000.5, 999.0],
+                      [-1000.0, -1001.0, -999.0], [0.2, -0.1, 0.4]])
+        Y = np.eye(3)[[1, 0, 2, 1, 0]]
+        out = _quiet_call(cross_entropy, "cross_entropy", {"Z": Z, "Y": Y})
+        s = R.softmax(Z)
+        _fail_if_not_finite("cross_entropy(Z, Y)", out, {"Z": Z, "Y": Y}, {}, advice=(
+            "This matches a known mistake: you took log(softmax(Z)) (or log Σ e^z without "
+            "shifting): a wrong class that dominates by ~1000 makes the true class's "
+            "probability underflow to 0 and log 0 = -inf, or e^1000 overflows. Compute "
+            "log-softmax directly: log s_i = (z_i - m) - log Σ_k e^{z_k - m} with m = max(z)."))
+        clipped = {f"you clipped the probabilities (or added ε = {eps:g}) before the log, which "
+                   f"caps each sample's loss near -log ε = {-np.log(eps):.1f}; compute "
+                   f"log-softmax directly from the logits instead":
+                       -(Y * np.log(np.clip(s, eps, 1.0))).sum(axis=1).mean()
+                   for eps in (1e-7, 1e-8, 1e-9, 1e-10, 1e-12, 1e-15, 1e-16, 1e-300)}
+        clipped |= {f"you added ε = {eps:g} to the probabilities before the log, which caps "
+                    f"each sample's loss near -log ε; compute log-softmax directly from the "
+                    f"logits instead": -(Y * np.log(s + eps)).sum(axis=1).mean()
+                    for eps in (1e-7, 1e-8, 1e-9, 1e-10, 1e-12, 1e-15, 1e-16)}
+        expect_close("cross_entropy(Z, Y) with logits about ±1000", out, R.cross_entropy(Z, Y),
+                     inputs={"Z": Z, "Y": Y}, check_dtype=False,
+                     mistakes=_ce_mistakes(Z, Y) | clipped)
+
+    run_parts(part, {"values": values, "labels": labels, "stable": stable})
+
+
+def _grad_mistakes(Z, Y):
+    N = Z.shape[0]
+    s = R.softmax(Z)
+    return _mistakes(**{
+        "the 1/N of the batch mean is missing: the loss is a mean over the N samples, so "
+        "dZ = (softmax(Z) - Y) / N": s - Y,
+        "the 1/N is applied twice: dZ = (softmax(Z) - Y) / N, divided by N once":
+            (s - Y) / N**2,
+        "the sign is flipped: dZ = (softmax(Z) - Y) / N, not (Y - softmax(Z)) / N":
+            (Y - s) / N,
+        "you multiplied by s(1 - s), the diagonal of the softmax Jacobian: with cross-entropy "
+        "the whole Jacobian has already collapsed into softmax(Z) - Y": s * (1 - s) * (s - Y) / N,
+        "only softmax(Z) was divided by N: dZ = (softmax(Z) - Y) / N": s / N - Y,
+        "you returned softmax(Z) / N: the - Y is missing": s / N,
+        "you divided by the number of classes C instead of the number of samples N":
+            (s - Y) / Z.shape[1],
+    })
+
+
+def check_softmax_cross_entropy_grad(softmax_cross_entropy_grad, part="all"):
+    """softmax_cross_entropy_grad(Z, Y) = (softmax(Z) - Y) / N, one-hot or integer Y."""
+    rng = rng_for("softmax_cross_entropy_grad")
+
+    def compare(Z, Y, labels=None, mistakes=None):
+        out = (_labels_call(softmax_cross_entropy_grad, "softmax_cross_entropy_grad", Z, labels)
+               if labels is not None else
+               call(softmax_cross_entropy_grad, "softmax_cross_entropy_grad", {"Z": Z, "Y": Y}))
+        expect_close("softmax_cross_entropy_grad(Z, Y)", out, R.softmax_cross_entropy_grad(Z, Y),
+                     inputs={"Z": Z, "Y": Y if labels is None else labels},
+                     mistakes=_grad_mistakes(Z, Y) | (mistakes or {}))
+
+    def values():
+        for N, C in [(1, 3), (int(rng.integers(2, 9)), int(rng.integers(2, 6))), (32, 5)]:
+            Z, _, Y = _batch(rng, N, C)
+            compare(Z, Y)
+
+    def labels():
+        for N, C in [(1, 4), (int(rng.integers(5, 9)), 3), (4, 4)]:
+            Z, lab, Y = _batch(rng, N, C)
+            s = R.softmax(Z)
+            compare(Z, Y, labels=lab, mistakes=_mistakes(**{
+                "integer labels are not handled: with Y of shape (N,), softmax(Z) - Y "
+                "broadcasts the label values across the columns; "
+                + LABEL_HINTS["softmax_cross_entropy_grad"]:
+                    _quietly(lambda s=s, lab=lab: (s - lab) / len(lab)),
+            }))
+
+    run_parts(part, {"values": values, "labels": labels})

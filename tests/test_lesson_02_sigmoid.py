@@ -1,0 +1,292 @@
+"""Lesson 02 (sigmoid): its grading checks, and graded submissions that make a known mistake.
+
+The unit tests call the checks of course_lib.grading.sigmoid directly: the
+reference and the notebook's own solutions pass every part for several grading
+seeds, and each known mistake, written as a small wrong function, fails with a
+message that names it. The submission tests grade whole notebooks with nbgrader
+(a kernel each, a few seconds): the cells a mistake affects score 0, every other
+autograded cell keeps full marks, and the failing cell's message names the mistake.
+"""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import numpy as np
+import pytest
+from lessons import grade, grade_id, make_submission, source_path
+
+from course_lib import reference as R
+from course_lib.grading import sigmoid as G
+
+ASSIGNMENT = "02_sigmoid"
+PARTS = {
+    "sigmoid": ("values", "edge"),
+    "sigmoid_prime": ("values", "edge"),
+    "relu_prime": ("values", "edge"),
+    "tanh_prime": ("values",),
+    "bce": ("values", "edge"),
+    "bce_sigmoid_delta": ("values", "edge"),
+}
+SEEDS = ("20261125", "1", "987654321")
+
+
+def check(name):
+    return getattr(G, f"check_{name}")
+
+
+def notebook_solutions() -> dict[str, object]:
+    """The graded functions as the source notebook defines them (solutions included)."""
+    nb = nbformat.read(str(source_path(ASSIGNMENT)), as_version=4)
+    namespace = {"np": np}
+    for cell in nb.cells:
+        if (grade_id(cell) or "").endswith("_answer"):
+            exec(cell.source, namespace)  # noqa: S102 - our own notebook's solution code
+    return {name: namespace[name] for name in PARTS}
+
+
+# ---------------------------------------------------------------------------
+# the right answers pass
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", PARTS)
+def test_reference_passes_every_part(name, seed, monkeypatch):
+    monkeypatch.setenv("COURSE_GRADING_SEED", seed)
+    for part in PARTS[name]:
+        check(name)(getattr(R, name), part=part)
+    check(name)(getattr(R, name))  # part="all"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_notebook_solutions_pass_every_part(seed, monkeypatch):
+    monkeypatch.setenv("COURSE_GRADING_SEED", seed)
+    for name, fn in notebook_solutions().items():
+        check(name)(fn)
+
+
+def test_unknown_part_is_refused():
+    with pytest.raises(ValueError, match="unknown value 'shape'"):
+        G.check_sigmoid(R.sigmoid, part="shape")
+
+
+def test_unanswered_exercise_stays_not_implemented():
+    def stub(z):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError, match="not implemented yet"):
+        G.check_sigmoid(stub, part="values")
+
+
+# ---------------------------------------------------------------------------
+# each known mistake fails with a message that names it
+# ---------------------------------------------------------------------------
+
+def f64(z):
+    return np.asarray(z, dtype=np.float64)
+
+
+def naive_sigmoid(z):
+    return 1 / (1 + np.exp(-f64(z)))
+
+
+def where_both_branches_sigmoid(z):
+    z = f64(z)
+    return np.where(z >= 0, 1 / (1 + np.exp(-z)), np.exp(z) / (1 + np.exp(z)))
+
+
+def mirrored_sigmoid_quiet(z):
+    z = f64(z)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.exp(z) / (1 + np.exp(z))
+
+
+def quotient_sigmoid_prime(z):
+    z = f64(z)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.exp(-z) / (1 + np.exp(-z)) ** 2
+
+
+def swapped_bce(y_hat, y):
+    return -np.mean(y_hat * np.log(np.clip(y, 1e-300, 1))
+                    + (1 - y_hat) * np.log(np.clip(1 - y, 1e-300, 1)))
+
+
+def naive_bce(y_hat, y):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))
+
+
+def long_way_delta(z, y):
+    y_hat = R.sigmoid(z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dl_dyhat = (y_hat - y) / (y_hat * (1 - y_hat))
+    return dl_dyhat * y_hat * (1 - y_hat) / np.shape(z)[0]
+
+
+def n_of(z):
+    return np.shape(z)[0]
+
+
+MISTAKES = [
+    # (check, part, wrong function, what the message must say)
+    ("sigmoid", "values", lambda z: R.sigmoid(-f64(z)), "minus sign in e\\^\\{-z\\} is missing"),
+    ("sigmoid", "values", lambda z: R.sigmoid_prime(z), "the derivative, instead of σ"),
+    ("sigmoid", "values", lambda z: np.exp(-f64(z)), "you returned e\\^\\{-z\\}"),
+    ("sigmoid", "edge", naive_sigmoid, "the sigmoid overflows"),
+    ("sigmoid", "edge", where_both_branches_sigmoid, "np.where.*computes BOTH"),
+    ("sigmoid", "edge", mirrored_sigmoid_quiet, "inf/inf = NaN"),
+    ("sigmoid_prime", "values", R.sigmoid, "the sigmoid itself, instead of its derivative"),
+    ("sigmoid_prime", "values", lambda z: f64(z) * (1 - f64(z)), "needs the activation a = σ"),
+    ("sigmoid_prime", "values", lambda z: R.sigmoid_prime(R.sigmoid(z)),
+     "applied σ' to the activation σ\\(z\\) instead of the pre-activation"),
+    ("sigmoid_prime", "values", lambda z: 1 - R.sigmoid(z), "a factor σ\\(z\\) is missing"),
+    ("sigmoid_prime", "values", lambda z: -R.sigmoid_prime(z), "wrong sign"),
+    ("sigmoid_prime", "edge", quotient_sigmoid_prime, "inf/inf = NaN"),
+    ("sigmoid_prime", "edge", R.sigmoid, "the sigmoid itself"),
+    ("relu_prime", "edge", lambda z: (f64(z) >= 0).astype(float), "ReLU'\\(0\\) = 1"),
+    ("relu_prime", "values", lambda z: f64(z) > 0, "astype\\(float\\)"),
+    ("relu_prime", "values", lambda z: np.maximum(f64(z), 0.0), "ReLU\\(z\\) = max\\(0, z\\)"),
+    ("relu_prime", "values", lambda z: (f64(z) < 0).astype(float), "wrong way round"),
+    ("relu_prime", "values", lambda z: np.sign(f64(z)), "the sign of z"),
+    ("tanh_prime", "values", lambda z: np.tanh(z), "tanh\\(z\\) instead of its derivative"),
+    ("tanh_prime", "values", lambda z: 1 - np.tanh(z), "the square is missing"),
+    ("tanh_prime", "values", lambda z: np.tanh(z) ** 2, "tanh\\(z\\)² \\(it is"),
+    ("tanh_prime", "values", lambda z: 1 - f64(z) ** 2, "not 1 - z²"),
+    ("tanh_prime", "values", lambda z: np.tanh(z) * (1 - np.tanh(z)), "sigmoid's formula"),
+    ("bce", "values",
+     lambda p, y: -np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)), "summed over the samples"),
+    ("bce", "values",
+     lambda p, y: np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)), "minus sign is missing"),
+    ("bce", "values", swapped_bce, "swapped the roles"),
+    ("bce", "values", lambda p, y: -np.mean(y * np.log(p)), "term is missing"),
+    ("bce", "values",
+     lambda p, y: -np.mean(y * np.log10(p) + (1 - y) * np.log10(1 - p)), "log base 10"),
+    ("bce", "edge", naive_bce, "0·log 0"),
+    ("bce_sigmoid_delta", "values", lambda z, y: R.sigmoid(z) - y,
+     "the 1/N of the batch mean is missing"),
+    ("bce_sigmoid_delta", "values", lambda z, y: (R.sigmoid(z) - y) / n_of(z) ** 2,
+     "the 1/N is applied twice"),
+    ("bce_sigmoid_delta", "values", lambda z, y: (y - R.sigmoid(z)) / n_of(z),
+     "sign is flipped"),
+    ("bce_sigmoid_delta", "values",
+     lambda z, y: (R.sigmoid(z) - y) * R.sigmoid_prime(z) / n_of(z), "σ'\\(z\\) cancels"),
+    ("bce_sigmoid_delta", "values", lambda z, y: R.sigmoid(z) / n_of(z), "y is not subtracted"),
+    ("bce_sigmoid_delta", "values", lambda z, y: (z - y) / n_of(z), "you used z instead of ŷ"),
+    ("bce_sigmoid_delta", "edge", long_way_delta, "the long way"),
+    ("bce_sigmoid_delta", "edge", lambda z, y: R.sigmoid(z) - y, "1/N of the batch mean"),
+]
+
+
+@pytest.mark.parametrize(("name", "part", "wrong", "message"), MISTAKES,
+                         ids=[f"{m[0]}-{m[1]}-{i}" for i, m in enumerate(MISTAKES)])
+def test_known_mistake_is_named(name, part, wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check(name)(wrong, part=part)
+
+
+@pytest.mark.parametrize(("name", "part", "wrong"), [
+    ("sigmoid", "values", naive_sigmoid),                           # fine for moderate z
+    ("relu_prime", "values", lambda z: (f64(z) >= 0).astype(float)),  # z is never exactly 0
+    ("bce", "values", naive_bce),                                   # no exact 0/1 predictions
+    ("bce_sigmoid_delta", "values", long_way_delta),                # no saturated z
+])
+def test_edge_mistakes_keep_the_values_part(name, part, wrong):
+    """Partial credit: a mistake that only shows at the edge passes the values part."""
+    check(name)(wrong, part=part)
+
+
+def test_wrong_shape_is_reported():
+    with pytest.raises(AssertionError, match=r"expected shape \(\d+, 1\), got \(\d+,\)"):
+        G.check_bce_sigmoid_delta(lambda z, y: (R.sigmoid(z) - y).ravel() / len(z))
+
+
+def test_in_place_modification_is_reported():
+    def in_place(z):
+        z = np.asarray(z)
+        if z.ndim:
+            z *= 0.0
+        return R.sigmoid(z)
+
+    with pytest.raises(AssertionError, match="modified its argument z in place"):
+        G.check_sigmoid(in_place, part="values")
+
+
+# ---------------------------------------------------------------------------
+# graded submissions
+# ---------------------------------------------------------------------------
+
+AUTOGRADED = [f"{name}_{part}" for name, parts in PARTS.items() for part in parts]
+
+
+def assert_scores(result, failing: dict[str, str], also_zero=()):
+    """`failing` cells score 0 and their message matches; `also_zero` score 0; the rest full."""
+    assert result.status == "ok"
+    scores = {c.grade_id: (c.score, c.max_score) for c in result.cells}
+    for gid in AUTOGRADED:
+        score, max_score = scores[gid]
+        if gid in failing or gid in also_zero:
+            assert score == 0, (gid, result.cell(gid).message)
+        else:
+            assert score == max_score > 0, (gid, result.cell(gid).message)
+    for gid, pattern in failing.items():
+        message = result.cell(gid).message
+        assert message.startswith("AssertionError"), (gid, message)
+        assert re.search(pattern, message), (gid, message)
+
+
+def test_submission_unstable_sigmoid_sigma_for_derivative_relu_at_zero_missing_1_over_n(tmp_path):
+    path = make_submission(ASSIGNMENT, {
+        "sigmoid_answer": "def sigmoid(z):\n"
+                          "    return 1 / (1 + np.exp(-np.asarray(z, dtype=float)))\n",
+        "sigmoid_prime_answer": "def sigmoid_prime(z):\n    return sigmoid(z)\n",
+        "relu_prime_answer": "def relu_prime(z):\n"
+                             "    return (np.asarray(z, dtype=float) >= 0).astype(float)\n",
+        "bce_sigmoid_delta_answer": "def bce_sigmoid_delta(z, y):\n    return sigmoid(z) - y\n",
+    }, tmp_path)
+    result = grade(path, ASSIGNMENT)
+    assert_scores(result, failing={
+        "sigmoid_edge": "overflow",
+        "sigmoid_prime_values": "the sigmoid itself",
+        "relu_prime_edge": r"ReLU'\(0\) must be 0",
+        "bce_sigmoid_delta_values": r"the 1/N of the batch mean is missing",
+    }, also_zero={"sigmoid_prime_edge", "bce_sigmoid_delta_edge"})
+
+
+def test_submission_derivative_at_the_activation_and_1_over_n_twice(tmp_path):
+    path = make_submission(ASSIGNMENT, {
+        "sigmoid_prime_answer": "def sigmoid_prime(z):\n"
+                                "    z = np.asarray(z, dtype=float)\n"
+                                "    return z * (1 - z)\n",
+        "bce_sigmoid_delta_answer": "def bce_sigmoid_delta(z, y):\n"
+                                    "    return (sigmoid(z) - y) / len(z) ** 2\n",
+        "bce_answer": "def bce(y_hat, y):\n"
+                      "    return -np.sum(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))\n",
+    }, tmp_path)
+    result = grade(path, ASSIGNMENT)
+    assert_scores(result, failing={
+        "sigmoid_prime_values": r"applied a\(1 - a\) to z instead of to the activation",
+        "bce_sigmoid_delta_values": r"the 1/N is applied twice",
+        "bce_values": "summed over the samples",
+    }, also_zero={"sigmoid_prime_edge", "bce_sigmoid_delta_edge", "bce_edge"})
+
+
+def test_submission_sigma_prime_of_the_activation_and_edge_only_mistakes(tmp_path):
+    path = make_submission(ASSIGNMENT, {
+        "sigmoid_prime_answer": "def sigmoid_prime(z):\n"
+                                "    a = sigmoid(z)\n"
+                                "    return sigmoid(a) * (1 - sigmoid(a))\n",
+        "bce_answer": "def bce(y_hat, y):\n"
+                      "    return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))\n",
+        "bce_sigmoid_delta_answer": "def bce_sigmoid_delta(z, y):\n"
+                                    "    y_hat = sigmoid(z)\n"
+                                    "    dl_dyhat = -y / y_hat + (1 - y) / (1 - y_hat)\n"
+                                    "    return dl_dyhat * y_hat * (1 - y_hat) / len(z)\n",
+    }, tmp_path)
+    result = grade(path, ASSIGNMENT)
+    assert_scores(result, failing={
+        "sigmoid_prime_values": r"applied σ' to the activation",
+        "bce_edge": r"0·log 0",
+        "bce_sigmoid_delta_edge": "the long way",
+    }, also_zero={"sigmoid_prime_edge"})
