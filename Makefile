@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: setup test lint demo seeds release clean help
+.PHONY: setup test lint demo seeds release browser clean help
 
 help:
-	@echo "make demo   set up, then run the main job (today: every seed example reproduced)"
+	@echo "make demo   set up, release, grade a simulated class: feedback, grades.csv, report"
 	@echo "make test   set up, then run the test suite and ruff"
 	@echo "make setup  create .venv with the pinned requirements (safe to run twice)"
 
@@ -24,8 +24,18 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# Browser tests drive Debian's Chromium with Playwright (no browser download).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
+
+browser: $(CHROMIUM)
+
 # pytest exits 5 when it collected no test: treat that as a failure, never as green.
-test: setup
+test: setup $(CHROMIUM)
 	$(PY) -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
 	  exit $$rc
@@ -37,7 +47,10 @@ lint: setup
 seeds: setup
 	$(PY) -m course_lib.reference --torch
 
-demo: seeds
+# The main job: release, a simulated class of 21 students collected, graded,
+# feedback, grades.csv and the report (replaces a previous demo; never a real class).
+demo: setup
+	$(PY) -m course_lib.instructor.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -31,9 +31,14 @@ c.ClearSolutions.code_stub = {
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# A test cell may take at most this long; a whole lesson runs in a few seconds.
-c.Execute.timeout = 60
+# A cell may run at most this long (a whole lesson runs in a few seconds); an
+# infinite loop is interrupted and the submission is marked "timeout".
+c.Execute.timeout = 20
 c.Execute.interrupt_on_timeout = True
+# The grading kernel keeps no history file and logs only errors (ipykernel's
+# start-up warnings would otherwise scroll through `course grade`'s progress bar).
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:",
+                             "--IPKernelApp.log_level=ERROR"]
 
 # Feedback shows answers, scores and the tests' messages, never the hidden
 # tests' code (see course_lib/instructor/feedback.py).

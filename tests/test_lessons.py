@@ -12,9 +12,10 @@ import time
 
 import nbformat
 import pytest
-from lessons import ASSIGNMENTS, ROOT, grade, grade_id, release_path, source_path
+from lessons import ASSIGNMENTS, ROOT, grade_id, release_path, source_path
 from nbclient import NotebookClient
 
+from course_lib.instructor.cli import main as course
 from course_lib.instructor.release import release_assignments
 
 SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
@@ -63,15 +64,31 @@ def test_source_runs_clean_in_under_ten_seconds(assignment):
     assert loaded == ("TORCH_LOADED" if assignment == "05_autograd" else "NO_TORCH")
 
 
+def course_check_json(path, assignment, capsys, monkeypatch) -> dict:
+    """`course check NOTEBOOK --assignment ID --json`, parsed."""
+    monkeypatch.setenv("COURSE_ROOT", str(ROOT))
+    course(["check", str(path), "--assignment", assignment, "--json"])
+    return json.loads(capsys.readouterr().out)
+
+
+def graded_by_hand(assignment) -> set[str]:
+    nb = nbformat.read(str(source_path(assignment)), as_version=4)
+    return {grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")
+            and c.metadata["nbgrader"].get("solution")}
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_source_graded_as_a_submission_gets_full_marks(assignment):
-    result = grade(source_path(assignment), assignment)
-    assert result.status == "ok"
-    auto = [c for c in result.cells if c.autograded]
+def test_source_graded_as_a_submission_gets_full_marks(assignment, capsys, monkeypatch):
+    result = course_check_json(source_path(assignment), assignment, capsys, monkeypatch)
+    assert result["status"] == "ok" and result["assignment"] == assignment
+    assert set(result) == {"assignment", "score", "max_score", "status", "cells", "flags"}
+    manual = graded_by_hand(assignment)
+    assert manual, "no hand-graded written answer"
+    auto = [c for c in result["cells"] if c["grade_id"] not in manual]
     assert len(auto) >= 3
     for cell in auto:
-        assert cell.score == cell.max_score > 0, (cell.grade_id, cell.message)
-    assert any(not c.autograded for c in result.cells), "no hand-graded written answer"
+        assert cell["score"] == cell["max_score"] > 0 and cell["message"] == "", cell
+    assert "needs_manual_grading" in result["flags"]
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -108,16 +125,18 @@ def test_release_runs_with_only_the_stubs_errors(assignment):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_release_scores_zero_and_nbgrader_validate_agrees(assignment):
+def test_release_scores_zero_and_nbgrader_validate_agrees(assignment, capsys, monkeypatch):
     from nbgrader.validator import Validator
 
-    result = grade(release_path(assignment), assignment)
-    auto = [c for c in result.cells if c.autograded]
-    assert auto and all(c.score == 0 for c in auto), [(c.grade_id, c.score) for c in auto]
-    assert result.max_score > 0
+    result = course_check_json(release_path(assignment), assignment, capsys, monkeypatch)
+    assert result["score"] == 0 and result["max_score"] > 0 and result["status"] == "ok"
+    manual = graded_by_hand(assignment)
+    auto = [c for c in result["cells"] if c["grade_id"] not in manual]
+    assert auto
+    for cell in auto:
+        assert cell["score"] == 0 and cell["message"].startswith("NotImplementedError: "), cell
     report = Validator().validate(str(release_path(assignment)))
-    n_graded = len(result.cells)
-    assert len(report.get("failed", [])) == n_graded
+    assert len(report.get("failed", [])) == len(result["cells"])
 
 
 def test_release_is_regenerated_identically(tmp_path):

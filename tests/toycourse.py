@@ -7,6 +7,7 @@ written answer worth 1 point graded by hand.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def make_course(folder: Path, timeout: int = 10) -> Path:
     """Create the toy course in `folder` (nbgrader_config.py copied from the repo)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = (ROOT / "nbgrader_config.py").read_text()
-    config = config.replace("c.Execute.timeout = 60", f"c.Execute.timeout = {timeout}")
+    config = re.sub(r"c.Execute.timeout = \d+", f"c.Execute.timeout = {timeout}", config)
     (folder / "nbgrader_config.py").write_text(config)
     (folder / "source" / ASSIGNMENT).mkdir(parents=True)
     nbformat.write(toy_notebook(), str(folder / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from .course import find_course_root, open_api
+from .course import check_assignments, find_course_root, open_api
+from .grade import NORMAL, grade_submission, register_assignment
 
 STUDENT = "selfcheck"
 
@@ -53,7 +53,11 @@ class CheckResult:
     flags: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        """The JSON object `course check --json` prints (cells without `autograded`)."""
+        data = asdict(self)
+        for cell in data["cells"]:
+            del cell["autograded"]
+        return json.dumps(data, indent=2, ensure_ascii=False)
 
     def cell(self, grade_id: str) -> CellResult:
         for c in self.cells:
@@ -62,16 +66,11 @@ class CheckResult:
         raise KeyError(f"no graded cell {grade_id!r} in {self.assignment}")
 
 
-def error_message(cell) -> str:
-    """The error a cell's output shows (``Name: message``), or '' if it has none."""
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            return f"{out.get('ename', 'Error')}: {out.get('evalue', '')}".strip()
-    return ""
-
-
 def check_notebook(path, assignment: str, course_root: Path | None = None) -> CheckResult:
     """Autograde one notebook file in a private, temporary course.
+
+    The same code path as ``course grade`` (grade.grade_submission), in a
+    throw-away course folder with its own gradebook.
 
     Args:
         path: the notebook to grade (a student's submission, or a source or
@@ -79,62 +78,39 @@ def check_notebook(path, assignment: str, course_root: Path | None = None) -> Ch
         assignment: its nbgrader assignment id, e.g. "02_sigmoid".
         course_root: the course folder (default: see find_course_root).
     Returns:
-        CheckResult with one CellResult per graded cell, in notebook order.
+        CheckResult with one CellResult per graded cell, in notebook order;
+        status "ok" or why the notebook could not be graded normally.
     """
-    from nbgrader.api import Gradebook
-
     course_root = Path(course_root) if course_root else find_course_root()
-    source = course_root / "source" / assignment
-    if not source.is_dir():
-        raise ValueError(f"assignment: no source folder {source}")
+    check_assignments(course_root, [assignment])
     path = Path(path)
-    if not path.is_file():
-        return CheckResult(assignment, 0.0, 0.0, "missing")
-    try:
-        nbformat.read(str(path), as_version=4)
-    except Exception:  # noqa: BLE001 - any unreadable file is a status, not a crash
-        return CheckResult(assignment, 0.0, 0.0, "unreadable")
+    source_nb = course_root / "source" / assignment / f"{assignment}.ipynb"
+    # nbgrader: a grade cell that is also a solution cell is graded by hand.
+    by_hand = {c.metadata["nbgrader"]["grade_id"]
+               for c in nbformat.read(str(source_nb), as_version=4).cells
+               if c.metadata.get("nbgrader", {}).get("grade")
+               and c.metadata["nbgrader"].get("solution")}
 
-    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp, warnings.catch_warnings():
-        # nbgrader's gradebook emits SQLAlchemy "not in session" warnings that
-        # concern its internals, not the grade.
-        warnings.simplefilter("ignore", category=Warning)
+    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         tmp = Path(tmp)
-        shutil.copytree(source, tmp / "source" / assignment)
+        shutil.copytree(course_root / "source" / assignment, tmp / "source" / assignment)
         dest = tmp / "submitted" / STUDENT / assignment
         dest.mkdir(parents=True)
-        shutil.copy(path, dest / f"{assignment}.ipynb")
-        db_url = f"sqlite:///{tmp / 'gradebook.db'}"
+        if path.is_file():
+            shutil.copyfile(path, dest / f"{assignment}.ipynb")
         # The course's settings, with every folder and the gradebook in tmp.
         api, _ = open_api(course_root, CourseDirectory__root=str(tmp),
-                          CourseDirectory__db_url=db_url)
-        for step, result in (("generate_assignment", api.generate_assignment(assignment)),
-                             ("autograde", api.autograde(assignment, STUDENT))):
-            if not result["success"]:
-                raise RuntimeError(f"nbgrader {step} failed for {path}:\n"
-                                   f"{result.get('error') or result.get('log')}")
-        graded = nbformat.read(str(tmp / "autograded" / STUDENT / assignment /
-                                   f"{assignment}.ipynb"), as_version=4)
-        messages = {c.metadata.get("nbgrader", {}).get("grade_id"): error_message(c)
-                    for c in graded.cells}
-        # nbgrader: a grade cell that is also a solution cell is graded by hand.
-        by_hand = {c.metadata["nbgrader"].get("grade_id") for c in graded.cells
-                   if c.metadata.get("nbgrader", {}).get("solution")}
-        cells = []
-        with Gradebook(db_url) as gb:
-            nb = gb.find_submission_notebook(assignment, assignment, STUDENT)
-            by_id = {g.name: g for g in nb.grades}
-            for c in graded.cells:
-                gid = c.metadata.get("nbgrader", {}).get("grade_id")
-                if gid in by_id:
-                    g = by_id[gid]
-                    cells.append(CellResult(gid, float(g.score or 0.0), float(g.max_score),
-                                            messages.get(gid, ""),
-                                            autograded=gid not in by_hand))
-            needs_manual = nb.needs_manual_grade
-    score = sum(c.score for c in cells)
-    max_score = sum(c.max_score for c in cells)
-    result = CheckResult(assignment, score, max_score, "ok", cells)
-    if needs_manual:
+                          CourseDirectory__db_url=f"sqlite:///{tmp / 'gradebook.db'}")
+        register_assignment(api, assignment)
+        graded = grade_submission(api, assignment, STUDENT)
+
+    cells = [CellResult(gid, score, max_score, graded.messages.get(gid, ""),
+                        autograded=gid not in by_hand)
+             for gid, (score, max_score) in graded.cell_scores.items()]
+    status = "ok" if graded.status in NORMAL else graded.status
+    result = CheckResult(assignment, graded.score, graded.max_score, status, cells)
+    if graded.status == "needs_manual_grading":
         result.flags.append("needs_manual_grading")
+    if graded.reason:
+        result.flags.append(graded.reason)
     return result

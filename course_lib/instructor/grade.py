@@ -27,7 +27,6 @@ from pathlib import Path
 
 import nbformat
 
-from .check import error_message
 from .course import check_assignments, find_course_root, open_api
 
 NORMAL = ("ok", "needs_manual_grading")
@@ -45,6 +44,23 @@ class SubmissionResult:
     reason: str = ""
     messages: dict[str, str] = field(default_factory=dict)  # grade_id -> failed test's message
     cell_scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def error_message(cell) -> str:
+    """The error a cell's output shows (``Name: message``), or '' if it has none."""
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            name, text = out.get("ename", "Error"), (out.get("evalue") or "").strip()
+            if not text:  # a bare `raise X()` or `assert cond`: say what it means
+                text = _BARE_ERRORS.get(name, "(no message)")
+            return f"{name}: {text}"
+    return ""
+
+
+_BARE_ERRORS = {
+    "NotImplementedError": "not answered yet (the function still raises NotImplementedError)",
+    "AssertionError": "a test in this cell failed (it gave no message)",
+}
 
 
 def register_assignment(api, assignment: str) -> None:
@@ -139,8 +155,10 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
         except MissingEntry:
             return SubmissionResult(student, assignment, 0.0, max_score, "error",
                                     "autograde reported success but wrote no grades")
-        cell_scores = {g.name: (float(g.score or 0.0), float(g.max_score))
-                       for nb in sub.notebooks for g in nb.grades}
+        grades = {g.name: g for nb in sub.notebooks for g in nb.grades}
+        order = [c.metadata.get("nbgrader", {}).get("grade_id") for c in graded.cells]
+        cell_scores = {gid: (float(grades[gid].score or 0.0), float(grades[gid].max_score))
+                       for gid in order if gid in grades}  # in notebook order
         score = float(sub.score or 0.0)
         if status == "ok" and sub.needs_manual_grade:
             status = "needs_manual_grading"

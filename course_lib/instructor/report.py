@@ -241,8 +241,19 @@ class MessageGroup:
     example: str = ""  # the first message of the group, as the student saw it
 
 
+UNANSWERED = "NotImplementedError"
+
+
+def count_unanswered(results) -> int:
+    """Failed test cells whose exercise was simply not answered (the stub still raises)."""
+    return sum(1 for r in results for m in r.messages.values() if m.startswith(UNANSWERED))
+
+
 def group_messages(results) -> list[MessageGroup]:
     """Group the failure messages of every result by (assignment, cell, message_key).
+
+    Unanswered exercises (the stub's NotImplementedError) are not diagnostics of
+    a mistake: they are left out here and counted by count_unanswered.
 
     Returns:
         the groups, most frequent first; on a tie, known mistakes first, then by
@@ -251,7 +262,7 @@ def group_messages(results) -> list[MessageGroup]:
     groups: dict[tuple[str, str, str], MessageGroup] = {}
     for r in results:
         for cell, message in r.messages.items():
-            if not message:
+            if not message or message.startswith(UNANSWERED):
                 continue
             key, known = message_key(message)
             g = groups.setdefault((r.assignment, cell, key),
@@ -547,9 +558,13 @@ def _pass_rates_section(results, assignments) -> str:
 
 def _messages_section(results) -> str:
     groups = group_messages(results)
+    unanswered = count_unanswered(results)
+    note = (f"<p>{unanswered} failed test cell{'s' * (unanswered != 1)} belonged to exercises "
+            "that were not answered (the function still raises NotImplementedError); they are "
+            "not listed.</p>" if unanswered else "")
     if not groups:
         return _section("messages", "Most frequent diagnostics",
-                        _none("none: no test cell failed with a message."))
+                        note + _none("none: no test cell failed with a message."))
     total = sum(g.count for g in groups)
     top = groups[:TOP_MESSAGES]
     rows = []
@@ -571,7 +586,7 @@ def _messages_section(results) -> str:
         '<div class="scroll"><table class="messages"><thead><tr><th class="num" scope="col">#'
         '</th><th class="num" scope="col">Count</th><th scope="col">Assignment</th>'
         '<th scope="col">Cell</th><th scope="col">Diagnostic</th></tr></thead><tbody>'
-        + "".join(rows) + "</tbody></table></div>")
+        + "".join(rows) + "</tbody></table></div>" + note)
     chart = top[:TOP_CHART]
     alt = "Most frequent diagnostics: " + "; ".join(
         f"{i}. {g.assignment} {g.cell}: {_short(g.key, 80)} ({g.count})"
