@@ -36,7 +36,7 @@ def graded(tmp_path_factory):
     put(course, "fay", raw='{"cells": 5}')
     (course / "submitted" / "gus" / ASSIGNMENT).mkdir(parents=True)  # folder, no notebook
     put(course, "hal", submission(written="YOUR ANSWER HERE"))
-    results = {r.student: r for r in grade_class(course)}
+    results = {r.student: r for r in grade_class(course, jobs=1)}
     api, _ = open_api(course)
     feedback = generate_feedback(api, list(results.values()))
     return course, results, feedback
@@ -101,3 +101,10 @@ def test_grades_csv_has_a_row_and_status_for_everyone(graded, tmp_path):
         assert (float(row["score"]), float(row["max_score"]), row["status"]) == \
             (score, max_score, status)
     assert all(r["reason"] for r in rows if r["status"] not in ("ok", "needs_manual_grading"))
+
+
+def test_parallel_grading_gives_the_same_results(graded):
+    """Two worker processes on the same SQLite gradebook: identical results, nothing lost."""
+    course, results, _ = graded
+    again = {r.student: r for r in grade_class(course, jobs=2)}
+    assert again == results

@@ -43,21 +43,21 @@ def _collect(args, root: Path) -> int:
 
 
 def _grade(args, root: Path) -> int:
-    from .course import open_api
-    from .grade import NORMAL, generate_feedback, grade_class, text_progress, write_grades_csv
+    from .grade import NORMAL, grade_class, text_progress, write_grades_csv
     from .report import save_results, write_report
 
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs: expected a number of processes >= 1, got {args.jobs}")
     progress = text_progress if not args.quiet else None
-    results = grade_class(root, args.assignments, args.students, progress=progress)
-    if not args.no_feedback:
-        api, _ = open_api(root)
-        feedback = generate_feedback(api, results)
-        print(f"feedback: {len(feedback)} file(s) in feedback/")
+    results = grade_class(root, args.assignments, args.students, progress=progress,
+                          jobs=args.jobs, feedback=not args.no_feedback)
     write_grades_csv(results, root / GRADES_CSV)
     save_results(results, root / RESULTS_JSON)
     write_report(results, root / REPORT_HTML)
     _print_summary(results)
-    print(f"grades:  {root / GRADES_CSV}\nreport:  {root / REPORT_HTML}")
+    if not args.no_feedback:
+        print(f"feedback: {root / 'feedback'}")
+    print(f"grades:   {root / GRADES_CSV}\nreport:   {root / REPORT_HTML}")
     bad = [r for r in results if r.status not in NORMAL]
     return 0 if not bad else 1
 
@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
     s.add_argument("--students", nargs="+", metavar="STUDENT", help="only these students")
     s.add_argument("--no-feedback", action="store_true", help="skip the feedback files")
+    s.add_argument("--jobs", "-j", type=int, metavar="N",
+                   help="submissions graded at once (default: the number of cores)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=_grade)
 

@@ -166,37 +166,92 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
                             cell_scores)
 
 
+def class_students(course_root: Path, api) -> list[str]:
+    """Everyone with a submission, and everyone the gradebook knows.
+
+    A student on the class list who handed nothing in still gets a row
+    (status "missing").
+    """
+    from nbgrader.api import Gradebook
+
+    cd = api.coursedir
+    with Gradebook(cd.db_url, cd.course_id) as gb:
+        known = {s.id for s in gb.students}
+    return sorted(set(submitted_students(course_root, cd)) | known)
+
+
+# One API per worker process, opened on its first task.
+_WORKER_API: dict[str, object] = {}
+
+
+def _grade_task(course_root: str, assignment: str, student: str,
+                feedback: bool) -> SubmissionResult:
+    """Grade (and write feedback for) one submission; runs in a worker process."""
+    api = _WORKER_API.get(course_root)
+    if api is None:
+        api, _ = open_api(Path(course_root))
+        _WORKER_API[course_root] = api
+    for attempt in range(3):
+        result = grade_submission(api, assignment, student)
+        # Two workers writing the SQLite gradebook at once: the loser waits up to
+        # SQLite's timeout, then fails with "database is locked"; grade it again.
+        if not (result.status == "error" and "locked" in result.reason) or attempt == 2:
+            break
+    if feedback and (result.status in NORMAL or result.status == "timeout"):
+        _feedback_one(api, result)
+    return result
+
+
 def grade_class(course_root: Path | None = None, assignments=None, students=None,
-                progress=None) -> list[SubmissionResult]:
+                progress=None, jobs: int | None = None,
+                feedback: bool = False) -> list[SubmissionResult]:
     """Autograde every submission of every given assignment.
 
     Args:
         course_root: the course folder.
         assignments: ids (default: all in source/).
-        students: ids (default: every folder in submitted/).
+        students: ids (default: see class_students).
         progress: callable(done, total, label) called after each submission.
+        jobs: submissions graded at once, each in its own process (default:
+            the number of cores; 1 grades in this process).
+        feedback: also write each autograded submission's feedback.
     Returns:
-        one SubmissionResult per (student, assignment), sorted by both.
+        one SubmissionResult per (student, assignment), sorted by both; the
+        same whatever ``jobs`` is.
     """
-    from nbgrader.api import Gradebook
+    import os
 
-    course_root = Path(course_root) if course_root else find_course_root()
+    course_root = Path(course_root).resolve() if course_root else find_course_root()
     assignments = check_assignments(course_root, assignments)
-    api, coursedir = open_api(course_root)
-    if not students:
-        # everyone with a submission, and everyone the gradebook knows (a student
-        # who handed nothing in still gets a row: status "missing")
-        with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
-            known = {s.id for s in gb.students}
-        students = set(submitted_students(course_root, coursedir)) | known
-    students = sorted(students)
-    results, total = [], len(assignments) * len(students)
+    api, _ = open_api(course_root)
+    students = sorted(students) if students else class_students(course_root, api)
     for assignment in assignments:
         register_assignment(api, assignment)
-        for student in students:
-            results.append(grade_submission(api, assignment, student))
-            if progress:
-                progress(len(results), total, f"{student}/{assignment}")
+    tasks = [(a, s) for a in assignments for s in students]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
+    results = []
+
+    def done(result):
+        results.append(result)
+        if progress:
+            progress(len(results), len(tasks), f"{result.student}/{result.assignment}")
+
+    if jobs == 1:
+        _WORKER_API[str(course_root)] = api
+        for a, s in tasks:
+            done(_grade_task(str(course_root), a, s, feedback))
+    else:
+        import concurrent.futures as cf
+        import multiprocessing
+
+        # spawn, not fork: a forked child would share this process's open
+        # gradebook connections and kernel-manager state.
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(_grade_task, str(course_root), a, s, feedback)
+                       for a, s in tasks]
+            for future in cf.as_completed(futures):
+                done(future.result())
     return sorted(results, key=lambda r: (r.student, r.assignment))
 
 
@@ -220,25 +275,25 @@ def write_grades_csv(results: list[SubmissionResult], path: Path) -> Path:
     return path
 
 
+def _feedback_one(api, r: SubmissionResult) -> Path:
+    cd = api.coursedir
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=Warning)
+        outcome = api.generate_feedback(r.assignment, r.student, force=True)
+    if not outcome["success"]:
+        raise RuntimeError(f"feedback for {r.student}/{r.assignment} failed:\n"
+                           f"{outcome.get('error') or outcome.get('log')}")
+    return Path(cd.format_path(cd.feedback_directory, r.student, r.assignment)) / \
+        f"{r.assignment}.html"
+
+
 def generate_feedback(api, results: list[SubmissionResult]) -> list[Path]:
     """nbgrader's generate_feedback for every submission that was autograded.
 
     The course's nbgrader_config.py hides the hidden tests (feedback.py).
     """
-    cd = api.coursedir
-    written = []
-    for r in results:
-        if r.status not in NORMAL and r.status != "timeout":
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=Warning)
-            outcome = api.generate_feedback(r.assignment, r.student, force=True)
-        if not outcome["success"]:
-            raise RuntimeError(f"feedback for {r.student}/{r.assignment} failed:\n"
-                               f"{outcome.get('error') or outcome.get('log')}")
-        written.append(Path(cd.format_path(cd.feedback_directory, r.student, r.assignment))
-                       / f"{r.assignment}.html")
-    return written
+    return [_feedback_one(api, r) for r in results
+            if r.status in NORMAL or r.status == "timeout"]
 
 
 def text_progress(done: int, total: int, label: str, stream=sys.stderr) -> None:
