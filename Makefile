@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: setup test lint demo seeds release browser clean help
+.PHONY: setup test lint demo seeds release browser clean help lab bench
 
 help:
 	@echo "make demo   set up, release, grade a simulated class: feedback, grades.csv, report"
@@ -58,3 +58,18 @@ clean:
 # Student versions: nbgrader generate_assignment for every assignment in source/.
 release: setup
 	$(PY) -m course_lib.instructor.release
+
+# JupyterLab on the student notebooks (release/), sliders and all, on 127.0.0.1 only.
+# Open the URL it prints; Ctrl-C stops it. Another port: make lab LAB_PORT=8890
+LAB_PORT ?= 8888
+lab: setup
+	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(24))'); \
+	  echo "JupyterLab on release/: http://127.0.0.1:$(LAB_PORT)/lab?token=$$token  (Ctrl-C stops it)"; \
+	  exec $(VENV)/bin/jupyter lab --ServerApp.root_dir=release --ServerApp.ip=127.0.0.1 \
+	    --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 --ServerApp.allow_root=True \
+	    --IdentityProvider.token=$$token \
+	    --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
+
+# How long one slider move takes in each explorer (target: p95 <= 50 ms).
+bench: setup
+	$(PY) bench/widgets_bench.py

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
+from datetime import datetime
 
 import nbformat
 import pytest
@@ -24,14 +24,24 @@ NO_TORCH = [a for a in ASSIGNMENTS if a != "05_autograd"]
 
 
 def execute(path, extra_cells=(), allow_errors=False):
-    """Run a notebook top to bottom in a fresh kernel; return it and the seconds taken."""
+    """Run a notebook top to bottom in a fresh kernel.
+
+    Returns the executed notebook and the seconds from the first cell's start
+    to the last cell's reply, as the kernel reported them: the notebook's own
+    running time, without the kernel's start-up (which a loaded machine can
+    stall for reasons that have nothing to do with the lesson).
+    """
     nb = nbformat.read(str(path), as_version=4)
     nb.cells.extend(nbformat.v4.new_code_cell(src) for src in extra_cells)
     client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=allow_errors,
+                            record_timing=True,
                             resources={"metadata": {"path": str(path.parent)}})
-    start = time.perf_counter()
     client.execute()
-    return nb, time.perf_counter() - start
+    stamps = [c.metadata["execution"] for c in nb.cells
+              if c.cell_type == "code" and "execution" in c.metadata]
+    start = datetime.fromisoformat(stamps[0]["iopub.execute_input"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(stamps[-1]["shell.execute_reply"].replace("Z", "+00:00"))
+    return nb, (end - start).total_seconds()
 
 
 def errors(nb):
