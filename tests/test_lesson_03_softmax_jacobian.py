@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import numpy as np
 import pytest
-from lessons import grade, grade_id, make_submission, source_path
+from lessons import grade, make_submission, notebook_answers
 
 from course_lib import reference as R
 from course_lib.grading import softmax as G
@@ -34,16 +33,9 @@ def check(name):
     return getattr(G, f"check_{name}")
 
 
-def notebook_solutions() -> dict:
-    """The source notebook's answer cells, executed: {function name: function}."""
-    nb = nbformat.read(str(source_path(ASSIGNMENT)), as_version=4)
-    namespace = {"np": np}
-    for cell in nb.cells:
-        if (grade_id(cell) or "").endswith("_answer"):
-            code = "\n".join(line for line in cell.source.splitlines()
-                             if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
-            exec(code, namespace)  # noqa: S102 - our own notebook's solution code
-    return {name: namespace[name] for name in PARTS}
+def notebook_solutions() -> dict[str, object]:
+    """The graded functions as the source notebook defines them (solutions included)."""
+    return notebook_answers(ASSIGNMENT, PARTS, {"np": np})
 
 
 # ---------------------------------------------------------------------------

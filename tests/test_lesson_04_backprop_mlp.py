@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import numpy as np
 import pytest
-from lessons import grade, grade_id, make_submission, source_path
+from lessons import grade, make_submission, notebook_answers
 
 from course_lib import nets
 from course_lib import reference as R
@@ -38,12 +37,7 @@ def check(name):
 
 def notebook_solutions() -> dict[str, object]:
     """The graded functions as the source notebook defines them (solutions included)."""
-    nb = nbformat.read(str(source_path(ASSIGNMENT)), as_version=4)
-    namespace = {"np": np}
-    for cell in nb.cells:
-        if (grade_id(cell) or "").endswith("_answer"):
-            exec(cell.source, namespace)  # noqa: S102 - our own notebook's solution code
-    return {name: namespace[name] for name in PARTS}
+    return notebook_answers(ASSIGNMENT, PARTS, {"np": np})
 
 
 # ---------------------------------------------------------------------------

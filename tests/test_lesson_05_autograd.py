@@ -14,12 +14,11 @@ from __future__ import annotations
 import re
 from collections import deque
 
-import nbformat
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from lessons import grade, grade_id, make_submission, source_path
+from lessons import grade, make_submission, notebook_answers
 
 from course_lib import reference as R
 from course_lib.grading import autograd as G
@@ -40,13 +39,8 @@ def check(name):
 
 
 def notebook_solutions() -> dict[str, object]:
-    """The graded functions and classes as the source notebook defines them."""
-    nb = nbformat.read(str(source_path(ASSIGNMENT)), as_version=4)
-    namespace = {"np": np, "torch": torch, "F": F, "deque": deque}
-    for cell in nb.cells:
-        if (grade_id(cell) or "").endswith("_answer"):
-            exec(cell.source, namespace)  # noqa: S102 - our own notebook's solution code
-    return {name: namespace[name] for name in PARTS}
+    """The graded functions as the source notebook defines them (solutions included)."""
+    return notebook_answers(ASSIGNMENT, PARTS, {"np": np, "torch": torch, "F": F, "deque": deque})
 
 
 # ---------------------------------------------------------------------------
