@@ -108,3 +108,38 @@ def test_parallel_grading_gives_the_same_results(graded):
     course, results, _ = graded
     again = {r.student: r for r in grade_class(course, jobs=2)}
     assert again == results
+
+
+def test_a_locked_gradebook_is_retried_then_reported(monkeypatch):
+    """A worker that meets "database is locked" grades the submission again (3 tries)."""
+    from course_lib.instructor import grade as G
+
+    calls = []
+
+    def flaky(api, assignment, student):
+        calls.append(student)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return G.SubmissionResult(student, assignment, 1.0, 2.0, "ok")
+
+    monkeypatch.setitem(G._WORKER_API, "/nowhere", object())
+    monkeypatch.setattr(G, "grade_submission", flaky)
+    assert G._grade_task("/nowhere", "99_toy", "amy", feedback=False).status == "ok"
+    assert calls == ["amy"] * 3
+
+    def always_locked(api, assignment, student):
+        raise RuntimeError("(sqlite3.OperationalError) database is locked")
+
+    monkeypatch.setattr(G, "grade_submission", always_locked)
+    with pytest.raises(RuntimeError, match="database is locked"):
+        G._grade_task("/nowhere", "99_toy", "amy", feedback=False)
+
+    def other_error(api, assignment, student):
+        calls.append("boom")
+        raise ValueError("something else")
+
+    calls.clear()
+    monkeypatch.setattr(G, "grade_submission", other_error)
+    with pytest.raises(ValueError, match="something else"):
+        G._grade_task("/nowhere", "99_toy", "amy", feedback=False)
+    assert calls == ["boom"]  # not retried

@@ -135,6 +135,8 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
         reason = {"kernel_died": "the kernel died while running the notebook (os._exit, a "
                                  "crash, or out of memory)",
                   "timeout": "the notebook ran past the time limit"}.get(status, _last_line(text))
+        if status == "error" and GRADEBOOK_LOCKED in text:
+            reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
         return SubmissionResult(student, assignment, 0.0, max_score, status, reason)
 
     graded_path = Path(cd.format_path(cd.autograded_directory, student, assignment)) / \
@@ -180,6 +182,9 @@ def class_students(course_root: Path, api) -> list[str]:
     return sorted(set(submitted_students(course_root, cd)) | known)
 
 
+GRADEBOOK_LOCKED = "database is locked"
+ATTEMPTS = 3
+
 # One API per worker process, opened on its first task.
 _WORKER_API: dict[str, object] = {}
 
@@ -191,11 +196,17 @@ def _grade_task(course_root: str, assignment: str, student: str,
     if api is None:
         api, _ = open_api(Path(course_root))
         _WORKER_API[course_root] = api
-    for attempt in range(3):
-        result = grade_submission(api, assignment, student)
-        # Two workers writing the SQLite gradebook at once: the loser waits up to
-        # SQLite's timeout, then fails with "database is locked"; grade it again.
-        if not (result.status == "error" and "locked" in result.reason) or attempt == 2:
+    # Two workers writing the SQLite gradebook at once: the loser waits up to
+    # SQLite's timeout, then fails with "database is locked" (inside nbgrader, or
+    # in our own read of the grades); grade that submission again.
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            result = grade_submission(api, assignment, student)
+        except Exception as exc:  # noqa: BLE001 - only the lock is retried
+            if GRADEBOOK_LOCKED not in str(exc) or attempt == ATTEMPTS:
+                raise
+            continue
+        if not (result.status == "error" and GRADEBOOK_LOCKED in result.reason):
             break
     if feedback and (result.status in NORMAL or result.status == "timeout"):
         _feedback_one(api, result)
