@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: setup test lint demo seeds release browser clean help lab bench
+.PHONY: setup test lint demo seeds release browser clean help lab bench student-wheel
 
 help:
 	@echo "make demo   set up, release, grade a simulated class: feedback, grades.csv, report"
@@ -69,6 +69,10 @@ lab: setup
 	    --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 --ServerApp.allow_root=True \
 	    --IdentityProvider.token=$$token \
 	    --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
+
+# The students' course_lib: helpers without the reference answers, grading or tooling.
+student-wheel: setup
+	$(PY) -m course_lib.instructor.student_wheel dist
 
 # How long one slider move takes in each explorer (target: p95 <= 50 ms).
 bench: setup

@@ -1,0 +1,89 @@
+"""The students' wheel: no answers, no hidden tests, and every release notebook runs on it."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import nbformat
+import pytest
+from lessons import ASSIGNMENTS, release_path
+from nbclient import NotebookClient
+
+from course_lib.instructor.student_wheel import GRADING_ONLY, build_student_wheel
+
+
+@pytest.fixture(scope="module")
+def student_kernel(tmp_path_factory, student_site):
+    """A kernel that sees the student wheel and the dependencies, not the full package.
+
+    The development install of course_lib is an editable one: a finder that
+    site.py installs from a .pth file would still resolve course_lib.reference
+    to this repository. The student kernel runs Python with -S (no .pth files)
+    and PYTHONPATH = the unpacked wheel, then site-packages for numpy & co.
+    """
+    import json
+    import site
+    import sys
+
+    share = tmp_path_factory.mktemp("jupyter")
+    spec = share / "kernels" / "student"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-S", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "student", "language": "python"}))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JUPYTER_PATH", str(share))
+    path = os.pathsep.join([str(student_site[2]), *site.getsitepackages()])
+    yield dict(os.environ, PYTHONPATH=path)
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def student_site(tmp_path_factory):
+    """The wheel, built, and unpacked as a site folder that shadows the full package."""
+    out = tmp_path_factory.mktemp("wheel")
+    wheel = build_student_wheel(out)
+    site = out / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+        names = zf.namelist()
+    return wheel, names, site
+
+
+def test_the_wheel_holds_no_answers_and_no_hidden_tests(student_site):
+    wheel, names, site = student_site
+    assert wheel.name == "course_lib-0.1.0-py3-none-any.whl"
+    for sub in GRADING_ONLY:
+        assert not [n for n in names if n.startswith(f"course_lib/{sub}/")], sub
+    for module in ("gradcheck", "nets", "data"):
+        assert f"course_lib/{module}.py" in names
+    assert any(n.startswith("course_lib/widgets/") for n in names)
+    for path in site.rglob("*.py"):
+        text = path.read_text()
+        assert "BEGIN HIDDEN TESTS" not in text and "grading.check_" not in text, path
+
+
+PROBE = """
+import importlib.util, course_lib
+print("HAS_ANSWERS" if importlib.util.find_spec("course_lib.reference") else "NO_ANSWERS")
+print(course_lib.__file__)
+"""
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_release_notebook_runs_on_the_student_wheel(student_site, student_kernel,
+                                                         assignment):
+    _, _, site = student_site
+    path = release_path(assignment)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(PROBE))
+    client = NotebookClient(nb, timeout=120, kernel_name="student", allow_errors=True,
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute(env=student_kernel)
+    errors = {o.ename for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "error"}
+    assert errors == {"NotImplementedError"}
+    answers, location = nb.cells[-1].outputs[0].text.split()
+    assert answers == "NO_ANSWERS"
+    assert location.startswith(str(site))
