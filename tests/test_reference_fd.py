@@ -22,6 +22,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
+from mlp_strategies import HIDDEN, OUTPUT_LOSS, batch_sizes, networks, seeds, sizes
 
 import course_lib.reference as ref
 from course_lib.gradcheck import numerical_gradient
@@ -33,12 +34,9 @@ KINK_MARGIN = 1e-3
 # database=None: do not write a .hypothesis/ directory into the shared tree.
 fast = settings(max_examples=25, deadline=None, database=None)
 
-seeds = st.integers(0, 2**32 - 1)
 any_shapes = array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
 batched_shapes = array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
 bce_shapes = array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=4)
-sizes = st.integers(1, 6)
-batch_sizes = st.integers(1, 7)
 
 
 def arr(a):
@@ -255,12 +253,6 @@ def test_activation_backward_fd(name, N, n, seed):
     fd_close(ref.activation_backward(name, Z, A, dA), numeric)
 
 
-HIDDEN = ("sigmoid", "relu", "tanh", "identity", "softmax")
-OUTPUT_LOSS = ([("mse", a) for a in HIDDEN]
-               + [("bce", "sigmoid"), ("cross_entropy", "softmax"),
-                  ("cross_entropy", "identity")])
-
-
 def forward_loss(params, X, Y, activations, loss):
     """The loss from the forward pass alone (no backward code involved)."""
     Z, A = ref.mlp_forward(params, X, activations)[-1]
@@ -287,27 +279,6 @@ def check_backprop_fd(params, X, Y, activations, loss):
     return value, grads
 
 
-@st.composite
-def networks(draw):
-    depth = draw(st.integers(1, 4))
-    widths = draw(st.lists(sizes, min_size=depth + 1, max_size=depth + 1))
-    N = draw(batch_sizes)
-    hidden = draw(st.lists(st.sampled_from(HIDDEN), min_size=depth - 1, max_size=depth - 1))
-    loss, last = draw(st.sampled_from(OUTPUT_LOSS))
-    int_labels = draw(st.booleans())
-    rng = np.random.default_rng(draw(seeds))
-    params = [(arr(rng.standard_normal((o, i)) * 0.8), arr(rng.standard_normal(o) * 0.5))
-              for i, o in zip(widths[:-1], widths[1:], strict=True)]
-    X = rng.standard_normal((N, widths[0]))
-    C = widths[-1]
-    if loss == "mse":
-        Y = rng.standard_normal((N, C))
-    elif loss == "bce":
-        Y = (rng.random((N, C)) < 0.5).astype(float)
-    else:
-        labels = rng.integers(0, C, N)
-        Y = labels if int_labels else np.eye(C)[labels]
-    return params, X, Y, (*hidden, last), loss
 
 
 # More examples than elsewhere: many (depth, activation, loss) combinations, each cheap.

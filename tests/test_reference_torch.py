@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
+from mlp_strategies import OUTPUT_LOSS, batch_sizes, networks, seeds, sizes
 
 import course_lib.reference as ref
 
@@ -31,15 +32,12 @@ RTOL, ATOL = 1e-7, 1e-10
 # database=None: do not write a .hypothesis/ directory into the shared tree.
 fast = settings(max_examples=25, deadline=None, database=None)
 
-seeds = st.integers(0, 2**32 - 1)
 # Any shape of 0 to 3 axes of 1 to 5 entries (scalars included).
 any_shapes = array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=5)
 # At least one axis: softmax and friends act on the last one.
 batched_shapes = array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=5)
 # What bce and friends accept: (), (N,) or (N, k).
 bce_shapes = array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=5)
-sizes = st.integers(1, 6)
-batch_sizes = st.integers(1, 7)
 
 
 def close(actual, expected, rtol=RTOL, atol=ATOL):
@@ -455,35 +453,6 @@ def test_activation_forward_backward_match_torch(name, N, n, seed):
     close(ref.activation_backward(name, Z, A, dA), Zt.grad)
 
 
-HIDDEN = ("sigmoid", "relu", "tanh", "identity", "softmax")
-OUTPUT_LOSS = ([("mse", a) for a in HIDDEN]
-               + [("bce", "sigmoid"), ("cross_entropy", "softmax"),
-                  ("cross_entropy", "identity")])
-
-
-@st.composite
-def networks(draw):
-    """A random MLP problem: (params, X, Y, activations, loss, seed)."""
-    depth = draw(st.integers(1, 4))
-    widths = draw(st.lists(sizes, min_size=depth + 1, max_size=depth + 1))
-    N = draw(batch_sizes)
-    hidden = draw(st.lists(st.sampled_from(HIDDEN), min_size=depth - 1, max_size=depth - 1))
-    loss, last = draw(st.sampled_from(OUTPUT_LOSS))
-    int_labels = draw(st.booleans())
-    seed = draw(seeds)
-    rng = np.random.default_rng(seed)
-    params = [(rng.standard_normal((o, i)) * 0.8, rng.standard_normal(o) * 0.5)
-              for i, o in zip(widths[:-1], widths[1:], strict=True)]
-    X = rng.standard_normal((N, widths[0]))
-    C = widths[-1]
-    if loss == "mse":
-        Y = rng.standard_normal((N, C))
-    elif loss == "bce":
-        Y = (rng.random((N, C)) < 0.5).astype(float)
-    else:
-        labels = rng.integers(0, C, N)
-        Y = labels if int_labels else np.eye(C)[labels]
-    return params, X, Y, (*hidden, last), loss
 
 
 def _torch_loss_and_grads(params, X, Y, activations, loss):
