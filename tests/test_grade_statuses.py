@@ -143,3 +143,33 @@ def test_a_locked_gradebook_is_retried_then_reported(monkeypatch):
     with pytest.raises(ValueError, match="something else"):
         G._grade_task("/nowhere", "99_toy", "amy", feedback=False)
     assert calls == ["boom"]  # not retried
+
+
+def test_a_kernel_that_did_not_start_or_died_once_is_graded_again(monkeypatch):
+    """A kernel start failure is the machine's fault: retried (3 tries), then "error".
+    A kernel death is retried once; a real crash dies again and keeps its status."""
+    from course_lib.instructor import grade as G
+
+    outcomes = []
+
+    def scripted(api, assignment, student):
+        return outcomes.pop(0)
+
+    def result(status, reason=""):
+        return G.SubmissionResult("amy", "99_toy", 0.0, 2.0, status, reason)
+
+    monkeypatch.setattr(G, "grade_submission", scripted)
+    outcomes[:] = [result("kernel_start_failed"), result("ok")]
+    assert G.grade_reliably(None, "99_toy", "amy").status == "ok"
+    assert outcomes == []
+    outcomes[:] = [result("kernel_start_failed", "the grading kernel did not start")] * 3
+    assert G.grade_reliably(None, "99_toy", "amy").status == "error"
+    assert outcomes == []
+    outcomes[:] = [result("kernel_died"), result("ok")]
+    assert G.grade_reliably(None, "99_toy", "amy").status == "ok"
+    outcomes[:] = [result("kernel_died"), result("kernel_died"), result("ok")]
+    assert G.grade_reliably(None, "99_toy", "amy").status == "kernel_died"
+    assert outcomes == [result("ok")]  # not a third time
+    assert G._status_from_log("RuntimeError: Kernel died before replying to kernel_info") \
+        == "kernel_start_failed"
+    assert G._status_from_log("nbclient.exceptions.DeadKernelError: Kernel died") == "kernel_died"

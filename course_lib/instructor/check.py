@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 
 from .course import check_assignments, find_course_root, open_api
-from .grade import NORMAL, grade_submission, register_assignment
+from .grade import NORMAL, grade_reliably, register_assignment
 
 STUDENT = "selfcheck"
 
@@ -69,7 +69,7 @@ class CheckResult:
 def check_notebook(path, assignment: str, course_root: Path | None = None) -> CheckResult:
     """Autograde one notebook file in a private, temporary course.
 
-    The same code path as ``course grade`` (grade.grade_submission), in a
+    The same code path as ``course grade`` (grade.grade_reliably), in a
     throw-away course folder with its own gradebook.
 
     Args:
@@ -102,7 +102,7 @@ def check_notebook(path, assignment: str, course_root: Path | None = None) -> Ch
         api, _ = open_api(course_root, CourseDirectory__root=str(tmp),
                           CourseDirectory__db_url=f"sqlite:///{tmp / 'gradebook.db'}")
         register_assignment(api, assignment)
-        graded = grade_submission(api, assignment, STUDENT)
+        graded = grade_reliably(api, assignment, STUDENT)
 
     cells = [CellResult(gid, score, max_score, graded.messages.get(gid, ""),
                         autograded=gid not in by_hand)

@@ -96,7 +96,14 @@ def _max_score(api, assignment: str) -> float:
         return float(gb.find_assignment(assignment).max_score)
 
 
+# jupyter_client's words when a kernel never came up (nothing the notebook did:
+# two kernels started at once can race for the same free port).
+KERNEL_START_FAILED = ("before replying to kernel_info", "didn't respond in")
+
+
 def _status_from_log(text: str) -> str:
+    if any(words in text for words in KERNEL_START_FAILED):
+        return "kernel_start_failed"
     if "DeadKernelError" in text or "Kernel died" in text or "kernel died" in text:
         return "kernel_died"
     if "CellTimeoutError" in text or "TimeoutError" in text:
@@ -134,7 +141,9 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
         status = _status_from_log(text)
         reason = {"kernel_died": "the kernel died while running the notebook (os._exit, a "
                                  "crash, or out of memory)",
-                  "timeout": "the notebook ran past the time limit"}.get(status, _last_line(text))
+                  "timeout": "the notebook ran past the time limit",
+                  "kernel_start_failed": "the grading kernel did not start: "
+                                         + _last_line(text)}.get(status, _last_line(text))
         if status == "error" and GRADEBOOK_LOCKED in text:
             reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
         return SubmissionResult(student, assignment, 0.0, max_score, status, reason)
@@ -168,6 +177,15 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
                             cell_scores)
 
 
+def _worth_retrying(result: SubmissionResult, attempt: int) -> bool:
+    if attempt == ATTEMPTS:
+        return False
+    if result.status == "error" and GRADEBOOK_LOCKED in result.reason:
+        return True
+    return result.status == "kernel_start_failed" or (result.status == "kernel_died"
+                                                      and attempt == 1)
+
+
 def class_students(course_root: Path, api) -> list[str]:
     """Everyone with a submission, and everyone the gradebook knows.
 
@@ -189,16 +207,16 @@ ATTEMPTS = 3
 _WORKER_API: dict[str, object] = {}
 
 
-def _grade_task(course_root: str, assignment: str, student: str,
-                feedback: bool) -> SubmissionResult:
-    """Grade (and write feedback for) one submission; runs in a worker process."""
-    api = _WORKER_API.get(course_root)
-    if api is None:
-        api, _ = open_api(Path(course_root))
-        _WORKER_API[course_root] = api
-    # Two workers writing the SQLite gradebook at once: the loser waits up to
-    # SQLite's timeout, then fails with "database is locked" (inside nbgrader, or
-    # in our own read of the grades); grade that submission again.
+def grade_reliably(api, assignment: str, student: str) -> SubmissionResult:
+    """grade_submission, again when a failure was the machine's, not the notebook's.
+
+    - two workers writing the SQLite gradebook at once: the loser waits up to
+      SQLite's timeout, then fails with "database is locked" (inside nbgrader,
+      or in our own read of the grades);
+    - a kernel that never started (two kernels racing for one free port);
+    - a kernel that died: once more, so that a death the notebook did not
+      cause cannot cost a student their grade (a real crash dies again).
+    """
     for attempt in range(1, ATTEMPTS + 1):
         try:
             result = grade_submission(api, assignment, student)
@@ -206,8 +224,21 @@ def _grade_task(course_root: str, assignment: str, student: str,
             if GRADEBOOK_LOCKED not in str(exc) or attempt == ATTEMPTS:
                 raise
             continue
-        if not (result.status == "error" and GRADEBOOK_LOCKED in result.reason):
+        if not _worth_retrying(result, attempt):
             break
+    if result.status == "kernel_start_failed":
+        result.status = "error"
+    return result
+
+
+def _grade_task(course_root: str, assignment: str, student: str,
+                feedback: bool) -> SubmissionResult:
+    """Grade (and write feedback for) one submission; runs in a worker process."""
+    api = _WORKER_API.get(course_root)
+    if api is None:
+        api, _ = open_api(Path(course_root))
+        _WORKER_API[course_root] = api
+    result = grade_reliably(api, assignment, student)
     if feedback and (result.status in NORMAL or result.status == "timeout"):
         _feedback_one(api, result)
     return result
