@@ -40,6 +40,15 @@ c.Execute.interrupt_on_timeout = True
 c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:",
                              "--IPKernelApp.log_level=ERROR"]
 
+# Sealed grading (course_lib.judge), used by `course grade` and `course check`:
+# a whole notebook may run at most notebook_timeout seconds; the grading kernel
+# may use at most kernel_memory_mb of address space; in the lessons that ask
+# for gradients by hand, torch cannot be imported while grading.
+c.Judge.notebook_timeout = 180
+c.Judge.kernel_memory_mb = 6144
+c.Judge.manual_gradient_assignments = ["01_chain_rule", "02_sigmoid", "03_softmax_jacobian",
+                                       "04_backprop_mlp"]
+
 # Feedback shows answers, scores and the tests' messages, never the hidden
 # tests' code (see course_lib/instructor/feedback.py).
 from course_lib.instructor.feedback import feedback_preprocessors  # noqa: E402

@@ -6,23 +6,15 @@ import csv
 import html
 import re
 
-import nbformat
 import pytest
-from toycourse import ASSIGNMENT, SIGMOID_INSTEAD, make_course, submission
+from toycourse import ASSIGNMENT, SIGMOID_INSTEAD, hand_in, make_course, submission
 
 from course_lib.instructor.course import open_api
 from course_lib.instructor.grade import generate_feedback, grade_class, write_grades_csv
 
 
 def put(course, student, nb=None, raw=None):
-    folder = course / "submitted" / student / ASSIGNMENT
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{ASSIGNMENT}.ipynb"
-    if raw is not None:
-        path.write_text(raw)
-    elif nb is not None:
-        nbformat.write(nb, str(path))
-    return path
+    return hand_in(course, student, raw if raw is not None else nb)
 
 
 @pytest.fixture(scope="module")

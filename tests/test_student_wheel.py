@@ -54,8 +54,10 @@ def student_site(tmp_path_factory):
 def test_the_wheel_holds_no_answers_and_no_hidden_tests(student_site):
     wheel, names, site = student_site
     assert wheel.name == "course_lib-0.1.0-py3-none-any.whl"
-    for sub in GRADING_ONLY:
-        assert not [n for n in names if n.startswith(f"course_lib/{sub}/")], sub
+    for part in GRADING_ONLY:  # a subpackage (reference/) or a module of the judge (server.py)
+        assert not [n for n in names if n.startswith(f"course_lib/{part}/")
+                    or n.endswith(f"/{part}")], part
+    assert "course_lib/judge/client.py" in names  # what grading asks the kernel to run
     for module in ("gradcheck", "nets", "data"):
         assert f"course_lib/{module}.py" in names
     assert any(n.startswith("course_lib/widgets/") for n in names)
@@ -87,3 +89,23 @@ def test_every_release_notebook_runs_on_the_student_wheel(student_site, student_
     answers, location = nb.cells[-1].outputs[0].text.split()
     assert answers == "NO_ANSWERS"
     assert location.startswith(str(site))
+
+
+def test_make_lab_kernel_is_the_students_python(tmp_path):
+    """`make lab`'s kernelspec (student_env) starts a Python that cannot import the answers."""
+    import json
+    import os
+    import subprocess
+
+    from course_lib.instructor.student_env import prepare
+
+    folder = prepare(tmp_path / "student-env")
+    spec = json.loads((folder / "kernels" / "python3" / "kernel.json").read_text())
+    assert spec["argv"][1] == "-S"
+    env = {**os.environ, **spec["env"]}
+    out = subprocess.run([spec["argv"][0], "-S", "-c", PROBE + "import ipykernel, numpy\n"],
+                         env=env, capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout.splitlines()[0] == "NO_ANSWERS", out.stdout
+    assert out.stdout.splitlines()[1].startswith(str(folder)), out.stdout
+    assert not (folder / "course_lib" / "reference").exists()
+    assert not (folder / "course_lib" / "judge" / "server.py").exists()

@@ -68,6 +68,21 @@ def make_course(folder: Path, timeout: int = 10) -> Path:
     return folder
 
 
+def hand_in(course: Path, student: str, notebook=None) -> Path:
+    """Place a student's submission: a notebook, raw text or bytes (a broken file), or
+    None (a folder without a notebook). Returns the notebook's path."""
+    folder = course / "submitted" / student / ASSIGNMENT
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{ASSIGNMENT}.ipynb"
+    if isinstance(notebook, str):
+        path.write_text(notebook)
+    elif isinstance(notebook, bytes):
+        path.write_bytes(notebook)
+    elif notebook is not None:
+        nbformat.write(notebook, str(path))
+    return path
+
+
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst

@@ -29,8 +29,8 @@ import numpy as np
 
 RTOL, ATOL = 1e-7, 1e-10
 
-__all__ = ["RTOL", "ATOL", "rng_for", "call", "expect_close", "expect_tuple", "run_parts",
-           "fmt", "shape_str"]
+__all__ = ["RTOL", "ATOL", "rng_for", "call", "experiment", "expect_close", "expect_tuple",
+           "run_parts", "fmt", "shape_str"]
 
 
 def rng_for(check_name: str) -> np.random.Generator:
@@ -192,6 +192,22 @@ def _matching_mistake(arr, expected, mistakes, rtol, atol):
                 and np.allclose(arr, value, rtol=max(rtol, 1e-6), atol=atol):
             return description
     return None
+
+
+def experiment(obj, name: str, **inputs):
+    """Run the probe ``name`` of course_lib.judge.experiments on the student's object.
+
+    In a sealed grading run ``obj`` is the judge's handle on an object living in
+    the kernel, and the probe runs there; otherwise it runs here. Either way the
+    result is plain data (arrays, numbers, strings, tuples, lists, dicts), and an
+    exception raised by the student's code comes back as an exception of the
+    same class name and message.
+    """
+    if getattr(type(obj), "judge_remote", False):
+        return obj.run_experiment(name, inputs)
+    from ..judge.experiments import run_experiment
+
+    return run_experiment(obj, name, inputs)
 
 
 def run_parts(part: str, parts: Mapping[str, Callable[[], None]]) -> None:

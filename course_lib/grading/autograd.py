@@ -4,7 +4,16 @@
 loss; ``MySigmoid`` and ``MyLinear`` (``torch.autograd.Function`` subclasses)
 are run forward, backward through autograd, and backward called directly (so
 that a bias gradient of the wrong shape, which autograd would silently sum,
-is still seen); ``grad_fn_chain`` is compared on graphs built here.
+is still seen); ``grad_fn_chain`` is compared on graphs built from the same
+arrays on both sides.
+
+The student's objects may live in another process (the grading kernel), so
+these checks never touch them directly: a function is called with plain
+arguments and returns plain data, and a class or a graph walker is run by a
+named experiment of ``course_lib.judge.experiments`` (apply, back-propagate,
+read ctx.saved_tensors, walk a graph), which sends back plain facts: arrays,
+detached tensors, booleans, names. The random inputs are drawn here and sent
+as numpy arrays; every expected value is computed here.
 
 This module imports torch; ``course_lib.grading`` loads it only when one of
 its checks is used.
@@ -20,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import reference as R
-from ._core import expect_close, expect_tuple, fmt, rng_for, run_parts
+from ..judge.experiments import build_graph
+from ._core import expect_close, expect_tuple, experiment, fmt, rng_for, run_parts
 
 F64 = torch.float64
 
@@ -87,10 +97,12 @@ def _close(label, got, expected, mistakes=None, check_shape=True):
 
 
 def _function_class(cls, name: str):
-    if not (isinstance(cls, type) and issubclass(cls, torch.autograd.Function)):
+    """The student's ``cls`` (or the judge's handle on it), once it is known to be a Function."""
+    kind = experiment(cls, "autograd_function_kind")
+    if not kind["is_function_class"]:
         raise AssertionError(f"{name} must be a class that subclasses torch.autograd.Function "
                              f"(class {name}(torch.autograd.Function): ...), got "
-                             f"{cls!r:.80}.")
+                             f"{kind['repr']:.80}.")
     return cls
 
 
@@ -261,14 +273,20 @@ def check_torch_backprop(torch_backprop, part="all"):
 
     def repeat():
         params, X, Y, acts, what = _random_case(rng, "bce", 6)
-        keep = copy.deepcopy(params)
         where = f"torch_backprop for {what}, called twice with the same params"
-        first = _as_result(_attempt(where, lambda: torch_backprop(params, X, Y, acts, "bce")),
-                           where, len(params))
+        # Both calls run in one experiment, on the very same argument objects: a function
+        # that keeps leaves per params list (or returns arrays sharing memory with them)
+        # shows it only there. Copies of each result come back, taken when it was returned
+        # ("first", "second") and the first one's arrays again after the second call.
+        runs = _attempt(where, lambda: experiment(
+            torch_backprop, "call_twice", args=(copy.deepcopy(params), X, Y, acts, "bce")))
+        first = _as_result(runs["first"], where, len(params))
         saved = copy.deepcopy(first)
-        second = _as_result(_attempt(where, lambda: torch_backprop(params, X, Y, acts, "bce")),
-                            where, len(params))
-        for (W, b), (W0, b0) in zip(params, keep, strict=True):
+        second = _as_result(runs["second"], where, len(params))
+        after = runs["args_after"][0]
+        if not isinstance(after, list | tuple) or len(after) != len(params):
+            after = [(None, None)] * len(params)  # params lost or gained items: modified
+        for (W, b), (W0, b0) in zip(after, params, strict=True):
             if not (np.array_equal(W, W0) and np.array_equal(b, b0)):
                 raise AssertionError(f"{where}: it modified the arrays in params. Copy them into "
                                      "new tensors (torch.tensor(W) copies; torch.from_numpy(W) "
@@ -281,7 +299,8 @@ def check_torch_backprop(torch_backprop, part="all"):
                        "backward)")
         _compare_backprop(second, saved, f"{where}: the second call, compared with the first", {
             accumulated: (saved[0], [(dW * 2, db * 2) for dW, db in saved[1]])})
-        for (dW, db), (dW0, db0) in zip(first[1], saved[1], strict=True):
+        _, first_later = _as_result(runs["first_later"], where, len(params))
+        for (dW, db), (dW0, db0) in zip(first_later, saved[1], strict=True):
             if not (np.array_equal(dW, dW0) and np.array_equal(db, db0)):
                 raise AssertionError(
                     f"{where}: the arrays returned by the first call changed during the second "
@@ -311,18 +330,23 @@ def check_MySigmoid(MySigmoid, part="all"):
     """MySigmoid.apply(z) = σ(z); backward = grad_out · s (1 - s); saves its output."""
     rng = rng_for("MySigmoid")
 
+    def apply(cls, where, z, requires_grad=False):
+        """The experiment's {"out": detached output, "has_grad_fn": bool} for cls.apply(z)."""
+        return _attempt(where, lambda: experiment(cls, "function_apply", args=[z],
+                                                  requires_grad=[requires_grad]))
+
     def forward():
         cls = _function_class(MySigmoid, "MySigmoid")
         for shape in _shapes(rng):
             z = _t(rng.normal(0.0, 4.0, size=shape))
             where = f"MySigmoid.apply(z) for z of shape {tuple(shape)}"
-            s = _tensor_out(where, _attempt(where, lambda z=z: cls.apply(z)), shape)
+            s = _tensor_out(where, apply(cls, where, z.numpy())["out"], shape)
             _close(where, s, torch.sigmoid(z).numpy(), mistakes={
                 "you computed 1/(1 + e^{z}) = σ(-z): the minus sign in e^{-z} is missing":
                     torch.sigmoid(-z).numpy()})
         z = _t([-800.0, -40.0, 0.0, 40.0, 800.0])
-        s = _tensor_out("MySigmoid.apply(z) for large |z|", _attempt(
-            "MySigmoid.apply(z)", lambda: cls.apply(z)), z.shape)
+        s = _tensor_out("MySigmoid.apply(z) for large |z|",
+                        apply(cls, "MySigmoid.apply(z)", z.numpy())["out"], z.shape)
         _close(f"MySigmoid.apply(z) for z = {fmt(z.numpy())}", s, torch.sigmoid(z).numpy())
 
     def backward():
@@ -332,12 +356,10 @@ def check_MySigmoid(MySigmoid, part="all"):
             g = _t(rng.normal(0.0, 1.0, size=shape))
             where = (f"the gradient of MySigmoid for z of shape {tuple(shape)} and upstream "
                      "gradient grad_out")
-
-            def go(z=z, g=g):
-                cls.apply(z).backward(g)
-                return z.grad
-
-            dz = _attempt(where, go)
+            # cls.apply(z).backward(g), then z.grad, where the class lives.
+            (dz,) = _attempt(where, lambda z=z, g=g: experiment(
+                cls, "function_autograd_grads", args=[z.detach().numpy()], requires_grad=[True],
+                grad_out=g.numpy(), how="backward"))
             if dz is None:
                 raise AssertionError(f"{where}: z.grad is None after backward(); does "
                                      "MySigmoid.backward return the gradient?")
@@ -359,11 +381,16 @@ def check_MySigmoid(MySigmoid, part="all"):
         cls = _function_class(MySigmoid, "MySigmoid")
         z = _t(rng.normal(0.0, 2.0, size=(3, 4)), requires_grad=True)
         where = "MySigmoid.apply(z)"
-        s = _tensor_out(where, _attempt(where, lambda: cls.apply(z)), z.shape)
-        if s.grad_fn is None:
+        z_n = z.detach().numpy()
+        applied = apply(cls, where, z_n, requires_grad=True)
+        _tensor_out(where, applied["out"], z.shape)
+        if not applied["has_grad_fn"]:
             raise AssertionError(f"{where} has no grad_fn: call MySigmoid.apply(z), and do "
                                  "not detach the result.")
-        stored = _attempt("reading ctx.saved_tensors", lambda: tuple(s.grad_fn.saved_tensors))
+        # The ctx cannot leave the kernel: the experiment applies MySigmoid again and sends
+        # copies of s.grad_fn.saved_tensors.
+        stored = _attempt("reading ctx.saved_tensors", lambda: tuple(experiment(
+            cls, "function_saved_tensors", args=[z_n])))
         expected = torch.sigmoid(z.detach())
         if any(isinstance(t, torch.Tensor) and t.shape == expected.shape
                and torch.allclose(t.detach(), expected, rtol=1e-12, atol=0) for t in stored):
@@ -388,9 +415,9 @@ def check_MySigmoid(MySigmoid, part="all"):
 # MyLinear
 # ----------------------------------------------------------------------------
 
-def _linear_inputs(rng, N, n_in, n_out, grad=(True, True, True)):
-    return (_t(rng.normal(size=(N, n_in)), grad[0]), _t(rng.normal(size=(n_out, n_in)), grad[1]),
-            _t(rng.normal(size=n_out), grad[2]))
+def _linear_inputs(rng, N, n_in, n_out):
+    """Random X (N, n_in), W (n_out, n_in), b (n_out,) as numpy arrays, for an experiment."""
+    return rng.normal(size=(N, n_in)), rng.normal(size=(n_out, n_in)), rng.normal(size=n_out)
 
 
 def _dims(rng, square=False):
@@ -416,11 +443,11 @@ def check_MyLinear(MyLinear, part="all"):
     def forward():
         cls = _function_class(MyLinear, "MyLinear")
         for N, n_in, n_out in _dims(rng, square=True):
-            X, W, b = _linear_inputs(rng, N, n_in, n_out, (False, False, False))
-            where = f"MyLinear.apply(X, W, b) for X {tuple(X.shape)}, W {tuple(W.shape)}"
-            Z = _tensor_out(where, _attempt(where, lambda X=X, W=W, b=b: cls.apply(X, W, b)),
-                            (N, n_out))
-            Xn, Wn, bn = X.numpy(), W.numpy(), b.numpy()
+            Xn, Wn, bn = _linear_inputs(rng, N, n_in, n_out)
+            where = f"MyLinear.apply(X, W, b) for X {Xn.shape}, W {Wn.shape}"
+            applied = _attempt(where, lambda X=Xn, W=Wn, b=bn: experiment(
+                cls, "function_apply", args=[X, W, b]))
+            Z = _tensor_out(where, applied["out"], (N, n_out))
             mistakes = {"the bias b is missing": Xn @ Wn.T}
             if n_in == n_out:
                 mistakes["W is not transposed: Z = X @ W.T + b, not X @ W + b"] = Xn @ Wn + bn
@@ -429,18 +456,20 @@ def check_MyLinear(MyLinear, part="all"):
     def backward():
         cls = _function_class(MyLinear, "MyLinear")
         for N, n_in, n_out in _dims(rng, square=True):
-            X, W, b = _linear_inputs(rng, N, n_in, n_out)
-            dZ = _t(rng.normal(size=(N, n_out)))
-            where = (f"MyLinear.backward(ctx, dZ) for X {tuple(X.shape)}, W {tuple(W.shape)}, "
-                     f"b {tuple(b.shape)}")
-            Z = _attempt("MyLinear.apply(X, W, b)", lambda X=X, W=W, b=b: cls.apply(X, W, b))
-            if not isinstance(Z, torch.Tensor) or Z.grad_fn is None:
+            Xn, Wn, bn = _linear_inputs(rng, N, n_in, n_out)
+            dZn = rng.normal(size=(N, n_out))
+            where = (f"MyLinear.backward(ctx, dZ) for X {Xn.shape}, W {Wn.shape}, "
+                     f"b {bn.shape}")
+            applied = _attempt("MyLinear.apply(X, W, b)", lambda X=Xn, W=Wn, b=bn: experiment(
+                cls, "function_apply", args=[X, W, b], requires_grad=[True, True, True]))
+            if not isinstance(applied["out"], torch.Tensor) or not applied["has_grad_fn"]:
                 raise AssertionError("MyLinear.apply(X, W, b) returned no tensor with a grad_fn.")
-            # Z.grad_fn is the ctx that forward filled: call backward on it directly, so
-            # that we see exactly what it returns (autograd would sum a (N, n_out) db).
-            out = _attempt(where, lambda Z=Z, dZ=dZ: cls.backward(Z.grad_fn, dZ))
+            # Z.grad_fn is the ctx that forward filled: the experiment calls backward on it
+            # directly, so that we see exactly what it returns (autograd would sum a
+            # (N, n_out) db).
+            out = _attempt(where, lambda X=Xn, W=Wn, b=bn, dZ=dZn: experiment(
+                cls, "function_backward", args=[X, W, b], grad_out=dZ))
             dX, dW, db = expect_tuple(out, "MyLinear.backward", ("dX", "dW", "db"))
-            Xn, Wn, dZn = X.detach().numpy(), W.detach().numpy(), dZ.numpy()
             for label, got, exp, mistakes in (
                 ("dX", dX, dZn @ Wn, {} if n_in != n_out else {
                     "dX = dZ @ W, without a transpose (you used W.T)": dZn @ Wn.T}),
@@ -460,29 +489,26 @@ def check_MyLinear(MyLinear, part="all"):
         cls = _function_class(MyLinear, "MyLinear")
         for N, n_in, n_out in _dims(rng):
             for grad in ((True, True, True), (False, True, True)):
-                X, W, b = _linear_inputs(rng, N, n_in, n_out, grad)
-                G = _t(rng.normal(size=(N, n_out)))
-                where = (f"autograd through MyLinear for X {tuple(X.shape)}"
+                Xn, Wn, bn = _linear_inputs(rng, N, n_in, n_out)
+                G = rng.normal(size=(N, n_out))
+                where = (f"autograd through MyLinear for X {Xn.shape}"
                          f"{'' if grad[0] else ' (X does not require grad)'}, "
-                         f"W {tuple(W.shape)}: after (MyLinear.apply(X, W, b) * G).sum()"
+                         f"W {Wn.shape}: after (MyLinear.apply(X, W, b) * G).sum()"
                          ".backward(),")
-
-                def go(X=X, W=W, b=b, G=G):
-                    (cls.apply(X, W, b) * G).sum().backward()
-
-                _attempt(where, go)
-                Xn, Wn = X.detach().numpy(), W.detach().numpy()
-                pairs = [("W.grad", W.grad, G.numpy().T @ Xn), ("b.grad", b.grad,
-                                                                 G.numpy().sum(0))]
+                # The same backward() call where the class lives; the leaves' .grad come back.
+                dX, dW, db = _attempt(where, lambda X=Xn, W=Wn, b=bn, G=G, grad=grad: experiment(
+                    cls, "function_autograd_grads", args=[X, W, b], requires_grad=list(grad),
+                    grad_out=G, how="weighted_sum"))
+                pairs = [("W.grad", dW, G.T @ Xn), ("b.grad", db, G.sum(0))]
                 if grad[0]:
-                    pairs.insert(0, ("X.grad", X.grad, G.numpy() @ Wn))
+                    pairs.insert(0, ("X.grad", dX, G @ Wn))
                 for label, got, exp in pairs:
                     if got is None:
                         raise AssertionError(f"{where} {label} is None.")
                     _close(f"{where} {label}", got, exp)
         X, W, b = _linear_inputs(rng, 3, 2, 2)
         try:
-            torch.autograd.gradcheck(cls.apply, (X, W, b))
+            experiment(cls, "function_gradcheck", args=[X, W, b])
         except NotImplementedError:
             raise NotImplementedError("MyLinear is not implemented yet.") from None
         except Exception as exc:  # noqa: BLE001 - GradcheckError or the student's error
@@ -532,24 +558,27 @@ def _chain_mistakes(t):
 
 
 def _expect_names(where, got, expected, mistakes):
-    if not isinstance(got, list | tuple):
-        raise AssertionError(f"{where} must return a list of str, got {type(got).__name__}.")
-    got = list(got)
-    for item in got:
-        if hasattr(item, "next_functions"):
+    """Judge the walk_graph experiment's description of what grad_fn_chain returned."""
+    if not got["sequence"]:
+        raise AssertionError(f"{where} must return a list of str, got {got['type']}.")
+    names = []
+    for kind, type_name, text in got["items"]:
+        if kind == "node":
             raise AssertionError(f"{where} returned grad_fn nodes, not their names: append "
                                  "type(node).__name__ (e.g. 'MulBackward0') instead of node.")
-        if isinstance(item, torch.Tensor):
+        if kind == "tensor":
             raise AssertionError(f"{where} returned tensors, not the names of the grad_fn "
                                  "nodes: walk t.grad_fn and its next_functions and append "
                                  "type(node).__name__.")
-        if not isinstance(item, str):
+        if kind != "str":
             raise AssertionError(f"{where} must return a list of str (class names such as "
-                                 f"'MulBackward0'); it contains a {type(item).__name__}: "
-                                 f"{item!r:.60}.")
-        if " object at 0x" in item or item.startswith("<"):
-            raise AssertionError(f"{where} returned the printed form of the nodes ({item!r:.60}),"
+                                 f"'MulBackward0'); it contains a {type_name}: "
+                                 f"{text:.60}.")
+        if " object at 0x" in text or text.startswith("<"):
+            raise AssertionError(f"{where} returned the printed form of the nodes ({text!r:.60}),"
                                  " not their class names: use type(node).__name__.")
+        names.append(text)
+    got = names
     if got == expected:
         return
     diff = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
@@ -564,37 +593,33 @@ def _expect_names(where, got, expected, mistakes):
 
 
 def _expressions(rng, edge: bool):
-    """Graphs to walk: (description, tensor)."""
+    """Graphs to walk: (description, graph name, arrays) for judge.experiments.build_graph."""
     out = []
     if not edge:
         k = int(rng.integers(2, 5))
-        w, b, x = _t(rng.normal(size=k), True), _t(rng.normal(), True), _t(rng.normal(size=k))
-        out.append(("f = sigmoid(w @ x + b) (x does not require grad)",
-                    torch.sigmoid(w @ x + b)))
+        w, b, x = rng.normal(size=k), rng.normal(), rng.normal(size=k)
+        out.append(("f = sigmoid(w @ x + b) (x does not require grad)", "sigmoid_affine",
+                    {"w": w, "b": b, "x": x}))
         sizes = [int(n) for n in rng.integers(1, 5, size=3)]
-        W1, b1 = _t(rng.normal(size=(sizes[1], sizes[0])), True), _t(rng.normal(size=sizes[1]),
-                                                                      True)
-        W2, b2 = _t(rng.normal(size=(sizes[2], sizes[1])), True), _t(rng.normal(size=sizes[2]),
-                                                                      True)
-        X, Y = _t(rng.normal(size=(3, sizes[0]))), _t(rng.normal(size=(3, sizes[2])))
-        A2 = torch.softmax(torch.tanh(X @ W1.T + b1) @ W2.T + b2, dim=1)
+        W1, b1 = rng.normal(size=(sizes[1], sizes[0])), rng.normal(size=sizes[1])
+        W2, b2 = rng.normal(size=(sizes[2], sizes[1])), rng.normal(size=sizes[2])
+        X, Y = rng.normal(size=(3, sizes[0])), rng.normal(size=(3, sizes[2]))
+        net = {"W1": W1, "b1": b1, "W2": W2, "b2": b2, "X": X, "Y": Y}
         out.append(("the MSE of a two-layer network, 0.5 * ((A2 - Y) ** 2).sum() / N",
-                    0.5 * ((A2 - Y) ** 2).sum() / 3))
-        out.append(("a network built with F.linear and F.mse_loss",
-                    F.mse_loss(F.linear(torch.relu(F.linear(X, W1, b1)), W2, b2), Y)))
+                    "two_layer_mse", net))
+        out.append(("a network built with F.linear and F.mse_loss", "linear_mse_loss", net))
     else:
-        a = _t(rng.normal(size=3), True)
-        out.append(("(a * a).sum(): the leaf a is used twice", (a * a).sum()))
-        u = _t(rng.normal(size=(2, 2)), True) @ _t(rng.normal(size=2))
-        out.append(("torch.tanh(u) * torch.exp(u) + u: u fans out to three uses",
-                    (torch.tanh(u) * torch.exp(u) + u).sum()))
-        w, c = _t(rng.normal(), True), _t(rng.normal(), True)
-        h = w * c
-        out.append(("(h + h * w).exp() with h = w * c: diamonds and a reused leaf",
-                    (h + h * w).exp()))
-        z = _t(rng.normal(size=4), True)
-        out.append(("R.MySigmoid.apply(z).sum(): a custom autograd Function",
-                    R.MySigmoid.apply(z * 2.0).sum()))
+        out.append(("(a * a).sum(): the leaf a is used twice", "square_sum",
+                    {"a": rng.normal(size=3)}))
+        out.append(("torch.tanh(u) * torch.exp(u) + u: u fans out to three uses", "fan_out",
+                    {"M": rng.normal(size=(2, 2)), "v": rng.normal(size=2)}))
+        w, c = rng.normal(), rng.normal()
+        out.append(("(h + h * w).exp() with h = w * c: diamonds and a reused leaf", "diamond",
+                    {"w": w, "c": c}))
+        # A custom Function that is no exercise's answer (z ↦ z³), so that the graph
+        # sent to the kernel carries no reference solution.
+        out.append(("Cube.apply(z).sum(): a custom autograd Function", "custom_function",
+                    {"z": rng.normal(size=4)}))
     return out
 
 
@@ -603,9 +628,13 @@ def check_grad_fn_chain(grad_fn_chain, part="all"):
     rng = rng_for("grad_fn_chain")
 
     def compare(edge):
-        for what, t in _expressions(rng, edge):
+        for what, graph, arrays in _expressions(rng, edge):
             where = f"grad_fn_chain(t) for {what}"
-            got = _attempt(where, lambda t=t: grad_fn_chain(t))
+            # The student's walker gets the graph built where it lives; the expected names
+            # and the known mistakes come from the same graph built here from the same arrays.
+            got = _attempt(where, lambda graph=graph, arrays=arrays: experiment(
+                grad_fn_chain, "walk_graph", graph=graph, arrays=arrays))
+            t = build_graph(graph, arrays)
             _expect_names(where, got, R.grad_fn_chain(t), _chain_mistakes(t))
 
     run_parts(part, {"values": lambda: compare(False), "edge": lambda: compare(True)})

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import nbformat
 
-from .course import check_assignments, find_course_root, open_api
-from .grade import NORMAL, grade_reliably, register_assignment
+from .course import check_assignments, find_course_root
+from .grade import NORMAL, grade_reliably, open_grading_api, register_assignment
 
 STUDENT = "selfcheck"
 
@@ -99,10 +99,14 @@ def check_notebook(path, assignment: str, course_root: Path | None = None) -> Ch
         if path.is_file():
             shutil.copyfile(path, dest / f"{assignment}.ipynb")
         # The course's settings, with every folder and the gradebook in tmp.
-        api, _ = open_api(course_root, CourseDirectory__root=str(tmp),
-                          CourseDirectory__db_url=f"sqlite:///{tmp / 'gradebook.db'}")
-        register_assignment(api, assignment)
-        graded = grade_reliably(api, assignment, STUDENT)
+        api = open_grading_api(course_root, guard_roots=[course_root],
+                               CourseDirectory__root=str(tmp),
+                               CourseDirectory__db_url=f"sqlite:///{tmp / 'gradebook.db'}")
+        try:
+            register_assignment(api, assignment)
+            graded = grade_reliably(api, assignment, STUDENT)
+        finally:
+            api.sealed.close()
 
     cells = [CellResult(gid, score, max_score, graded.messages.get(gid, ""),
                         autograded=gid not in by_hand)
@@ -111,6 +115,7 @@ def check_notebook(path, assignment: str, course_root: Path | None = None) -> Ch
     result = CheckResult(assignment, graded.score, graded.max_score, status, cells)
     if graded.status == "needs_manual_grading":
         result.flags.append("needs_manual_grading")
-    if graded.reason:
+    result.flags.extend(graded.flags)
+    if graded.reason and not graded.flags:
         result.flags.append(graded.reason)
     return result

@@ -6,6 +6,10 @@
     course report                                the HTML report of the last grading
     course check NOTEBOOK --assignment ID [--json]  grade one file, gradebook untouched
 
+`course grade --scheduler tcp://HOST:8786` grades on a dask.distributed
+cluster instead, each worker grading whole submissions, with the gradebook on
+PostgreSQL (docs/cluster.md).
+
 Run it from the course folder (the one with nbgrader_config.py), or set
 COURSE_ROOT. Every command is nbgrader underneath; nothing here replaces the
 gradebook, the formgrader or nbgrader's folders.
@@ -48,9 +52,13 @@ def _grade(args, root: Path) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected a number of processes >= 1, got {args.jobs}")
+    if args.jobs is not None and args.scheduler:
+        raise ValueError("--jobs and --scheduler: choose one (on a cluster, each worker's "
+                         "--nworkers sets how many submissions it grades at once)")
     progress = text_progress if not args.quiet else None
     results = grade_class(root, args.assignments, args.students, progress=progress,
-                          jobs=args.jobs, feedback=not args.no_feedback)
+                          jobs=args.jobs, feedback=not args.no_feedback,
+                          scheduler=args.scheduler)
     write_grades_csv(results, root / GRADES_CSV)
     save_results(results, root / RESULTS_JSON)
     write_report(results, root / REPORT_HTML)
@@ -126,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-feedback", action="store_true", help="skip the feedback files")
     s.add_argument("--jobs", "-j", type=int, metavar="N",
                    help="submissions graded at once (default: the number of cores)")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on the workers of this dask scheduler (tcp://HOST:8786); "
+                        "needs a PostgreSQL gradebook (COURSE_DB_URL) and the course "
+                        "folder at the same path on every worker: see docs/cluster.md")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=_grade)
 

@@ -10,8 +10,16 @@ says how far grading got:
     missing               the student has no notebook for this assignment
     unreadable            the file is not a notebook (bad JSON, not nbformat)
     timeout               a cell ran past the time limit (graded as far as it got)
-    kernel_died           the kernel died (os._exit, segfault, out of memory)
+    kernel_died           the kernel died (os._exit, segfault, out of memory); the
+                          test cells that ran before keep their grades
+    tampered              the notebook changed its tests or the grading (see
+                          course_lib.judge.tamper); what it touched scores 0
     error                 nbgrader itself failed; ``reason`` holds its message
+
+Grading is sealed (course_lib.judge): the kernel runs the student's code with
+no answers in reach, and each hidden test's verdict is reached in this
+process, so a test cell's grade is the judge's verdict, not what the kernel
+printed.
 
 A submission that could not be graded normally is never a silent 0: its status
 and reason travel to grades.csv and the report.
@@ -27,9 +35,12 @@ from pathlib import Path
 
 import nbformat
 
-from .course import check_assignments, find_course_root, open_api
+from ..judge.server import expected_checks
+from ..judge.tamper import ALL, inspect_submission
+from .course import check_assignments, find_course_root, load_config, open_api
 
 NORMAL = ("ok", "needs_manual_grading")
+MAX_NOTEBOOK_BYTES = 20 * 2**20  # a lesson notebook with outputs is well under 2 MiB
 
 
 @dataclass
@@ -44,6 +55,7 @@ class SubmissionResult:
     reason: str = ""
     messages: dict[str, str] = field(default_factory=dict)  # grade_id -> failed test's message
     cell_scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)  # tampering found, with where
 
 
 def error_message(cell) -> str:
@@ -117,9 +129,12 @@ def _last_line(text: str) -> str:
 
 
 def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
-    """Autograde one submission and read back its score, status and messages."""
-    from nbgrader.api import Gradebook, MissingEntry
+    """Autograde one submission and read back its score, status and messages.
 
+    With ``api.sealed`` (see open_grading_api) the submission is read for
+    tampering first, runs in the sealed kernel, and each test cell's grade is
+    the judge's verdict.
+    """
     cd = api.coursedir
     notebook = Path(cd.format_path(cd.submitted_directory, student, assignment)) / \
         f"{assignment}.ipynb"
@@ -127,26 +142,42 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
     if not notebook.is_file():
         return SubmissionResult(student, assignment, 0.0, max_score, "missing",
                                 f"no {notebook.name} in submitted/{student}/{assignment}/")
+    size = notebook.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        return SubmissionResult(student, assignment, 0.0, max_score, "unreadable",
+                                f"the file is {size / 2**20:.0f} MiB; a notebook of this course "
+                                f"is under {MAX_NOTEBOOK_BYTES // 2**20} MiB")
     try:
-        nbformat.validate(nbformat.read(str(notebook), as_version=4))
+        submitted = nbformat.read(str(notebook), as_version=4)
+        nbformat.validate(submitted)
     except Exception as exc:  # noqa: BLE001 - every unreadable file is a status
         return SubmissionResult(student, assignment, 0.0, max_score, "unreadable",
                                 f"{type(exc).__name__}: {_last_line(str(exc))}")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=Warning)  # SQLAlchemy noise from nbgrader
-        outcome = api.autograde(assignment, student, force=True, create=True)
+    sealed = getattr(api, "sealed", None)
+    source_nb = nbformat.read(str(Path(cd.format_path(cd.source_directory, ".", assignment))
+                                  / f"{assignment}.ipynb"), as_version=4)
+    expected = {c.metadata["nbgrader"]["grade_id"]: expected_checks(c.source)
+                for c in source_nb.cells if _is_test_cell(c) and expected_checks(c.source)}
+    if sealed:
+        sealed.begin(assignment, expected)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=Warning)  # SQLAlchemy noise from nbgrader
+            outcome = api.autograde(assignment, student, force=True, create=True)
+    finally:
+        record = sealed.end() if sealed else None
+    findings = (inspect_submission(submitted, source_nb, sealed.manual_gradients(assignment))
+                if sealed else [])
     if not outcome["success"]:
-        text = (outcome.get("error") or "") + (outcome.get("log") or "")
-        status = _status_from_log(text)
-        reason = {"kernel_died": "the kernel died while running the notebook (os._exit, a "
-                                 "crash, or out of memory)",
-                  "timeout": "the notebook ran past the time limit",
-                  "kernel_start_failed": "the grading kernel did not start: "
-                                         + _last_line(text)}.get(status, _last_line(text))
-        if status == "error" and GRADEBOOK_LOCKED in text:
-            reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
-        return SubmissionResult(student, assignment, 0.0, max_score, status, reason)
+        result = _failed(outcome, student, assignment, max_score, source_nb, expected, record)
+        flags = [str(f) for f in findings] + [str(f) for f in (record.flags if record else [])]
+        if flags:  # a tampered notebook keeps nothing, even what ran before the failure
+            result.flags, result.score = list(dict.fromkeys(flags)), 0.0
+            result.cell_scores = {g: (0.0, m) for g, (_, m) in result.cell_scores.items()}
+            if result.status == "error":
+                result.status, result.reason = "tampered", "; ".join(result.flags)
+        return result
 
     graded_path = Path(cd.format_path(cd.autograded_directory, student, assignment)) / \
         f"{assignment}.ipynb"
@@ -160,21 +191,140 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
             status, reason = "timeout", f"cell {where} ran past the time limit and was stopped"
         if meta.get("grade") and msg:
             messages[meta["grade_id"]] = msg
+    zeroed, flags = (_judge(record, expected, findings, messages) if sealed else ({}, []))
+    if zeroed:
+        _zero_in_gradebook(api, assignment, student, zeroed)
+        _mark_cells(graded_path, graded, zeroed, messages)
+    score, cell_scores, needs_manual = _read_grades(api, assignment, student, graded)
+    if score is None:
+        return SubmissionResult(student, assignment, 0.0, max_score, "error",
+                                "autograde reported success but wrote no grades")
+    if flags:
+        status, reason = "tampered", "; ".join(flags)
+    elif status == "ok" and needs_manual:
+        status = "needs_manual_grading"
+    return SubmissionResult(student, assignment, score, max_score, status, reason, messages,
+                            cell_scores, flags)
+
+
+def _is_test_cell(cell) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return bool(meta.get("grade") and not meta.get("solution") and cell.cell_type == "code")
+
+
+def _judge(record, expected, findings, messages) -> tuple[dict[str, str], list[str]]:
+    """The test cells that score 0 ({grade_id: why}) and the flags, from the judge's record.
+
+    A test cell keeps its points only when the kernel ran it without error,
+    every hidden check it contains reached a passing verdict in the judge, and
+    nothing the notebook did touches it.
+    """
+    flags = [str(f) for f in findings] + [str(f) for f in record.flags]
+    cost = set().union(*(f.scope for f in findings)) if findings else set()
+    if record.flags:
+        cost.add(ALL)  # refused at run time: the whole run is suspect
+    zeroed = {}
+    for gid, checks in expected.items():
+        verdicts = record.verdicts.get(gid, [])
+        passed = [(v.check, v.part) for v in verdicts if v.passed]
+        failed = [v for v in verdicts if not v.passed]
+        if failed:
+            zeroed[gid] = failed[0].message
+        elif any(passed.count(c) < checks.count(c) for c in set(checks)):
+            zeroed[gid] = "its hidden test did not run to a verdict"
+            if record.kernel_ok.get(gid):
+                flags.append(f"check: test cell {gid} ran without error, but its hidden test "
+                             "never reached the grader (something skipped or rewrote it)")
+                cost.add(ALL)
+        if failed and record.kernel_ok.get(gid):
+            flags.append(f"check: test cell {gid} showed no error, but its hidden test failed "
+                         "(something in the notebook hid the failure)")
+            cost.add(ALL)
+    for gid in expected:
+        if gid not in zeroed and (ALL in cost or gid in cost):
+            zeroed[gid] = "not graded: " + "; ".join(
+                str(f) for f in findings if ALL in f.scope or gid in f.scope) or \
+                "not graded: the notebook tampered with grading"
+    for gid, why in zeroed.items():
+        messages.setdefault(gid, why)
+    return zeroed, list(dict.fromkeys(flags))
+
+
+def _zero_in_gradebook(api, assignment, student, zeroed) -> None:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    cd = api.coursedir
+    with Gradebook(cd.db_url, cd.course_id) as gb:
+        for gid in zeroed:
+            try:
+                grade = gb.find_grade(gid, assignment, assignment, student)
+            except MissingEntry:
+                continue
+            grade.auto_score = 0.0
+        gb.db.commit()
+
+
+def _mark_cells(graded_path, graded, zeroed, messages) -> None:
+    """Say in the autograded notebook (and so in the feedback) why a cell scored 0."""
+    for cell in graded.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in zeroed and not error_message(cell):
+            cell.outputs.append(nbformat.v4.new_output(
+                "error", ename="NotGraded", evalue=zeroed[gid], traceback=[]))
+            messages[gid] = f"NotGraded: {zeroed[gid]}"
+    nbformat.write(graded, str(graded_path))
+
+
+def _read_grades(api, assignment, student, graded):
+    """(score, {grade_id: (score, max)} in notebook order, needs manual grading)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    cd = api.coursedir
     with Gradebook(cd.db_url, cd.course_id) as gb:
         try:
             sub = gb.find_submission(assignment, student)
         except MissingEntry:
-            return SubmissionResult(student, assignment, 0.0, max_score, "error",
-                                    "autograde reported success but wrote no grades")
+            return None, {}, False
         grades = {g.name: g for nb in sub.notebooks for g in nb.grades}
         order = [c.metadata.get("nbgrader", {}).get("grade_id") for c in graded.cells]
         cell_scores = {gid: (float(grades[gid].score or 0.0), float(grades[gid].max_score))
                        for gid in order if gid in grades}  # in notebook order
-        score = float(sub.score or 0.0)
-        if status == "ok" and sub.needs_manual_grade:
-            status = "needs_manual_grading"
-    return SubmissionResult(student, assignment, score, max_score, status, reason, messages,
-                            cell_scores)
+        return float(sub.score or 0.0), cell_scores, bool(sub.needs_manual_grade)
+
+
+def _failed(outcome, student, assignment, max_score, source_nb, expected, record):
+    """nbgrader could not finish: say why, and keep what the judge graded before."""
+    text = (outcome.get("error") or "") + (outcome.get("log") or "")
+    status = _status_from_log(text)
+    reason = {"kernel_died": "the kernel died while running the notebook (os._exit, a "
+                             "crash, or out of memory)",
+              "timeout": "the notebook ran past the time limit",
+              "kernel_start_failed": "the grading kernel did not start: "
+                                     + _last_line(text)}.get(status, _last_line(text))
+    if status == "error" and GRADEBOOK_LOCKED in text:
+        reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
+    if record is not None and record.out_of_time:
+        status, reason = "timeout", "the notebook ran past its total time limit and was stopped"
+    result = SubmissionResult(student, assignment, 0.0, max_score, status, reason)
+    if record is None or status not in ("kernel_died", "timeout"):
+        return result
+    # Graded as far as it got: a test cell that ran, without error, to a passing
+    # verdict before the kernel went keeps its points.
+    points = {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
+              for c in source_nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    for gid, pts in points.items():
+        checks = expected.get(gid)
+        ok = bool(checks) and record.kernel_ok.get(gid, False) and all(
+            v.passed for v in record.verdicts.get(gid, [])) and \
+            len(record.verdicts.get(gid, [])) >= len(checks)
+        result.cell_scores[gid] = (pts if ok else 0.0, pts)
+        verdicts = [v for v in record.verdicts.get(gid, []) if not v.passed]
+        if verdicts:
+            result.messages[gid] = verdicts[0].message
+    result.score = sum(score for score, _ in result.cell_scores.values())
+    ran = sum(1 for gid in expected if gid in record.kernel_ok)
+    result.reason += f" (graded as far as it got: {ran} of {len(expected)} test cells ran)"
+    return result
 
 
 def _worth_retrying(result: SubmissionResult, attempt: int) -> bool:
@@ -184,6 +334,20 @@ def _worth_retrying(result: SubmissionResult, attempt: int) -> bool:
         return True
     return result.status == "kernel_start_failed" or (result.status == "kernel_died"
                                                       and attempt == 1)
+
+
+def add_students(coursedir, students: list[str]) -> None:
+    """Every student in the gradebook before the grading processes start.
+
+    nbgrader adds a new student as it grades them; two processes starting the
+    same new student's two assignments at the same moment would both add
+    them, and the second would fail (SQLite: locked; PostgreSQL: unique key).
+    """
+    from nbgrader.api import Gradebook
+
+    with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
+        for student in students:
+            gb.update_or_create_student(student)
 
 
 def class_students(course_root: Path, api) -> list[str]:
@@ -205,6 +369,22 @@ ATTEMPTS = 3
 
 # One API per worker process, opened on its first task.
 _WORKER_API: dict[str, object] = {}
+
+
+def open_grading_api(course_root: Path, guard_roots=(), **overrides):
+    """An NbGraderAPI that grades sealed: the judge, its kernel, the course's limits.
+
+    ``guard_roots``: more folders the kernel may not touch (besides the course).
+    The API's ``sealed`` attribute is the course_lib.judge.sealed.Sealed in use.
+    """
+    from ..judge.sealed import Sealed, Settings
+
+    settings = Settings.from_config(load_config(Path(course_root)))
+    roots = [overrides.get("CourseDirectory__root", course_root), *guard_roots]
+    sealed = Sealed(roots, settings)
+    api, _ = open_api(Path(course_root), **overrides, **sealed.config_overrides())
+    api.sealed = sealed
+    return api
 
 
 def grade_reliably(api, assignment: str, student: str) -> SubmissionResult:
@@ -236,7 +416,7 @@ def _grade_task(course_root: str, assignment: str, student: str,
     """Grade (and write feedback for) one submission; runs in a worker process."""
     api = _WORKER_API.get(course_root)
     if api is None:
-        api, _ = open_api(Path(course_root))
+        api = open_grading_api(Path(course_root))
         _WORKER_API[course_root] = api
     result = grade_reliably(api, assignment, student)
     if feedback and (result.status in NORMAL or result.status == "timeout"):
@@ -246,7 +426,7 @@ def _grade_task(course_root: str, assignment: str, student: str,
 
 def grade_class(course_root: Path | None = None, assignments=None, students=None,
                 progress=None, jobs: int | None = None,
-                feedback: bool = False) -> list[SubmissionResult]:
+                feedback: bool = False, scheduler: str | None = None) -> list[SubmissionResult]:
     """Autograde every submission of every given assignment.
 
     Args:
@@ -257,9 +437,12 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         jobs: submissions graded at once, each in its own process (default:
             the number of cores; 1 grades in this process).
         feedback: also write each autograded submission's feedback.
+        scheduler: a dask scheduler's address (``tcp://host:8786``): grade on
+            its workers instead, one task per submission (``jobs`` is then
+            unused; see distributed.py).
     Returns:
         one SubmissionResult per (student, assignment), sorted by both; the
-        same whatever ``jobs`` is.
+        same whatever ``jobs`` or ``scheduler`` is.
     """
     import os
 
@@ -270,6 +453,7 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
     for assignment in assignments:
         register_assignment(api, assignment)
     tasks = [(a, s) for a in assignments for s in students]
+    add_students(api.coursedir, students)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
     results = []
 
@@ -278,8 +462,13 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         if progress:
             progress(len(results), len(tasks), f"{result.student}/{result.assignment}")
 
-    if jobs == 1:
-        _WORKER_API[str(course_root)] = api
+    if scheduler:
+        from .distributed import grade_on_cluster
+
+        results.extend(grade_on_cluster(scheduler, course_root, tasks, feedback, progress))
+    elif jobs == 1:
+        if str(course_root) not in _WORKER_API:
+            _WORKER_API[str(course_root)] = open_grading_api(course_root)
         for a, s in tasks:
             done(_grade_task(str(course_root), a, s, feedback))
     else:
@@ -289,11 +478,27 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         # spawn, not fork: a forked child would share this process's open
         # gradebook connections and kernel-manager state.
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_grade_task, str(course_root), a, s, feedback)
-                       for a, s in tasks]
-            for future in cf.as_completed(futures):
-                done(future.result())
+        remaining = list(tasks)
+        # A worker that dies (killed, out of memory) breaks the whole pool: the
+        # submissions it had not finished are graded again by a fresh pool.
+        # Grading is idempotent (autograde --force), so nothing is doubled.
+        for attempt in range(1, ATTEMPTS + 1):
+            finished = set()
+            try:
+                with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                    futures = {pool.submit(_grade_task, str(course_root), a, s, feedback): (a, s)
+                               for a, s in remaining}
+                    for future in cf.as_completed(futures):
+                        result = future.result()
+                        finished.add(futures[future])
+                        done(result)
+                break
+            except cf.process.BrokenProcessPool:
+                remaining = [t for t in remaining if t not in finished]
+                if attempt == ATTEMPTS:
+                    for a, s in remaining:
+                        done(SubmissionResult(s, a, 0.0, 0.0, "error", "the grading worker "
+                                              f"died {ATTEMPTS} times while grading it"))
     return sorted(results, key=lambda r: (r.student, r.assignment))
 
 

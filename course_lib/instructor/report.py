@@ -53,9 +53,9 @@ TOP_CHART = 10  # bars of the message chart
 # status -> CSS class; any status not listed (a future one) gets "st-other"
 _STATUS_CLASS = {"ok": "st-ok", "needs_manual_grading": "st-manual", "missing": "st-missing",
                  "timeout": "st-timeout", "unreadable": "st-failed", "kernel_died": "st-failed",
-                 "error": "st-failed"}
+                 "error": "st-failed", "tampered": "st-failed"}
 _STATUS_ORDER = ("ok", "needs_manual_grading", "missing", "unreadable", "timeout",
-                 "kernel_died", "error")
+                 "kernel_died", "tampered", "error")
 
 
 # ---------------------------------------------------------------------------
@@ -86,6 +86,8 @@ def _result_to_json(r: SubmissionResult) -> dict:
             value = _number(value, f"{where}: {f.name}")
         elif f.name == "messages":
             value = {str(k): str(v) for k, v in value.items()}
+        elif f.name == "flags":
+            value = [str(x) for x in value]
         elif f.name == "cell_scores":
             value = {str(k): [_number(s, f"{where}: cell_scores[{k!r}]"),
                               _number(m, f"{where}: cell_scores[{k!r}]")]
@@ -116,6 +118,10 @@ def _result_from_json(obj, where: str) -> SubmissionResult:
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: messages must be an object")
             value = {k: _text(v, f"{where}: messages[{k!r}]") for k, v in value.items()}
+        elif name == "flags":
+            if not isinstance(value, list):
+                raise ValueError(f"{where}: flags must be a list")
+            value = [_text(v, f"{where}: flags") for v in value]
         elif name == "cell_scores":
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: cell_scores must be an object")

@@ -2,7 +2,8 @@
 
 Students need the student-facing modules (gradcheck, nets, data, figures,
 widgets) to run the release notebooks; they must not get the reference
-answers, the grading checks, or the instructor tooling. This copies the
+answers, the grading checks, the instructor tooling or the judge's grading
+side (course_lib.judge.GRADING_ONLY). This copies the
 package without those three subpackages into a temporary folder and builds
 an ordinary wheel of it with pip (offline: no build isolation, no
 dependencies fetched).
@@ -21,8 +22,7 @@ from pathlib import Path
 
 import course_lib
 
-#: subpackages that stay where grading runs
-GRADING_ONLY = ("reference", "grading", "instructor")
+from ..judge import GRADING_ONLY  # stays where grading runs
 
 PYPROJECT = """\
 [build-system]

@@ -1,0 +1,394 @@
+"""How fast does the course grade a class, and how close is each lesson to a bare kernel?
+
+    python bench/grading_bench.py [--students 8] [--rounds 1] [--repeats 3]
+
+Why this exists: `course grade` wraps nbgrader's autograde with statuses,
+retries, a report and parallel workers. That wrapping must not cost what the
+workers win, and it must not change a single score. So everything here is
+measured in one run, on one machine state, against stock nbgrader:
+
+1. A temporary course (a copy of source/ and nbgrader_config.py) is released,
+   and a simulated class is built with the demo's own students
+   (course_lib.instructor.demo: perfect, half done, empty, early, and every
+   common mistake; never the crash, loop, missing or garbled students, for
+   which stock nbgrader records no score to compare) and collected.
+2. Three gradings of that class, each on a fresh copy of it, so all start
+   equal: stock `nbgrader autograde "*"` (one process, sequential, every
+   assignment and student), then `course grade --jobs 1` and
+   `course grade --jobs 2` (both --no-feedback --quiet, as the README runs
+   them). Wall time of each command, including its Python start-up.
+3. The scores each left behind (stock: the gradebook; course: grades.csv)
+   must be identical; if not, the script says which and exits 1.
+4. Seconds per notebook per lesson against the floor: each lesson's source
+   notebook, an empty notebook that imports numpy (the floor: kernel start-up
+   and shutdown), and one that imports numpy and torch (the floor for a lesson
+   that needs torch), each run in a fresh kernel with nbgrader's own Execute
+   preprocessor and the course's settings; the median of --repeats runs.
+   The slowest cells of each lesson (nbclient's per-cell timestamps) say
+   where a lesson's time above the floor goes.
+
+Nothing is downloaded; the temporary course is deleted at the end (--keep DIR
+keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TARGET_SPEEDUP = 1.8      # course grade --jobs 2 against stock nbgrader, on 2 cores
+TARGET_LESSON_RATIO = 1.5  # a lesson's seconds against its floor
+TORCH_IMPORT = re.compile(r"^\s*(import torch|from torch)\b", re.M)
+FLOOR_NUMPY = "import numpy"
+FLOOR_TORCH = "import numpy\nimport torch"
+SLOWEST_CELLS = 4
+
+
+# ---------------------------------------------------------------------------
+# The class
+# ---------------------------------------------------------------------------
+
+def bench_roster(n: int) -> dict[str, str]:
+    """n demo students whose every notebook stock nbgrader also grades normally."""
+    from course_lib.instructor.demo import MISTAKES
+
+    plans = ["perfect", "half", "empty", "early", *(f"mistake:{m}" for m in MISTAKES)]
+    picked = [plans[i % len(plans)] for i in range(n)]
+    return {f"s{i + 1:02d}-{plan.split(':')[-1]}": plan for i, plan in enumerate(picked)}
+
+
+def build_course(root: Path, roster: dict[str, str]) -> list[str]:
+    """Copy the course to root, release it, build the class and collect it.
+
+    Returns the assignment ids.
+    """
+    from course_lib.instructor.collect import collect
+    from course_lib.instructor.course import source_assignments
+    from course_lib.instructor.demo import build_class
+    from course_lib.instructor.release import release_assignments
+
+    root.mkdir(parents=True)
+    shutil.copy2(REPO / "nbgrader_config.py", root)
+    shutil.copytree(REPO / "source", root / "source",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy noise from nbgrader
+        release_assignments(root)
+        inbox = build_class(root.parent / "inbox", root, roster)
+        assignments = source_assignments(root)
+        for assignment in assignments:
+            report = collect(inbox / assignment, assignment, root)
+            if report.not_placed or len(report.placed) != len(roster):
+                raise RuntimeError(f"collecting the bench class failed:\n{report.summary()}")
+    return assignments
+
+
+# ---------------------------------------------------------------------------
+# Three gradings of the same class
+# ---------------------------------------------------------------------------
+
+def run_timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int]:
+    """Run a command in cwd (the course folder); wall seconds and exit code."""
+    env = {**os.environ, "COURSE_ROOT": str(cwd),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with log.open("w") as out:
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                              check=False)
+        seconds = time.perf_counter() - start
+    return seconds, proc.returncode
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stock_scores(root: Path, assignments, students) -> dict[tuple[str, str], float | None]:
+    """Each (student, assignment)'s total in the gradebook (None: nbgrader left none)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from course_lib.instructor.course import load_config
+
+    cd = load_config(root).CourseDirectory
+    scores = {}
+    with warnings.catch_warnings(), Gradebook(cd.db_url, cd.course_id) as gb:
+        warnings.simplefilter("ignore")
+        for a in assignments:
+            for s in students:
+                try:
+                    scores[(s, a)] = float(gb.find_submission(a, s).score)
+                except MissingEntry:
+                    scores[(s, a)] = None
+    return scores
+
+
+def course_scores(root: Path) -> tuple[dict[tuple[str, str], float], dict[str, str]]:
+    """Scores from grades.csv, and the rows whose status is not a normal grade."""
+    scores, odd = {}, {}
+    with (root / "grades.csv").open() as f:
+        for row in csv.DictReader(f):
+            key = (row["student"], row["assignment"])
+            scores[key] = float(row["score"])
+            if row["status"] not in ("ok", "needs_manual_grading"):
+                odd["/".join(key)] = f"{row['status']}: {row['reason']}"
+    return scores, odd
+
+
+STOCK = "stock nbgrader autograde (sequential)"
+
+
+def grading_runs() -> dict[str, list[str]]:
+    """The three commands, by label; each runs in a fresh copy of the class."""
+    course = [sys.executable, "-m", "course_lib.instructor.cli", "grade",
+              "--no-feedback", "--quiet", "--jobs"]
+    return {STOCK: [str(BIN / "nbgrader"), "autograde", "*", "--force"],
+            "course grade --jobs 1": [*course, "1"],
+            "course grade --jobs 2": [*course, "2"]}
+
+
+def grade_once(label, cmd, template: Path, work: Path, assignments, students):
+    """Copy the class, run one grading command on it; (seconds, scores)."""
+    root = work / re.sub(r"\W+", "-", label).strip("-")
+    if root.exists():
+        shutil.rmtree(root)
+    shutil.copytree(template, root)
+    log = work / f"{root.name}.log"
+    seconds, code = run_timed(cmd, root, log)
+    if label == STOCK:
+        if code:
+            raise RuntimeError(f"{label} failed (exit {code}); end of {log}:\n{_tail(log)}")
+        return seconds, stock_scores(root, assignments, students)
+    scores, odd = course_scores(root)
+    if code or odd:
+        raise RuntimeError(f"{label}: exit {code}, not graded normally: {odd}\n{_tail(log)}")
+    return seconds, scores
+
+
+def compare_scores(scores: dict[str, dict]) -> list[str]:
+    """Every (student, assignment) on which the gradings disagree, as text."""
+    reference = scores[STOCK]
+    problems = []
+    for label, got in scores.items():
+        for key in sorted(set(reference) | set(got)):
+            a, b = reference.get(key), got.get(key)
+            if a is None or b is None or abs(a - b) > 1e-9:
+                problems.append(f"{'/'.join(key)}: stock {a}, {label} {b}")
+    return problems
+
+
+# ---------------------------------------------------------------------------
+# Seconds per notebook against the floor
+# ---------------------------------------------------------------------------
+
+def executor(root: Path):
+    """nbgrader's Execute preprocessor with the course's settings (what autograde runs)."""
+    from nbgrader.preprocessors import Execute
+
+    from course_lib.instructor.course import load_config
+
+    return Execute(config=load_config(root))
+
+
+def run_notebook(nb, folder: Path, root: Path) -> tuple[float, object]:
+    """Execute nb in a fresh kernel, cwd folder; wall seconds (start-up included), the result."""
+    nb = nbformat.from_dict(nb)  # a copy: each run starts from clean cells
+    start = time.perf_counter()
+    nb, _ = executor(root).preprocess(nb, {"metadata": {"path": str(folder)}})
+    return time.perf_counter() - start, nb
+
+
+def cell_seconds(cell) -> float:
+    stamps = cell.metadata.get("execution", {})
+    if "iopub.execute_input" not in stamps or "shell.execute_reply" not in stamps:
+        return 0.0
+    t0, t1 = (datetime.fromisoformat(stamps[k].replace("Z", "+00:00"))
+              for k in ("iopub.execute_input", "shell.execute_reply"))
+    return (t1 - t0).total_seconds()
+
+
+def cell_label(index: int, cell) -> str:
+    gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+    lines = [ln.strip() for ln in cell.source.splitlines()
+             if ln.strip() and not ln.strip().startswith("#")]
+    return f"cell {index}: " + (gid or (lines[0] if lines else "(empty)"))[:60]
+
+
+def errors_in(nb) -> list[str]:
+    return [f"cell {i}: {o.ename}: {o.evalue}" for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" for o in c.get("outputs", [])
+            if o.output_type == "error"]
+
+
+def time_notebook(nb, folder: Path, root: Path, repeats: int) -> dict:
+    """Median wall seconds over repeats, and the per-cell profile of the median run."""
+    runs = sorted((run_notebook(nb, folder, root) for _ in range(repeats)),
+                  key=lambda r: r[0])
+    seconds, executed = runs[len(runs) // 2]
+    if errors_in(executed):
+        raise RuntimeError(f"{folder.name}: the notebook raised {errors_in(executed)[:3]}")
+    cells = [(cell_seconds(c), cell_label(i, c)) for i, c in enumerate(executed.cells)
+             if c.cell_type == "code"]
+    return {"seconds": seconds, "runs": [r[0] for r in runs],
+            "cells_total": sum(s for s, _ in cells),
+            "slowest": sorted(cells, reverse=True)[:SLOWEST_CELLS]}
+
+
+def floor_notebook(source: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    return nb
+
+
+def needs_torch(nb) -> bool:
+    return any(TORCH_IMPORT.search(c.source) for c in nb.cells if c.cell_type == "code")
+
+
+def time_lessons(root: Path, assignments, repeats: int) -> dict[str, dict]:
+    """The two floors and every lesson's source notebook, timed the same way."""
+    rows = {"floor: import numpy": time_notebook(floor_notebook(FLOOR_NUMPY), root, root,
+                                                 repeats),
+            "floor + torch: import numpy, torch": time_notebook(
+                floor_notebook(FLOOR_TORCH), root, root, repeats)}
+    for a in assignments:
+        nb = nbformat.read(str(root / "source" / a / f"{a}.ipynb"), as_version=4)
+        rows[a] = time_notebook(nb, root / "source" / a, root, repeats)
+        rows[a]["torch"] = needs_torch(nb)
+    return rows
+
+
+def warm_up(root: Path) -> None:
+    """One throw-away kernel that imports what the lessons import (disk caches)."""
+    run_notebook(floor_notebook(FLOOR_TORCH + "\nimport course_lib.figures, course_lib.widgets"),
+                 root, root)
+
+
+# ---------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------
+
+def print_grading(times: dict[str, list[float]], n_notebooks: int, identical: bool) -> None:
+    print(f"\n== Grading one class: {n_notebooks} notebooks, wall seconds "
+          f"(median of {len(next(iter(times.values())))} round(s)) ==")
+    print(f"{'command':<40} {'seconds':>8} {'s/notebook':>10} {'speed-up vs stock':>18}")
+    med = {label: statistics.median(t) for label, t in times.items()}
+    for label, s in med.items():
+        print(f"{label:<40} {s:>8.1f} {s / n_notebooks:>10.2f} {med[STOCK] / s:>17.2f}x")
+    speedup = med[STOCK] / med["course grade --jobs 2"]
+    met = speedup >= TARGET_SPEEDUP and identical
+    print(f"identical scores: {'yes' if identical else 'no'}")
+    print(f"course grade --jobs 2 vs stock: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x, "
+          f"{os.cpu_count()} cores): {'OK' if met else 'NOT MET'}")
+
+
+def print_lessons(rows: dict[str, dict]) -> None:
+    floor = rows["floor: import numpy"]["seconds"]
+    floor_torch = rows["floor + torch: import numpy, torch"]["seconds"]
+    print("\n== Seconds per notebook, fresh kernel each, nbgrader's Execute with the course's "
+          "settings (median) ==")
+    print(f"{'notebook':<36} {'seconds':>8} {'in cells':>8} {'floor':>6} {'ratio':>6} "
+          f"{'target':>6}")
+    for name, r in rows.items():
+        base = floor_torch if r.get("torch") else floor
+        ratio = r["seconds"] / base
+        lesson = "torch" in r
+        met = ratio <= TARGET_LESSON_RATIO
+        verdict = ("" if not lesson else "  OK" if met else "  over")
+        print(f"{name:<36} {r['seconds']:>8.2f} {r['cells_total']:>8.2f} "
+              f"{'+torch' if r.get('torch') else 'numpy':>6} {ratio:>5.2f}x "
+              f"{TARGET_LESSON_RATIO if lesson else '':>6}{verdict}")
+    print("(seconds: wall, kernel start-up and shutdown included; in cells: the cells' own "
+          "time, from nbclient's timestamps)")
+    print_slowest(rows)
+
+
+def print_slowest(rows: dict[str, dict]) -> None:
+    print(f"\nslowest cells of each lesson (seconds, the median run), top {SLOWEST_CELLS}:")
+    for name, r in rows.items():
+        if "torch" not in r:
+            continue
+        print(f"  {name}")
+        for seconds, label in r["slowest"]:
+            print(f"    {seconds:6.2f}  {label}")
+
+
+# ---------------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--students", type=int, default=8, help="students in the class (default 8)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="gradings of each kind; the median is shown (default 1)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="runs of each notebook for seconds per notebook (default 3)")
+    p.add_argument("--skip-lessons", action="store_true", help="only the grading table")
+    p.add_argument("--skip-grading", action="store_true", help="only the lessons table")
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="build everything in DIR (must not exist) and keep it")
+    args = p.parse_args(argv)
+    if args.students < 1 or args.rounds < 1 or args.repeats < 1:
+        p.error("--students, --rounds and --repeats must be at least 1")
+    return args
+
+
+def bench_grading(template: Path, work: Path, assignments, roster, rounds: int) -> bool:
+    """Time the three gradings (rounds times each); True when all scores agree."""
+    times: dict[str, list[float]] = {label: [] for label in grading_runs()}
+    problems = []
+    for r in range(rounds):
+        scores = {}
+        for label, cmd in grading_runs().items():
+            print(f"round {r + 1}/{rounds}: {label} ...", file=sys.stderr, flush=True)
+            seconds, scores[label] = grade_once(label, cmd, template, work, assignments,
+                                                list(roster))
+            times[label].append(seconds)
+        problems += compare_scores(scores)
+    for line in problems[:20]:
+        print(f"  differs: {line}")
+    print_grading(times, len(roster) * len(assignments), not problems)
+    return not problems
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.pop("COURSE_DB_URL", None)  # the bench's gradebooks are its own SQLite files
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="grading-bench-")
+    work = args.keep.resolve() if args.keep else Path(tmp.name)
+    try:
+        roster = bench_roster(args.students)
+        print(f"building a class of {len(roster)} students in {work} ...", file=sys.stderr,
+              flush=True)
+        template = work / "class"
+        assignments = build_course(template, roster)
+        warm_up(template)
+        identical = True
+        if not args.skip_grading:
+            identical = bench_grading(template, work, assignments, roster, args.rounds)
+        if not args.skip_lessons:
+            print("timing each lesson against the floor ...", file=sys.stderr, flush=True)
+            print_lessons(time_lessons(template, assignments, args.repeats))
+        return 0 if identical else 1  # a slow number is reported; a wrong score fails
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Set up sealed grading in a grading process: the runtime, the kernel, the judge.
+
+``Sealed(course_root, settings)`` builds, in a private temporary folder,
+
+- the grading runtime: the student's course_lib (no reference, no checks)
+  plus a ``course_lib.grading`` that is judge.client;
+- a Jupyter kernelspec "course-grading" that starts judge.launcher with
+  ``python -S`` and only that runtime and the installed libraries on its path;
+- a running ``Judge``,
+
+and sets the environment variables the kernel reads (the judge's socket,
+the folders it may not touch, the memory limit). nbgrader then only needs
+``Sealed.config_overrides()``: the kernel's name and the nbclient hooks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import course_lib
+
+from . import GRADING_ONLY
+from .server import Judge, Record
+
+KERNEL_NAME = "course-grading"
+
+GRADING_STUB = '''"""While grading, each check_* asks the judge (course_lib.judge.client)."""
+from ..judge.client import __getattr__  # noqa: F401
+'''
+
+
+_ACTIVE: Judge | None = None  # the judge of this process (traitlets copies config values)
+
+
+def _judged_execute():
+    from nbgrader.preprocessors import Execute
+
+    class JudgedExecute(Execute):
+        """nbgrader's Execute, telling the judge which cell runs and how it ended."""
+
+        def on_cell_execute(self, **kwargs):  # shadows nbclient's hook trait, as nbgrader does
+            if _ACTIVE is not None:
+                _ACTIVE.on_cell_execute(kwargs["cell"], kwargs["cell_index"])
+
+        def on_cell_executed(self, **kwargs):
+            super().on_cell_executed(**kwargs)  # nbgrader records errors nbclient missed
+            if _ACTIVE is not None:
+                _ACTIVE.on_cell_executed(kwargs["cell"], kwargs["cell_index"],
+                                         kwargs.get("execute_reply"))
+
+    return JudgedExecute
+
+
+def __getattr__(name):
+    # JudgedExecute subclasses nbgrader's Execute: built on first use, so that
+    # importing this module does not import nbgrader.
+    if name == "JudgedExecute":
+        globals()[name] = cls = _judged_execute()
+        return cls
+    raise AttributeError(name)
+
+
+@dataclass
+class Settings:
+    """The course's grading limits (nbgrader_config.py, section ``Judge``)."""
+
+    notebook_timeout: float = 180.0  # seconds for a whole notebook
+    kernel_memory_mb: int = 4096  # address space of the grading kernel
+    manual_gradient_assignments: list[str] = field(default_factory=list)  # no torch there
+
+    @classmethod
+    def from_config(cls, config) -> Settings:
+        section = config.get("Judge", {}) if hasattr(config, "get") else {}
+        known = {k: section[k] for k in ("notebook_timeout", "kernel_memory_mb",
+                                         "manual_gradient_assignments") if k in section}
+        return cls(**known)
+
+
+def build_runtime(dest: Path) -> Path:
+    """The student's course_lib and the judge's client in ``dest``; returns dest."""
+    package = Path(course_lib.__file__).parent
+    shutil.copytree(package, dest / "course_lib",
+                    ignore=shutil.ignore_patterns(*GRADING_ONLY, "__pycache__", "*.pyc"))
+    (dest / "course_lib" / "grading").mkdir()
+    (dest / "course_lib" / "grading" / "__init__.py").write_text(GRADING_STUB)
+    return dest
+
+
+def _library_paths() -> list[str]:
+    """Where numpy, ipykernel, torch... are installed (without course_lib's own folder)."""
+    names = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return [p for p in dict.fromkeys(sys.path) if p in names or p.endswith("site-packages")]
+
+
+class Sealed:
+    """The sealed-grading setup of this process (one at a time)."""
+
+    def __init__(self, course_roots, settings: Settings | None = None):
+        self.settings = settings or Settings()
+        roots = [course_roots] if isinstance(course_roots, (str, Path)) else course_roots
+        self.course_roots = [str(Path(r).resolve()) for r in roots]
+        self.judge = Judge(self.settings.notebook_timeout)
+        folder = Path(self.judge.folder)
+        self.runtime = build_runtime(folder / "runtime")
+        spec_dir = folder / "jupyter" / "kernels" / KERNEL_NAME
+        spec_dir.mkdir(parents=True)
+        spec = {"argv": [sys.executable, "-S", "-m", "course_lib.judge.launcher",
+                         "-f", "{connection_file}"],
+                "display_name": "Course grading (sealed)", "language": "python",
+                "env": {"PYTHONPATH": os.pathsep.join([str(self.runtime), *_library_paths()])}}
+        (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+        package = str(Path(course_lib.__file__).resolve().parent)
+        self.env = {
+            "JUPYTER_PATH": os.pathsep.join(
+                p for p in (str(folder / "jupyter"), os.environ.get("JUPYTER_PATH")) if p),
+            "COURSE_JUDGE": self.judge.address,
+            "COURSE_GUARD_ROOTS": os.pathsep.join(self.course_roots),
+            "COURSE_GUARD_FORBIDDEN": package,
+            "COURSE_GUARD_ALLOWED": os.pathsep.join([sys.prefix, str(self.runtime)]),
+            "COURSE_KERNEL_MEMORY_MB": str(int(self.settings.kernel_memory_mb)),
+        }
+        os.environ.update(self.env)
+
+    def config_overrides(self) -> dict:
+        """nbgrader settings: the sealed kernel, and an Execute that tells the judge."""
+        from nbgrader.converters import Autograde
+        from nbgrader.preprocessors import Execute
+
+        steps = [__getattr__("JudgedExecute") if step is Execute else step
+                 for step in Autograde.class_traits()["autograde_preprocessors"].default()]
+        return {"Execute__kernel_name": KERNEL_NAME,
+                "JudgedExecute__kernel_name": KERNEL_NAME,
+                "Autograde__autograde_preprocessors": steps}
+
+    def manual_gradients(self, assignment: str) -> bool:
+        """Does ``assignment`` ask for gradients by hand (no torch while grading)?"""
+        return assignment in self.settings.manual_gradient_assignments
+
+    def begin(self, assignment: str, expected: dict) -> None:
+        """Before a submission of ``assignment`` runs: its test cells' checks."""
+        global _ACTIVE
+        # Several Sealed may live in one process (a `course check` inside a
+        # grading session): the one that grades now owns the kernel's settings.
+        os.environ.update(self.env)
+        os.environ["COURSE_NO_TORCH"] = "1" if self.manual_gradients(assignment) else "0"
+        _ACTIVE = self.judge
+        self.judge.begin(expected)
+
+    def end(self) -> Record:
+        return self.judge.end()
+
+    def close(self) -> None:
+        """Stop the judge and remove the runtime (the kernel is gone by now)."""
+        self.judge.close()

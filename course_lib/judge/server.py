@@ -1,0 +1,279 @@
+"""The grading side of the judge: runs the hidden checks and keeps their verdicts.
+
+One ``Judge`` per grading process listens on a Unix socket in a private
+temporary folder. While nbgrader executes a submission, nbclient tells the
+judge which cell is running (the ``on_cell_execute`` hooks); when a hidden
+test cell asks for a check (judge.client), the judge runs that check of
+``course_lib.grading`` here, with a ``Remote`` handle in place of the
+student's function: every call crosses to the kernel as plain data and comes
+back the same way. The verdict is kept per test cell; the grade of a cell is
+its verdict, whatever the kernel printed.
+
+A check is accepted only from the test cell that contains it (as the
+gradebook's copy of the cell says): a check called from anywhere else is
+refused and flagged. The judge also keeps the flags the kernel's audit hook
+sends (judge.launcher) and stops a notebook that runs past its total time.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import re
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import wire
+
+# A hidden test's call, as written in the source notebooks.
+CHECK_CALL = re.compile(r"grading\.(check_\w+)\(\s*\w+\s*(?:,\s*part\s*=\s*[\"'](\w+)[\"'])?\s*\)")
+SESSION_TIMEOUT = 300.0  # seconds the judge waits for the kernel's answer to one request
+
+
+def expected_checks(source: str) -> list[tuple[str, str]]:
+    """The (check, part) pairs a test cell's source calls, in order."""
+    return [(name, part or "all") for name, part in CHECK_CALL.findall(source)]
+
+
+@dataclass
+class Verdict:
+    check: str
+    part: str
+    passed: bool
+    message: str = ""
+    exc: str = "AssertionError"
+
+
+@dataclass
+class Flag:
+    """Something the notebook did that grading does not allow."""
+
+    what: str  # file, process, import, torch, introspection, check
+    detail: str
+    cell: str | None = None  # grade_id (or "#index") of the cell that did it
+
+    def __str__(self) -> str:
+        where = f" (in cell {self.cell})" if self.cell else ""
+        return f"{self.what}: {self.detail}{where}"
+
+
+@dataclass
+class Record:
+    """What the judge saw of one submission."""
+
+    verdicts: dict[str, list[Verdict]] = field(default_factory=dict)  # grade_id -> verdicts
+    kernel_ok: dict[str, bool] = field(default_factory=dict)  # grade_id -> no error output
+    executed: list[str] = field(default_factory=list)  # grade_ids of the test cells that ran
+    flags: list[Flag] = field(default_factory=list)
+    out_of_time: bool = False
+    kernel_pid: int | None = None
+
+
+class RemoteError(Exception):
+    """An exception raised by the student's code in the kernel."""
+
+
+def _exception_class(name: str):
+    # Same class name as in the kernel: checks and messages say "raised ValueError".
+    builtin = getattr(builtins, name, None)
+    if isinstance(builtin, type) and issubclass(builtin, Exception):
+        return builtin
+    return type(name if name.isidentifier() else "RemoteError", (RemoteError,), {})
+
+
+class Remote:
+    """The judge's handle on the student's object in the kernel."""
+
+    judge_remote = True
+
+    def __init__(self, conn, name: str):
+        self._conn, self.__name__ = conn, name
+
+    def _ask(self, request: dict, args=None):
+        wire.send(self._conn, request)
+        reply = wire.recv(self._conn)
+        if reply.get("op") == "raised":
+            raise _exception_class(str(reply.get("type")))(str(reply.get("message", "")))
+        if reply.get("op") != "result":
+            raise wire.WireError(f"unexpected reply {reply.get('op')!r}")
+        if args is not None and "args_after" in reply:
+            _copy_back(args, wire.decode(reply["args_after"]))
+        return wire.decode(reply["value"], args)
+
+    def __call__(self, *args):
+        return self._ask({"op": "call", "args": wire.encode(args)}, args)
+
+    def run_experiment(self, name: str, inputs: dict):
+        return self._ask({"op": "experiment", "name": name, "inputs": wire.encode(inputs)})
+
+    def __repr__(self) -> str:
+        return f"<the student's {self.__name__}>"
+
+
+def _copy_back(args, after) -> None:
+    """Arrays the student's code changed in place change here too (checks look)."""
+    import numpy as np
+
+    for a, b in zip(args, after, strict=False):
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+            if a.shape == b.shape and a.flags.writeable:
+                np.copyto(a, b, casting="unsafe")
+        elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            _copy_back(a, b)
+
+
+class Judge:
+    """Listens for the grading kernel; one submission at a time."""
+
+    def __init__(self, notebook_time_limit: float = 0.0):
+        self.folder = tempfile.mkdtemp(prefix="course-judge-")
+        self.address = os.path.join(self.folder, "judge.sock")
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.address)
+        os.chmod(self.address, 0o600)
+        self._listener.listen(8)
+        self.notebook_time_limit = notebook_time_limit
+        self._lock = threading.Lock()
+        self._expected: dict[str, list[tuple[str, str]]] = {}
+        self._current: tuple[int, str | None] | None = None
+        self._started_at: float | None = None
+        self.record = Record()
+        threading.Thread(target=self._accept, daemon=True, name="judge").start()
+        threading.Thread(target=self._watch_time, daemon=True, name="judge-clock").start()
+
+    # -- one submission ---------------------------------------------------------
+    def begin(self, expected: dict[str, list[tuple[str, str]]]) -> None:
+        """A new submission: ``expected`` maps each test cell's grade_id to its checks."""
+        with self._lock:
+            self._expected = dict(expected)
+            self._current = None
+            self._started_at = None
+            self.record = Record()
+
+    def end(self) -> Record:
+        with self._lock:
+            record, self._expected, self._started_at = self.record, {}, None
+            self.record = Record()
+        return record
+
+    def close(self) -> None:
+        self._listener.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    # -- nbclient hooks ---------------------------------------------------------
+    def on_cell_execute(self, cell, cell_index: int) -> None:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        with self._lock:
+            self._current = (cell_index, grade_id)
+            if self._started_at is None:
+                self._started_at = time.monotonic()
+            if grade_id in self._expected:
+                self.record.executed.append(grade_id)
+
+    def on_cell_executed(self, cell, cell_index: int, execute_reply=None) -> None:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in self._expected:
+            errored = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+            status = (execute_reply or {}).get("content", {}).get("status", "ok")
+            with self._lock:
+                self.record.kernel_ok[grade_id] = not errored and status == "ok"
+
+    def _cell_name(self) -> str | None:
+        if self._current is None:
+            return None
+        index, grade_id = self._current
+        return grade_id or f"#{index + 1}"
+
+    # -- the socket ---------------------------------------------------------------
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn) -> None:
+        conn.settimeout(SESSION_TIMEOUT)
+        try:
+            hello = wire.recv(conn)
+            op = hello.get("op")
+            if op == "hello":
+                with self._lock:
+                    self.record.kernel_pid = int(hello.get("pid", 0)) or None
+            elif op == "flag":
+                with self._lock:
+                    self.record.flags.append(Flag(str(hello.get("what", "?")),
+                                                  str(hello.get("detail", "")),
+                                                  self._cell_name()))
+            elif op == "check":
+                self._check(conn, str(hello.get("check", "")), str(hello.get("part", "all")),
+                            str(hello.get("object", "?")))
+        except (EOFError, OSError, ValueError, wire.WireError):
+            pass  # the kernel went away (interrupted, died): the cell has no verdict
+        finally:
+            conn.close()
+
+    def _check(self, conn, check: str, part: str, name: str) -> None:
+        with self._lock:
+            grade_id = self._current[1] if self._current else None
+            where = self._cell_name()
+            allowed = (check, part) in self._expected.get(grade_id, ())
+        if not allowed:
+            with self._lock:
+                self.record.flags.append(Flag("check", f"{check}(part={part!r}) was called "
+                                                       "outside its test cell", where))
+            wire.send(conn, {"op": "verdict", "passed": False, "exc": "AssertionError",
+                             "message": "hidden tests run only in their own test cells"})
+            return
+        verdict = self._run(conn, check, part, name)
+        with self._lock:
+            self.record.verdicts.setdefault(grade_id, []).append(verdict)
+        wire.send(conn, {"op": "verdict", "passed": verdict.passed, "exc": verdict.exc,
+                         "message": verdict.message})
+
+    def _run(self, conn, check: str, part: str, name: str) -> Verdict:
+        from .. import grading
+
+        run = None
+        if re.fullmatch(r"check_\w+", check):
+            try:
+                run = getattr(grading, check)
+            except AttributeError:
+                pass
+        if run is None:
+            return Verdict(check, part, False, f"no check named {check}")
+        try:
+            run(Remote(conn, name), part=part)
+        except AssertionError as exc:
+            return Verdict(check, part, False, str(exc))
+        except NotImplementedError as exc:
+            return Verdict(check, part, False, str(exc), "NotImplementedError")
+        except (EOFError, OSError, wire.WireError):
+            raise  # the kernel is gone: no verdict to send
+        except Exception as exc:  # noqa: BLE001 - a result the check could not read
+            return Verdict(check, part, False, f"the grader could not check this answer: "
+                                               f"{type(exc).__name__}: {exc}")
+        return Verdict(check, part, True)
+
+    # -- the notebook's total time ----------------------------------------------
+    def _watch_time(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with self._lock:
+                started, pid = self._started_at, self.record.kernel_pid
+                limit = self.notebook_time_limit
+            if not (limit and started and pid) or time.monotonic() - started < limit:
+                continue
+            with self._lock:
+                self.record.out_of_time = True
+                self._started_at = None
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

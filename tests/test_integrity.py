@@ -1,0 +1,240 @@
+"""Bad and tampered submissions: each gets its score, its status and, when it tampered, a flag.
+
+One toy class (tests/toycourse.py: one answer cell, one 2-point test cell with a
+hidden check, one 1-point written answer) holds a submission per fault and per
+kind of tampering; it is graded once, sealed, by the same code as `course
+grade`. A few cases run on the real lessons through `course check`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import nbformat
+import pytest
+from lessons import grade, make_submission
+from toycourse import ASSIGNMENT, RIGHT, SIGMOID_INSTEAD, hand_in, make_course, submission
+
+from course_lib.instructor.grade import grade_class
+
+WRONG = SIGMOID_INSTEAD  # returns σ instead of σ': the hidden check fails it
+
+
+def with_cells(nb, *sources):
+    """The notebook with extra code cells (a student may add cells) after the answer."""
+    for k, src in enumerate(sources):
+        nb.cells.insert(2 + k, nbformat.v4.new_code_cell(src))
+    return nb
+
+
+def after_tests(nb, *sources):
+    for src in sources:
+        nb.cells.insert(3, nbformat.v4.new_code_cell(src))
+    return nb
+
+
+def edited_test(nb, **meta):
+    cell = nb.cells[2]
+    if "source" in meta:
+        cell.source = meta.pop("source")
+    cell.metadata["nbgrader"].update(meta)
+    return nb
+
+
+def deleted_test(nb):
+    del nb.cells[2]
+    return nb
+
+
+# student: (how the notebook is made, score, status, words that must be in a flag or None)
+CASES = {
+    # -- faults --------------------------------------------------------------------------
+    "right": (lambda: submission(RIGHT), 2, "needs_manual_grading", None),
+    "wrong": (lambda: submission(WRONG), 0, "needs_manual_grading", None),
+    "loop": (lambda: submission("while True:\n    pass"), 0, "timeout", None),
+    "exit": (lambda: submission("import os\nos._exit(3)"), 0, "kernel_died", None),
+    "segfault": (lambda: submission("import faulthandler\nfaulthandler._sigsegv()"), 0,
+                 "kernel_died", None),
+    "dies_after_tests": (lambda: after_tests(submission(RIGHT), "import os\nos._exit(1)"), 2,
+                         "kernel_died", None),
+    "memory_bomb": (lambda: submission(RIGHT + "\nhog = bytearray(64 * 2**30)"), 2,
+                    "needs_manual_grading", None),
+    "huge_output": (lambda: submission(RIGHT + "\nfor i in range(200000):\n    print(i)\n"
+                                       "print('x' * 5_000_000)"), 2, "needs_manual_grading", None),
+    "too_slow_overall": (lambda: with_cells(submission(RIGHT), *["import time\ntime.sleep(2.5)"]
+                                            * 5), 0, "timeout", None),
+    # -- tampering ------------------------------------------------------------------------
+    "patch_isclose": (lambda: submission("import numpy as np\nnp.isclose = lambda *a, **k: True\n"
+                                         "np.allclose = lambda *a, **k: True\n" + WRONG),
+                      0, "tampered", "np.isclose"),
+    "patch_testing": (lambda: submission("import numpy.testing as npt\n"
+                                         "npt.assert_allclose = lambda *a, **k: None\n" + RIGHT),
+                      0, "tampered", "npt.assert_allclose"),
+    "patch_check": (lambda: submission("from course_lib import grading\n"
+                                       "grading.check_sigmoid_prime = lambda *a, **k: None\n"
+                                       + WRONG), 0, "tampered", "grading"),
+    "patch_builtins": (lambda: submission("import builtins\nbuiltins.abs = lambda x: 0\n" + WRONG),
+                       0, "tampered", "builtins.abs"),
+    "input_transformer": (lambda: submission(
+        "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])\n" + WRONG),
+        0, "tampered", "input_transformers_cleanup"),
+    "ast_transformer": (lambda: submission(
+        "import ast\nclass Blank(ast.NodeTransformer):\n    def visit_Module(self, node):\n"
+        "        return ast.Module(body=[], type_ignores=[])\n"
+        "get_ipython().ast_transformers.append(Blank())\n" + WRONG),
+        0, "tampered", "ast_transformers"),
+    "event_callback": (lambda: submission(
+        "get_ipython().events.register('pre_run_cell', lambda *a: None)\n" + RIGHT),
+        0, "tampered", "events.register"),
+    "custom_exc": (lambda: submission(
+        "get_ipython().set_custom_exc((AssertionError,), lambda *a, **k: None)\n" + WRONG),
+        0, "tampered", "set_custom_exc"),
+    "edited_test": (lambda: edited_test(submission(RIGHT), source="pass"), 0, "tampered",
+                    "was edited"),
+    "deleted_test": (lambda: deleted_test(submission(RIGHT)), 0, "tampered", "deleted"),
+    "more_points": (lambda: edited_test(submission(RIGHT), points=20), 0, "tampered",
+                    "points"),
+    "not_graded": (lambda: edited_test(submission(WRONG), grade=False), 0, "tampered",
+                   "grade"),
+    "import_reference": (lambda: submission(
+        "from course_lib.reference.activations import sigmoid_prime"), 0, "tampered",
+        "course_lib.reference"),
+    "hidden_import": (lambda: submission(
+        "m = __import__('course_lib.ref' + 'erence.activations', fromlist=['x'])\n"
+        "sigmoid_prime = m.sigmoid_prime"), 0, "tampered", "course_lib.reference"),
+    "torch_autograd": (lambda: submission(
+        "import torch\ndef sigmoid_prime(z):\n    t = torch.tensor(z, dtype=torch.float64, "
+        "requires_grad=True)\n    torch.sigmoid(t).sum().backward()\n    return t.grad.numpy()"),
+        0, "tampered", "torch"),
+    "read_gradebook": (lambda: submission("data = open('../../../gradebook.db', 'rb').read()\n"
+                                          + RIGHT), 0, "tampered", "gradebook"),
+    "read_source": (lambda: submission(
+        "import os\nroot = os.path.dirname(os.path.dirname(os.path.dirname(os.getcwd())))\n"
+        "text = open(os.path.join(root, 'source', '99_toy', '99_toy.ipynb')).read()\n"
+        + RIGHT), 0, "tampered", "file"),
+    "run_program": (lambda: submission("import subprocess\nsubprocess.run(['true'])\n" + RIGHT),
+                    0, "tampered", "subprocess"),
+    "gc_walk": (lambda: submission("import gc\nobjs = gc.get_objects()\n" + RIGHT),
+                0, "tampered", "gc"),
+    "check_elsewhere": (lambda: with_cells(submission(RIGHT), "from course_lib import grading\n"
+                                           "grading.check_sigmoid_prime(sigmoid_prime, "
+                                           "part='values')"), 0, "tampered", "grading"),
+}
+RAW = {  # files that are not notebooks: (bytes, status)
+    "bad_json": (b"{this is not json", "unreadable"),
+    "png": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "unreadable"),
+    "too_big": (b'{"cells": [], "x": "' + b"a" * (21 * 2**20) + b'"}', "unreadable"),
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = make_course(tmp_path_factory.mktemp("integrity") / "course", timeout=3)
+    config = course / "nbgrader_config.py"
+    config.write_text(config.read_text() + "\nc.Judge.notebook_timeout = 8\n"
+                      "c.Judge.manual_gradient_assignments = ['99_toy']\n"
+                      "c.Judge.kernel_memory_mb = 4096\n")
+    for student, (make, *_) in CASES.items():
+        hand_in(course, student, make())
+    for student, (data, _) in RAW.items():
+        hand_in(course, student, data)
+    hand_in(course, "absent", None)
+    before = _digests(course / "submitted")
+    results = {r.student: r for r in grade_class(course, jobs=2)}
+    return course, results, before
+
+
+def _digests(folder):
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("student", sorted(CASES))
+def test_each_submission_gets_its_score_status_and_flag(graded, student):
+    _, results, _ = graded
+    _, score, status, flag = CASES[student]
+    r = results[student]
+    assert (r.score, r.status) == (score, status), (r.reason, r.flags, r.messages)
+    if flag is None:
+        assert r.flags == [], r.flags
+    else:
+        assert any(flag in f for f in r.flags), r.flags
+        assert flag in r.reason or any(flag in f for f in r.flags)
+
+
+@pytest.mark.parametrize("student", sorted(RAW))
+def test_files_that_are_not_notebooks_are_unreadable_not_zero(graded, student):
+    _, results, _ = graded
+    r = results[student]
+    assert (r.score, r.status) == (0, RAW[student][1]) and r.reason
+
+
+def test_a_missing_notebook_is_missing(graded):
+    _, results, _ = graded
+    assert results["absent"].status == "missing"
+
+
+def test_the_kernel_that_died_after_the_tests_kept_their_grade(graded):
+    _, results, _ = graded
+    r = results["dies_after_tests"]
+    assert r.cell_scores["sigmoid_prime_values"] == (2.0, 2.0)
+    assert "graded as far as it got: 1 of 1 test cells ran" in r.reason
+
+
+def test_the_tampered_cell_says_why_it_scored_zero(graded):
+    course, results, _ = graded
+    r = results["patch_testing"]  # a right answer: its only fault is the patch
+    assert r.cell_scores["sigmoid_prime_values"] == (0.0, 2.0)
+    assert "npt.assert_allclose" in r.messages["sigmoid_prime_values"]
+    graded_nb = nbformat.read(str(course / "autograded" / "patch_testing" / ASSIGNMENT
+                                  / f"{ASSIGNMENT}.ipynb"), as_version=4)
+    outputs = graded_nb.cells[2].outputs
+    assert any(o.get("ename") == "NotGraded" for o in outputs)
+
+
+def test_submissions_are_never_modified(graded):
+    """Byte for byte, and nothing added to submitted/ (nbgrader grades a copy)."""
+    course, _, before = graded
+    assert _digests(course / "submitted") == before
+
+
+# -- the real lessons, through `course check` ---------------------------------------------
+
+LESSON_CASES = [
+    ("02_sigmoid", {"sigmoid_prime_answer": (
+        "import torch\n\ndef sigmoid_prime(z):\n    t = torch.tensor(np.asarray(z, dtype=float), "
+        "requires_grad=True)\n    torch.sigmoid(t).sum().backward()\n    return t.grad.numpy()")},
+     "torch"),
+    ("03_softmax_jacobian", {"softmax_jacobian_answer": (
+        "import numpy.testing\nnumpy.testing.assert_allclose = lambda *a, **k: None\n"
+        "np.isclose = lambda *a, **k: np.ones(np.broadcast(*a[:2]).shape, bool)\n"
+        "def softmax_jacobian(z):\n    return np.zeros((len(z), len(z)))")}, "np.isclose"),
+    ("04_backprop_mlp", {"dense_forward_answer": (
+        "from course_lib.reference.mlp import dense_forward")}, "course_lib.reference"),
+]
+
+
+@pytest.mark.parametrize("assignment,answers,flag", LESSON_CASES,
+                         ids=[a for a, _, _ in LESSON_CASES])
+def test_tampering_in_a_lesson_is_flagged_and_scores_nothing_for_it(assignment, answers, flag,
+                                                                  tmp_path):
+    result = grade(make_submission(assignment, answers, tmp_path), assignment)
+    assert result.status == "tampered", (result.status, result.flags)
+    assert any(flag in f for f in result.flags), result.flags
+    answered = {gid.removesuffix("_answer") for gid in answers}
+    for cell in result.cells:
+        if any(cell.grade_id.startswith(name.split("_")[0]) for name in answered):
+            assert cell.score == 0, cell
+
+
+def test_the_report_lists_each_tampered_submission_with_its_reason(graded, tmp_path):
+    import html
+
+    from course_lib.instructor.report import write_report
+
+    _, results, _ = graded
+    page = html.unescape(write_report(list(results.values()), tmp_path / "r.html").read_text())
+    problems = page.split('id="problems"', 1)[1].split('id="students"', 1)[0]
+    for student, (_, _, status, flag) in CASES.items():
+        if status == "tampered":
+            assert student in problems and flag in problems, student
