@@ -94,7 +94,7 @@ student-wheel: setup
 # graded by stock nbgrader and by `course grade` (target: --jobs 2 >= 1.8x stock,
 # identical scores) and each lesson's seconds against an empty notebook's.
 # A bigger class: make bench BENCH_STUDENTS=20. Exits 1 if a score or gradient disagrees.
-BENCH_STUDENTS ?= 8
+BENCH_STUDENTS ?= 6
 bench: setup
 	@rc=0; \
 	  echo "== Widget callbacks: one slider move per explorer, no browser =="; \

@@ -1,11 +1,12 @@
 """How fast does the course grade a class, and how close is each lesson to a bare kernel?
 
-    python bench/grading_bench.py [--students 8] [--rounds 1] [--repeats 3]
+    python bench/grading_bench.py [--students 6] [--rounds 1] [--repeats 3]
 
 Why this exists: `course grade` wraps nbgrader's autograde with statuses,
-retries, a report and parallel workers. That wrapping must not cost what the
-workers win, and it must not change a single score. So everything here is
-measured in one run, on one machine state, against stock nbgrader:
+retries, sealed grading (course_lib.judge), a report and parallel workers.
+That wrapping must not cost what the workers win, and it must not change a
+single score. So everything here is measured in one run, on one machine
+state, against stock nbgrader:
 
 1. A temporary course (a copy of source/ and nbgrader_config.py) is released,
    and a simulated class is built with the demo's own students
@@ -16,16 +17,21 @@ measured in one run, on one machine state, against stock nbgrader:
    equal: stock `nbgrader autograde "*"` (one process, sequential, every
    assignment and student), then `course grade --jobs 1` and
    `course grade --jobs 2` (both --no-feedback --quiet, as the README runs
-   them). Wall time of each command, including its Python start-up.
+   them). Wall time of each command, including its Python start-up, and its
+   CPU time with its workers and kernels: on a shared machine the wall time
+   moves with other people's work, the CPU time much less, and CPU time over
+   wall time says how many cores a command keeps busy.
 3. The scores each left behind (stock: the gradebook; course: grades.csv)
    must be identical; if not, the script says which and exits 1.
 4. Seconds per notebook per lesson against the floor: each lesson's source
    notebook, an empty notebook that imports numpy (the floor: kernel start-up
    and shutdown), and one that imports numpy and torch (the floor for a lesson
-   that needs torch), each run in a fresh kernel with nbgrader's own Execute
-   preprocessor and the course's settings; the median of --repeats runs.
-   The slowest cells of each lesson (nbclient's per-cell timestamps) say
-   where a lesson's time above the floor goes.
+   that needs torch), each run in a fresh kernel the way `course grade` runs
+   it: nbgrader's Execute preprocessor with the course's settings, the sealed
+   grading kernel (course_lib.judge: its guard, grading mode, one thread) and a
+   judge answering the hidden tests; the median of --repeats runs. nbclient's per-cell timestamps
+   split each lesson into kernel start/stop, imports, figures, widgets,
+   graded tests and the rest, and name its slowest cells.
 
 Nothing is downloaded; the temporary course is deleted at the end (--keep DIR
 keeps it).
@@ -37,6 +43,7 @@ import argparse
 import csv
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -102,16 +109,25 @@ def build_course(root: Path, roster: dict[str, str]) -> list[str]:
 # Three gradings of the same class
 # ---------------------------------------------------------------------------
 
-def run_timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int]:
-    """Run a command in cwd (the course folder); wall seconds and exit code."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float, int]:
+    """Run a command in cwd (the course folder); wall seconds, CPU seconds, exit code.
+
+    The CPU seconds are user + system of the command and everything it waited
+    for: its worker processes and every grading kernel.
+    """
     env = {**os.environ, "COURSE_ROOT": str(cwd),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     with log.open("w") as out:
-        start = time.perf_counter()
+        cpu, start = _children_cpu(), time.perf_counter()
         proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                               check=False)
-        seconds = time.perf_counter() - start
-    return seconds, proc.returncode
+        seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
+    return seconds, cpu, proc.returncode
 
 
 def _tail(log: Path, lines: int = 15) -> str:
@@ -162,21 +178,21 @@ def grading_runs() -> dict[str, list[str]]:
 
 
 def grade_once(label, cmd, template: Path, work: Path, assignments, students):
-    """Copy the class, run one grading command on it; (seconds, scores)."""
+    """Copy the class, run one grading command on it; ((wall, cpu) seconds, scores)."""
     root = work / re.sub(r"\W+", "-", label).strip("-")
     if root.exists():
         shutil.rmtree(root)
     shutil.copytree(template, root)
     log = work / f"{root.name}.log"
-    seconds, code = run_timed(cmd, root, log)
+    seconds, cpu, code = run_timed(cmd, root, log)
     if label == STOCK:
         if code:
             raise RuntimeError(f"{label} failed (exit {code}); end of {log}:\n{_tail(log)}")
-        return seconds, stock_scores(root, assignments, students)
+        return (seconds, cpu), stock_scores(root, assignments, students)
     scores, odd = course_scores(root)
     if code or odd:
         raise RuntimeError(f"{label}: exit {code}, not graded normally: {odd}\n{_tail(log)}")
-    return seconds, scores
+    return (seconds, cpu), scores
 
 
 def compare_scores(scores: dict[str, dict]) -> list[str]:
@@ -195,20 +211,37 @@ def compare_scores(scores: dict[str, dict]) -> list[str]:
 # Seconds per notebook against the floor
 # ---------------------------------------------------------------------------
 
+_SEALED = []  # the sealed-grading setup of this process, made once
+
+
 def executor(root: Path):
-    """nbgrader's Execute preprocessor with the course's settings (what autograde runs)."""
-    from nbgrader.preprocessors import Execute
-
+    """nbgrader's Execute, as `course grade` runs it: the sealed kernel, telling the judge."""
     from course_lib.instructor.course import load_config
+    from course_lib.judge.sealed import KERNEL_NAME, JudgedExecute, Sealed, Settings
 
-    return Execute(config=load_config(root))
+    if not _SEALED:
+        _SEALED.append(Sealed(root, Settings.from_config(load_config(root))))
+    return JudgedExecute(config=load_config(root, JudgedExecute__kernel_name=KERNEL_NAME))
 
 
 def run_notebook(nb, folder: Path, root: Path) -> tuple[float, object]:
-    """Execute nb in a fresh kernel, cwd folder; wall seconds (start-up included), the result."""
+    """Execute nb in a fresh kernel, cwd folder; wall seconds (start-up included), the result.
+
+    The judge answers the hidden tests of nb's test cells, as when grading.
+    """
+    from course_lib.judge.server import expected_checks
+
     nb = nbformat.from_dict(nb)  # a copy: each run starts from clean cells
+    run = executor(root)
+    expected = {c.metadata["nbgrader"]["grade_id"]: expected_checks(c.source)
+                for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
+                and expected_checks(c.source)}
+    _SEALED[0].begin(folder.name, expected)
     start = time.perf_counter()
-    nb, _ = executor(root).preprocess(nb, {"metadata": {"path": str(folder)}})
+    try:
+        nb, _ = run.preprocess(nb, {"metadata": {"path": str(folder)}})
+    finally:
+        _SEALED[0].end()
     return time.perf_counter() - start, nb
 
 
@@ -228,6 +261,27 @@ def cell_label(index: int, cell) -> str:
     return f"cell {index}: " + (gid or (lines[0] if lines else "(empty)"))[:60]
 
 
+KINDS = ("imports", "figures", "widgets", "graded tests", "other")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def cell_kind(cell) -> str:
+    """What a code cell spends its time on, judged by its code and outputs."""
+    data = [o.get("data", {}) for o in cell.get("outputs", [])]
+    meta = cell.metadata.get("nbgrader", {})
+    first = next((ln.strip() for ln in cell.source.splitlines()
+                  if ln.strip() and not ln.strip().startswith("#")), "")
+    if any(WIDGET_VIEW in d for d in data):
+        return "widgets"
+    if any("image/png" in d for d in data):
+        return "figures"
+    if first.startswith(("import ", "from ")):
+        return "imports"
+    if meta.get("grade") and not meta.get("solution"):
+        return "graded tests"
+    return "other"
+
+
 def errors_in(nb) -> list[str]:
     return [f"cell {i}: {o.ename}: {o.evalue}" for i, c in enumerate(nb.cells)
             if c.cell_type == "code" for o in c.get("outputs", [])
@@ -241,10 +295,13 @@ def time_notebook(nb, folder: Path, root: Path, repeats: int) -> dict:
     seconds, executed = runs[len(runs) // 2]
     if errors_in(executed):
         raise RuntimeError(f"{folder.name}: the notebook raised {errors_in(executed)[:3]}")
-    cells = [(cell_seconds(c), cell_label(i, c)) for i, c in enumerate(executed.cells)
-             if c.cell_type == "code"]
+    code = [(i, c) for i, c in enumerate(executed.cells) if c.cell_type == "code"]
+    cells = [(cell_seconds(c), cell_label(i, c)) for i, c in code]
+    kinds = dict.fromkeys(KINDS, 0.0)
+    for _, c in code:
+        kinds[cell_kind(c)] += cell_seconds(c)
     return {"seconds": seconds, "runs": [r[0] for r in runs],
-            "cells_total": sum(s for s, _ in cells),
+            "cells_total": sum(s for s, _ in cells), "kinds": kinds,
             "slowest": sorted(cells, reverse=True)[:SLOWEST_CELLS]}
 
 
@@ -283,25 +340,34 @@ def warm_up(root: Path) -> None:
 # Tables
 # ---------------------------------------------------------------------------
 
-def print_grading(times: dict[str, list[float]], n_notebooks: int, identical: bool) -> None:
-    print(f"\n== Grading one class: {n_notebooks} notebooks, wall seconds "
-          f"(median of {len(next(iter(times.values())))} round(s)) ==")
-    print(f"{'command':<40} {'seconds':>8} {'s/notebook':>10} {'speed-up vs stock':>18}")
-    med = {label: statistics.median(t) for label, t in times.items()}
-    for label, s in med.items():
-        print(f"{label:<40} {s:>8.1f} {s / n_notebooks:>10.2f} {med[STOCK] / s:>17.2f}x")
-    speedup = med[STOCK] / med["course grade --jobs 2"]
+def print_grading(times: dict[str, list[tuple[float, float]]], n_notebooks: int,
+                  identical: bool, load: tuple[float, float]) -> None:
+    cores = os.cpu_count() or 1
+    print(f"\n== Grading one class: {n_notebooks} notebooks "
+          f"(median of {len(next(iter(times.values())))} round(s)), {cores} cores, "
+          f"load average {load[0]:.1f} before and {load[1]:.1f} after ==")
+    print(f"{'command':<40} {'wall s':>7} {'s/notebook':>10} {'speed-up vs stock':>17} "
+          f"{'CPU s':>7} {'cores busy':>10}")
+    med = {label: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
+           for label, t in times.items()}
+    for label, (wall, cpu) in med.items():
+        print(f"{label:<40} {wall:>7.1f} {wall / n_notebooks:>10.2f} "
+              f"{med[STOCK][0] / wall:>16.2f}x {cpu:>7.1f} {cpu / wall:>10.2f}")
+    speedup = med[STOCK][0] / med["course grade --jobs 2"][0]
+    ceiling = cores * med[STOCK][0] / med[STOCK][1]
     met = speedup >= TARGET_SPEEDUP and identical
     print(f"identical scores: {'yes' if identical else 'no'}")
-    print(f"course grade --jobs 2 vs stock: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x, "
-          f"{os.cpu_count()} cores): {'OK' if met else 'NOT MET'}")
+    print(f"course grade --jobs 2 vs stock: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x): "
+          f"{'OK' if met else 'NOT MET'}")
+    print(f"(CPU s: user + system of the command, its workers and kernels; stock's CPU s "
+          f"on {cores} cores allow at most {ceiling:.2f}x over its wall time)")
 
 
 def print_lessons(rows: dict[str, dict]) -> None:
     floor = rows["floor: import numpy"]["seconds"]
     floor_torch = rows["floor + torch: import numpy, torch"]["seconds"]
-    print("\n== Seconds per notebook, fresh kernel each, nbgrader's Execute with the course's "
-          "settings (median) ==")
+    print("\n== Seconds per notebook, fresh kernel each, as `course grade` runs it (nbgrader's "
+          "Execute, the sealed kernel, the judge; median) ==")
     print(f"{'notebook':<36} {'seconds':>8} {'in cells':>8} {'floor':>6} {'ratio':>6} "
           f"{'target':>6}")
     for name, r in rows.items():
@@ -315,7 +381,24 @@ def print_lessons(rows: dict[str, dict]) -> None:
               f"{TARGET_LESSON_RATIO if lesson else '':>6}{verdict}")
     print("(seconds: wall, kernel start-up and shutdown included; in cells: the cells' own "
           "time, from nbclient's timestamps)")
+    print_breakdown(rows, floor, floor_torch)
     print_slowest(rows)
+
+
+def print_breakdown(rows: dict[str, dict], floor: float, floor_torch: float) -> None:
+    """Each lesson's median run split into kernel start/stop and kinds of cells."""
+    print("\nwhere each lesson's seconds go (the median run): start/stop = kernel start-up, "
+          "shutdown and the round trips between cells;\nthen the cells by kind; budget = what "
+          "all cells together may take for the 1.5x target")
+    print(f"{'lesson':<22} {'start/stop':>10}" + "".join(f" {k:>12}" for k in KINDS)
+          + f" {'budget':>7}")
+    for name, r in rows.items():
+        if "torch" not in r:
+            continue
+        overhead = r["seconds"] - r["cells_total"]
+        budget = TARGET_LESSON_RATIO * (floor_torch if r["torch"] else floor) - overhead
+        print(f"{name:<22} {overhead:>10.2f}" + "".join(f" {r['kinds'][k]:>12.2f}" for k in KINDS)
+              + f" {budget:>7.2f}")
 
 
 def print_slowest(rows: dict[str, dict]) -> None:
@@ -332,7 +415,7 @@ def print_slowest(rows: dict[str, dict]) -> None:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--students", type=int, default=8, help="students in the class (default 8)")
+    p.add_argument("--students", type=int, default=6, help="students in the class (default 6)")
     p.add_argument("--rounds", type=int, default=1,
                    help="gradings of each kind; the median is shown (default 1)")
     p.add_argument("--repeats", type=int, default=3,
@@ -349,8 +432,8 @@ def parse_args(argv):
 
 def bench_grading(template: Path, work: Path, assignments, roster, rounds: int) -> bool:
     """Time the three gradings (rounds times each); True when all scores agree."""
-    times: dict[str, list[float]] = {label: [] for label in grading_runs()}
-    problems = []
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label in grading_runs()}
+    problems, load = [], os.getloadavg()[0]
     for r in range(rounds):
         scores = {}
         for label, cmd in grading_runs().items():
@@ -361,14 +444,14 @@ def bench_grading(template: Path, work: Path, assignments, roster, rounds: int) 
         problems += compare_scores(scores)
     for line in problems[:20]:
         print(f"  differs: {line}")
-    print_grading(times, len(roster) * len(assignments), not problems)
+    print_grading(times, len(roster) * len(assignments), not problems,
+                  (load, os.getloadavg()[0]))
     return not problems
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.pop("COURSE_DB_URL", None)  # the bench's gradebooks are its own SQLite files
-    os.environ.setdefault("MPLBACKEND", "Agg")
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="grading-bench-")
     work = args.keep.resolve() if args.keep else Path(tmp.name)
     try:

@@ -600,3 +600,23 @@ def test_no_module_imports_the_answers():
                 names = [node.module or ""] + [a.name for a in node.names]
             for name in names:
                 assert "reference" not in name and "grading" not in name, (path.name, name)
+
+
+def test_grading_mode_draws_nothing_and_keeps_the_numbers():
+    """COURSE_GRADING=1 (the grading kernel): no pyplot, no figure, the logic still works."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from course_lib.figures import sigmoid as fs, chain_rule as fc\n"
+        "from course_lib.widgets import GateExplorer\n"
+        "assert fs.plot_sigmoid_and_derivative() is None and fc.draw_neuron() is None\n"
+        "ex = GateExplorer('neuron')\n"
+        "values = ex.refresh()\n"
+        "assert ex.widget is None and values and all(isinstance(v, float) for v in "
+        "values.values()), values\n"
+        "print('pyplot loaded:', 'matplotlib.pyplot' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env={**__import__("os").environ, "COURSE_GRADING": "1"}, check=True)
+    assert out.stdout.strip() == "pyplot loaded: False", out.stdout + out.stderr

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
 
-import matplotlib.pyplot as plt
+from .._drawing import draws, plt
 
 __all__ = ["draw_grad_fn_graph", "graph_layers"]
 
@@ -99,6 +99,7 @@ def _color(node):
     return OP_COLOR
 
 
+@draws
 def draw_grad_fn_graph(t, names=None, ax=None, title=None, leaves_at_bottom=False):
     """Draw the backward graph of ``t`` from ``t.grad_fn`` down to the leaves.
 

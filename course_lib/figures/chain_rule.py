@@ -22,11 +22,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import FancyBboxPatch
 
 from .. import nets
+from .._drawing import draws, plt
 from ..gradcheck import numerical_gradient
 
 __all__ = [
@@ -255,6 +254,7 @@ def _edge_ends(src: GraphNode, dst: GraphNode):
     return start, end
 
 
+@draws
 def draw_graph(graph: Graph, ax=None, digits: int = 2, show: bool = True,
                title: str | None = None):
     """Draw a graph: boxes for operations, values above each edge, gradients below.
@@ -269,6 +269,8 @@ def draw_graph(graph: Graph, ax=None, digits: int = 2, show: bool = True,
     Returns:
         the Figure when ``show`` is False, else None.
     """
+    from matplotlib.patches import FancyBboxPatch  # with pyplot: only when drawing
+
     nodes = graph.nodes
     xs = [n.pos[0] for n in nodes.values()]
     ys = [n.pos[1] for n in nodes.values()]
@@ -338,6 +340,7 @@ def draw_graph(graph: Graph, ax=None, digits: int = 2, show: bool = True,
     return fig
 
 
+@draws
 def draw_neuron(w=(2.0, -3.0, -3.0), x=(-1.0, -2.0), show: bool = True):
     """The neuron twice: node by node, then with σ as one gate (same input gradients)."""
     full, grouped = neuron_graph(w, x), neuron_graph(w, x, grouped=True)
@@ -352,6 +355,7 @@ def draw_neuron(w=(2.0, -3.0, -3.0), x=(-1.0, -2.0), show: bool = True):
     return fig
 
 
+@draws
 def neuron_explorer(w=(2.0, -3.0, -3.0), x=(-1.0, -2.0)):
     """Sliders for w0, w1, w2, x0, x1 that redraw the neuron's graph (ipywidgets).
 
@@ -392,6 +396,7 @@ def _ssr_at(ex, params, b3: float) -> float:
     return nets.ssr(ex.y, nets.ssr_forward(ex.x, p)["y_green"])
 
 
+@draws
 def plot_seed003(show: bool = True):
     """Seed 003's example: its predictions, and its b3 "derivative" against the SSR curve.
 

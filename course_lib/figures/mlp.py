@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import warnings
 
-import matplotlib.pyplot as plt
 import numpy as np
+
+from .._drawing import draws, plt
 
 __all__ = ["draw_network", "plot_outer_products", "plot_training", "learning_rate_explorer"]
 
 _BLUE, _ORANGE, _GREY, _RED = "#1f77b4", "#ff7f0e", "#b0b0b0", "#d62728"
 
 
+@draws
 def draw_network(layer_sizes, node_text=None, layer_names=None, highlight_edges=(),
                  edge_text=None, highlight_node=None, ax=None, title=None):
     """Draw a fully connected network, inputs on the left.
@@ -93,6 +95,7 @@ def _heatmap(ax, M, title, vmax, fmt="{:.3f}"):
     ax.set_title(title, fontsize=10)
 
 
+@draws
 def plot_outer_products(dZ, A_prev, names=("dZ", "A_prev")):
     """Show dW = dZᵀ @ A_prev as the sum over samples n of the outer products dZ[n] A_prev[n]ᵀ.
 
@@ -120,6 +123,7 @@ def plot_outer_products(dZ, A_prev, names=("dZ", "A_prev")):
     return fig
 
 
+@draws
 def plot_training(losses, predict, X, y, title=None, resolution=250):
     """Loss curve and decision regions of a trained classifier.
 
@@ -165,6 +169,7 @@ def plot_training(losses, predict, X, y, title=None, resolution=250):
     return fig
 
 
+@draws
 def learning_rate_explorer(backprop, sgd_step, X, y, layer_sizes=(2, 16, 2),
                            activations=("tanh", "softmax"), batch_sizes=(25, 100, 400),
                            steps=150, seed=0):

@@ -13,11 +13,12 @@ lesson's exercises are solved, and never use the reference answers.
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from course_lib import nets
 from course_lib._validate import check_choice, check_positive
+
+from .._drawing import draws, plt
 
 __all__ = [
     "saturation_threshold",
@@ -69,6 +70,7 @@ def saturation_threshold(threshold: float = 0.01) -> float:
     return float(np.log((1.0 - s) / s))
 
 
+@draws
 def plot_sigmoid_and_derivative(threshold: float = 0.01, z_max: float = 8.0):
     """σ and σ' on one figure; where σ' < threshold is shaded; the maximum 1/4 is marked.
 
@@ -175,6 +177,7 @@ def _draw_vanishing(ax, depth, width, weight_scale, seed, activations=ACTIVATION
     ax.legend(loc="lower right", fontsize=9)
 
 
+@draws
 def plot_vanishing_gradients(depth: int = 30, width: int = 64, weight_scale: float = 1.0,
                              seed: int = 0):
     """The size of δ per layer, relative to the top layer, for sigmoid, tanh and ReLU.
@@ -191,6 +194,7 @@ def plot_vanishing_gradients(depth: int = 30, width: int = 64, weight_scale: flo
     return fig
 
 
+@draws
 def explore_vanishing_gradients():
     """Sliders for depth and weight scale, a menu for the activation (needs ipywidgets).
 
@@ -249,6 +253,7 @@ def train_single_neuron(loss: str, w: float = 2.5, b: float = 2.5, x: float = 1.
     return out
 
 
+@draws
 def plot_bce_vs_mse(z_start: float = 5.0, lr: float = 1.0, steps: int = 300):
     """Why BCE learns fast where MSE stalls: the output gradient, and a training run.
 

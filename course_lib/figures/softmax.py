@@ -12,9 +12,9 @@ own few lines of numpy, so every picture works before your exercises do::
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
+from .._drawing import draws, plt
 from .._validate import as_float
 
 __all__ = ["plot_jacobians", "plot_loss_gradients", "softmax_explorer"]
@@ -65,6 +65,7 @@ def _draw(ax_bar, ax_mat, z, title=None, annotate=True):
     return im
 
 
+@draws
 def plot_jacobians(logits, titles=None) -> None:
     """Draw softmax(z) and its Jacobian J = diag(s) - s sᵀ for a few logit vectors.
 
@@ -93,6 +94,7 @@ def plot_jacobians(logits, titles=None) -> None:
     plt.show()
 
 
+@draws
 def plot_loss_gradients(n_classes: int = 3, margin_range: float = 8.0) -> None:
     """Cross-entropy vs mean squared error after a softmax, as the true class's logit moves.
 
@@ -140,6 +142,7 @@ def plot_loss_gradients(n_classes: int = 3, margin_range: float = 8.0) -> None:
     plt.show()
 
 
+@draws
 def softmax_explorer(n: int = 4):
     """Sliders for n logits and a common shift c; shows s = softmax(z + c) and J live.
 

@@ -30,6 +30,12 @@ from .server import Judge, Record
 
 KERNEL_NAME = "course-grading"
 
+# The grading kernel draws nothing (course_lib._drawing) and computes on one
+# thread: a course's matrices are small, and kernels graded side by side would
+# otherwise fight over the cores (bench/grading_bench.py measures both).
+KERNEL_ENV = {"COURSE_GRADING": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
+              "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 GRADING_STUB = '''"""While grading, each check_* asks the judge (course_lib.judge.client)."""
 from ..judge.client import __getattr__  # noqa: F401
 '''
@@ -113,7 +119,8 @@ class Sealed:
         spec = {"argv": [sys.executable, "-S", "-m", "course_lib.judge.launcher",
                          "-f", "{connection_file}"],
                 "display_name": "Course grading (sealed)", "language": "python",
-                "env": {"PYTHONPATH": os.pathsep.join([str(self.runtime), *_library_paths()])}}
+                "env": {"PYTHONPATH": os.pathsep.join([str(self.runtime), *_library_paths()]),
+                        **KERNEL_ENV}}
         (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
         package = str(Path(course_lib.__file__).resolve().parent)
         self.env = {

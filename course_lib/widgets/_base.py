@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._drawing import GRADING
+
 __all__ = ["Control", "Logic", "Explorer", "fmt", "num_span", "table"]
 
 #: CSS classes of the readout: one element per displayed number, whose text is
@@ -239,9 +241,12 @@ class Explorer:
     slider_width = "330px"
 
     def __init__(self, logic: Logic) -> None:
-        W = _ipywidgets()
         self.logic = logic
         self._updating = False
+        if GRADING:  # course_lib._drawing: the numbers stay, nothing is drawn
+            self.sliders, self.widget = {}, None
+            return
+        W = _ipywidgets()
         self.sliders = {name: self._make_slider(c) for name, c in logic.controls.items()}
         self.readout = W.HTML(value="", layout=W.Layout(flex="1 1 420px", min_width="300px"))
         self.readout.add_class(CSS["readout"])
@@ -306,6 +311,8 @@ class Explorer:
     def refresh(self) -> dict[str, float]:
         """Recompute every number, update the readout and redraw the figure."""
         values = self.logic.values()
+        if self.widget is None:  # grading mode
+            return values
         self.readout.value = self._readout(values)
         self._draw(values)
         self.image.value = self.fig.png()
@@ -325,7 +332,8 @@ class Explorer:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        if self.widget is not None:
+            display(self.widget)
 
     def __repr__(self) -> str:
         state = ", ".join(f"{k}={v:g}" for k, v in self.logic.state.items())
