@@ -131,10 +131,14 @@ def _last_line(text: str) -> str:
 def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
     """Autograde one submission and read back its score, status and messages.
 
-    With ``api.sealed`` (see open_grading_api) the submission is read for
-    tampering first, runs in the sealed kernel, and each test cell's grade is
-    the judge's verdict.
+    ``api`` comes from open_grading_api: the submission is read for tampering
+    first, runs in the sealed kernel, and each test cell's grade is the
+    judge's verdict.
     """
+    sealed = getattr(api, "sealed", None)
+    if sealed is None:
+        raise ValueError("grade_submission: the API must come from open_grading_api "
+                         "(sealed grading), not from a plain NbGraderAPI")
     cd = api.coursedir
     notebook = Path(cd.format_path(cd.submitted_directory, student, assignment)) / \
         f"{assignment}.ipynb"
@@ -154,26 +158,23 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
         return SubmissionResult(student, assignment, 0.0, max_score, "unreadable",
                                 f"{type(exc).__name__}: {_last_line(str(exc))}")
 
-    sealed = getattr(api, "sealed", None)
     source_nb = nbformat.read(str(Path(cd.format_path(cd.source_directory, ".", assignment))
                                   / f"{assignment}.ipynb"), as_version=4)
-    expected = {c.metadata["nbgrader"]["grade_id"]: expected_checks(c.source)
-                for c in source_nb.cells if _is_test_cell(c) and expected_checks(c.source)}
-    if sealed:
-        sealed.begin(assignment, expected)
+    expected = {c.metadata["nbgrader"]["grade_id"]: checks for c in source_nb.cells
+                if _is_test_cell(c) and (checks := expected_checks(c.source))}
+    sealed.begin(assignment, expected)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=Warning)  # SQLAlchemy noise from nbgrader
             outcome = api.autograde(assignment, student, force=True, create=True)
     finally:
-        record = sealed.end() if sealed else None
-    findings = (inspect_submission(submitted, source_nb, sealed.manual_gradients(assignment))
-                if sealed else [])
+        record = sealed.end()
+    findings = inspect_submission(submitted, source_nb, sealed.manual_gradients(assignment))
     if not outcome["success"]:
         result = _failed(outcome, student, assignment, max_score, source_nb, expected, record)
-        flags = [str(f) for f in findings] + [str(f) for f in (record.flags if record else [])]
+        flags = _flags(findings, record)
         if flags:  # a tampered notebook keeps nothing, even what ran before the failure
-            result.flags, result.score = list(dict.fromkeys(flags)), 0.0
+            result.flags, result.score = flags, 0.0
             result.cell_scores = {g: (0.0, m) for g, (_, m) in result.cell_scores.items()}
             if result.status == "error":
                 result.status, result.reason = "tampered", "; ".join(result.flags)
@@ -191,7 +192,7 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
             status, reason = "timeout", f"cell {where} ran past the time limit and was stopped"
         if meta.get("grade") and msg:
             messages[meta["grade_id"]] = msg
-    zeroed, flags = (_judge(record, expected, findings, messages) if sealed else ({}, []))
+    zeroed, flags = _judge(record, expected, findings, messages)
     if zeroed:
         _zero_in_gradebook(api, assignment, student, zeroed)
         _mark_cells(graded_path, graded, zeroed, messages)
@@ -219,7 +220,7 @@ def _judge(record, expected, findings, messages) -> tuple[dict[str, str], list[s
     every hidden check it contains reached a passing verdict in the judge, and
     nothing the notebook did touches it.
     """
-    flags = [str(f) for f in findings] + [str(f) for f in record.flags]
+    flags = _flags(findings, record)
     cost = set().union(*(f.scope for f in findings)) if findings else set()
     if record.flags:
         cost.add(ALL)  # refused at run time: the whole run is suspect
@@ -242,12 +243,16 @@ def _judge(record, expected, findings, messages) -> tuple[dict[str, str], list[s
             cost.add(ALL)
     for gid in expected:
         if gid not in zeroed and (ALL in cost or gid in cost):
-            zeroed[gid] = "not graded: " + "; ".join(
-                str(f) for f in findings if ALL in f.scope or gid in f.scope) or \
-                "not graded: the notebook tampered with grading"
+            why = [str(f) for f in findings if ALL in f.scope or gid in f.scope]
+            zeroed[gid] = "not graded: " + ("; ".join(why) or "; ".join(flags))
     for gid, why in zeroed.items():
         messages.setdefault(gid, why)
     return zeroed, list(dict.fromkeys(flags))
+
+
+def _flags(findings, record) -> list[str]:
+    """What the tamper reader found and what the kernel's guard refused, once each."""
+    return list(dict.fromkeys([str(f) for f in findings] + [str(f) for f in record.flags]))
 
 
 def _zero_in_gradebook(api, assignment, student, zeroed) -> None:
@@ -303,10 +308,10 @@ def _failed(outcome, student, assignment, max_score, source_nb, expected, record
                                      + _last_line(text)}.get(status, _last_line(text))
     if status == "error" and GRADEBOOK_LOCKED in text:
         reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
-    if record is not None and record.out_of_time:
+    if record.out_of_time:
         status, reason = "timeout", "the notebook ran past its total time limit and was stopped"
     result = SubmissionResult(student, assignment, 0.0, max_score, status, reason)
-    if record is None or status not in ("kernel_died", "timeout"):
+    if status not in ("kernel_died", "timeout"):
         return result
     # Graded as far as it got: a test cell that ran, without error, to a passing
     # verdict before the kernel went keeps its points.
