@@ -10,7 +10,8 @@ import pytest
 from lessons import ASSIGNMENTS, release_path
 from nbclient import NotebookClient
 
-from course_lib.instructor.student_wheel import GRADING_ONLY, build_student_wheel
+from course_lib.instructor.student_wheel import build_student_wheel
+from course_lib.judge import GRADING_ONLY
 
 
 @pytest.fixture(scope="module")

@@ -19,31 +19,18 @@ course_lib, out of the kernel.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
-import course_lib
-
-from ..judge import GRADING_ONLY
-from ..judge.sealed import _library_paths
+from ..judge.sealed import copy_student_package, write_kernelspec
 
 
 def prepare(folder: Path) -> Path:
     """Write the student course_lib and the kernelspec into ``folder``; return it."""
     folder = Path(folder).resolve()
-    shutil.rmtree(folder / "course_lib", ignore_errors=True)
-    shutil.copytree(Path(course_lib.__file__).parent, folder / "course_lib",
-                    ignore=shutil.ignore_patterns(*GRADING_ONLY, "__pycache__", "*.pyc"))
-    spec_dir = folder / "kernels" / "python3"
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-S", "-m", "ipykernel_launcher", "-f",
-                     "{connection_file}"],
-            "display_name": "Python 3 (student course_lib)", "language": "python",
-            "env": {"PYTHONPATH": os.pathsep.join([str(folder), *_library_paths()])}}
-    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+    copy_student_package(folder)
+    write_kernelspec(folder / "kernels", "python3", "ipykernel_launcher", folder,
+                     "Python 3 (student course_lib)")
     return folder
 
 

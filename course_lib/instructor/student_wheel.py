@@ -4,7 +4,7 @@ Students need the student-facing modules (gradcheck, nets, data, figures,
 widgets) to run the release notebooks; they must not get the reference
 answers, the grading checks, the instructor tooling or the judge's grading
 side (course_lib.judge.GRADING_ONLY). This copies the
-package without those three subpackages into a temporary folder and builds
+package without them into a temporary folder and builds
 an ordinary wheel of it with pip (offline: no build isolation, no
 dependencies fetched).
 
@@ -14,7 +14,6 @@ dependencies fetched).
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import course_lib
 
-from ..judge import GRADING_ONLY  # stays where grading runs
+from ..judge.sealed import copy_student_package
 
 PYPROJECT = """\
 [build-system]
@@ -46,13 +45,11 @@ include = ["course_lib*"]
 
 def build_student_wheel(out_dir: Path) -> Path:
     """Write course_lib-<version>-py3-none-any.whl (no answers) into out_dir; return its path."""
-    package = Path(course_lib.__file__).parent
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="course-student-wheel-") as tmp:
         src = Path(tmp) / "src"
-        shutil.copytree(package, src / "course_lib", ignore=shutil.ignore_patterns(
-            *GRADING_ONLY, "__pycache__", "*.pyc"))
+        copy_student_package(src)
         (src / "pyproject.toml").write_text(PYPROJECT.format(version=course_lib.__version__))
         done = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",

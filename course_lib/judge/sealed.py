@@ -88,11 +88,34 @@ class Settings:
         return cls(**known)
 
 
+def copy_student_package(dest: Path) -> Path:
+    """``dest/course_lib``: this course_lib without what stays where grading runs
+    (GRADING_ONLY); what the student wheel, `make lab` and the grading kernel hold."""
+    target = Path(dest) / "course_lib"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(Path(course_lib.__file__).parent, target,
+                    ignore=shutil.ignore_patterns(*GRADING_ONLY, "__pycache__", "*.pyc"))
+    return target
+
+
+def write_kernelspec(kernels: Path, name: str, module: str, first_on_path: Path,
+                     display_name: str, env: dict | None = None) -> Path:
+    """A kernelspec ``kernels/name`` that runs ``python -S -m module``, with only
+    ``first_on_path`` and the installed libraries on its path (-S keeps .pth files,
+    and so the editable install of the full course_lib, out)."""
+    spec_dir = Path(kernels) / name
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": [sys.executable, "-S", "-m", module, "-f", "{connection_file}"],
+            "display_name": display_name, "language": "python",
+            "env": {"PYTHONPATH": os.pathsep.join([str(first_on_path), *_library_paths()]),
+                    **(env or {})}}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+    return spec_dir
+
+
 def build_runtime(dest: Path) -> Path:
     """The student's course_lib and the judge's client in ``dest``; returns dest."""
-    package = Path(course_lib.__file__).parent
-    shutil.copytree(package, dest / "course_lib",
-                    ignore=shutil.ignore_patterns(*GRADING_ONLY, "__pycache__", "*.pyc"))
+    copy_student_package(dest)
     (dest / "course_lib" / "grading").mkdir()
     (dest / "course_lib" / "grading" / "__init__.py").write_text(GRADING_STUB)
     return dest
@@ -114,14 +137,8 @@ class Sealed:
         self.judge = Judge(self.settings.notebook_timeout)
         folder = Path(self.judge.folder)
         self.runtime = build_runtime(folder / "runtime")
-        spec_dir = folder / "jupyter" / "kernels" / KERNEL_NAME
-        spec_dir.mkdir(parents=True)
-        spec = {"argv": [sys.executable, "-S", "-m", "course_lib.judge.launcher",
-                         "-f", "{connection_file}"],
-                "display_name": "Course grading (sealed)", "language": "python",
-                "env": {"PYTHONPATH": os.pathsep.join([str(self.runtime), *_library_paths()]),
-                        **KERNEL_ENV}}
-        (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+        write_kernelspec(folder / "jupyter" / "kernels", KERNEL_NAME, "course_lib.judge.launcher",
+                         self.runtime, "Course grading (sealed)", KERNEL_ENV)
         package = str(Path(course_lib.__file__).resolve().parent)
         self.env = {
             "JUPYTER_PATH": os.pathsep.join(
