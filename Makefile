@@ -7,14 +7,29 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: setup test lint demo seeds release browser postgres clean help lab bench student-wheel
+.PHONY: setup sandbox test test-fast test-stress lint demo seeds release browser postgres clean help \
+	lab bench student-wheel
 
 help:
-	@echo "make demo   set up, release, grade a simulated class: feedback, grades.csv, report"
-	@echo "make test   set up, then run the test suite and ruff"
-	@echo "make setup  create .venv with the pinned requirements (safe to run twice)"
+	@echo "make demo         set up, release, grade a simulated class: feedback, grades.csv, report"
+	@echo "make test         set up, then run every test (in parallel, one worker per core) and ruff"
+	@echo "make test-fast    the tests that start no kernel and no browser (under a minute)"
+	@echo "make test-stress  the kernel-starting tests while every core is kept busy"
+	@echo "make setup        create .venv with the pinned requirements (safe to run twice)"
 
-setup: $(STAMP)
+setup: $(STAMP) sandbox
+
+# Sealed grading runs every grading kernel inside bubblewrap (course_lib/judge/sandbox.py):
+# Debian's package, installed once. Where it cannot be installed, grading refuses with
+# a message (and `course grade --unsealed` grades without it).
+sandbox:
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  echo "installing Debian's bubblewrap for sealed grading"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  { $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq bubblewrap >/dev/null; } || \
+	  echo "make setup: could not install bubblewrap; grading will say what is missing"; \
+	fi
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' \
@@ -45,12 +60,31 @@ postgres:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
 	fi
 
+# Test tiers (markers set in tests/conftest.py and pyproject.toml): `kernel` tests start
+# Jupyter kernels, `browser` tests drive Chromium, `slow` ones take long otherwise.
+# `make test` runs them all, a file per worker process at a time (pytest-xdist, one
+# worker per core: a file's module fixtures, such as a class graded once, are built
+# once), then ruff; the 15 slowest tests are listed at the end. No test depends on the
+# machine's speed (speed is what `make bench` measures): `make test-stress` runs the
+# kernel tests while a CPU-burning process per core (tests/stress.py) keeps the machine
+# busy, so that a test whose time limit is sized to a quiet machine fails there first.
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+PARALLEL := -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
+FAST := not kernel and not slow and not browser
 # pytest exits 5 when it collected no test: treat that as a failure, never as green.
-test: setup $(CHROMIUM) postgres
-	$(PY) -m pytest; rc=$$?; \
+NO_TESTS_FAIL := rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
 	  exit $$rc
+
+test: setup $(CHROMIUM) postgres
+	$(PY) -m pytest $(PARALLEL) --durations=15; $(NO_TESTS_FAIL)
 	$(VENV)/bin/ruff check .
+
+test-fast: setup
+	$(PY) -m pytest -m "$(FAST)" -n $(TEST_JOBS) --durations=5; $(NO_TESTS_FAIL)
+
+test-stress: setup $(CHROMIUM) postgres
+	$(PY) tests/stress.py -m kernel $(PARALLEL) --durations=15; $(NO_TESTS_FAIL)
 
 lint: setup
 	$(VENV)/bin/ruff check .

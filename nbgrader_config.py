@@ -33,7 +33,9 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # A cell may run at most this long (a whole lesson runs in a few seconds); an
 # infinite loop is interrupted and the submission is marked "timeout".
-c.Execute.timeout = 20
+# COURSE_CELL_TIMEOUT=SECONDS sets another limit (the tests set a far larger one:
+# what they check must not depend on how busy the machine is).
+c.Execute.timeout = int(os.environ.get("COURSE_CELL_TIMEOUT", "20"))
 c.Execute.interrupt_on_timeout = True
 # The grading kernel keeps no history file and logs only errors (ipykernel's
 # start-up warnings would otherwise scroll through `course grade`'s progress bar).
@@ -44,10 +46,22 @@ c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:",
 # a whole notebook may run at most notebook_timeout seconds; the grading kernel
 # may use at most kernel_memory_mb of address space; in the lessons that ask
 # for gradients by hand, torch cannot be imported while grading.
-c.Judge.notebook_timeout = 180
+# COURSE_NOTEBOOK_TIMEOUT=SECONDS sets another notebook limit (as above).
+c.Judge.notebook_timeout = int(os.environ.get("COURSE_NOTEBOOK_TIMEOUT", "180"))
 c.Judge.kernel_memory_mb = 6144
 c.Judge.manual_gradient_assignments = ["01_chain_rule", "02_sigmoid", "03_softmax_jacobian",
                                        "04_backprop_mlp"]
+
+# Autograding is sealed (course_lib.judge: each kernel in an operating-system sandbox,
+# every verdict reached outside it); `course grade` and `course check` run it. nbgrader's
+# own autograde (the command, the formgrader's Autograde button) would run the students'
+# code unconfined, with the answers and the gradebook in reach, so it is refused with a
+# message naming the command to use. `course grade --unsealed` sets COURSE_UNSEALED=1 to
+# grade with stock nbgrader where the sandbox cannot run.
+if os.environ.get("COURSE_UNSEALED") != "1":
+    from course_lib.judge.sealed import refuse_unsealed  # noqa: E402
+
+    c.Autograde.autograde_preprocessors = refuse_unsealed()
 
 # Feedback shows answers, scores and the tests' messages, never the hidden
 # tests' code (see course_lib/instructor/feedback.py).

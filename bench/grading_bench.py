@@ -27,11 +27,20 @@ state, against stock nbgrader:
    notebook, an empty notebook that imports numpy (the floor: kernel start-up
    and shutdown), and one that imports numpy and torch (the floor for a lesson
    that needs torch), each run in a fresh kernel the way `course grade` runs
-   it: nbgrader's Execute preprocessor with the course's settings, the sealed
-   grading kernel (course_lib.judge: its guard, grading mode, one thread) and a
-   judge answering the hidden tests; the median of --repeats runs. nbclient's per-cell timestamps
-   split each lesson into kernel start/stop, imports, figures, widgets,
-   graded tests and the rest, and name its slowest cells.
+   it: nbgrader's Execute preprocessor with the course's settings and the
+   kernel manager `course grade` uses, the sealed grading kernel
+   (course_lib.judge: its system-call filter, grading mode, one thread) in its
+   bubblewrap sandbox, and a judge answering the hidden tests; the median of
+   --repeats runs. nbclient's per-cell timestamps split each lesson into
+   kernel start/stop, imports, figures, widgets, graded tests and the rest,
+   and name its slowest cells.
+5. The sandbox's cost: every notebook of 4. also runs, interleaved with the
+   sandboxed runs (sandboxed, unsandboxed, sandboxed, ...: machine load falls
+   on both alike), through the same sealed path with the kernel NOT in its
+   bubblewrap sandbox (unsandboxed_manager() below: a measurement-only
+   baseline, the kernelspec's own command as before the sandbox). The table
+   shows both medians, the difference and its share of the unsandboxed time,
+   against the target of at most 10%.
 
 Nothing is downloaded; the temporary course is deleted at the end (--keep DIR
 keeps it).
@@ -60,6 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TARGET_SPEEDUP = 1.8      # course grade --jobs 2 against stock nbgrader, on 2 cores
 TARGET_LESSON_RATIO = 1.5  # a lesson's seconds against its floor
+TARGET_SANDBOX_COST = 0.10  # what the sandbox may add to a lesson's seconds (issue 12)
 TORCH_IMPORT = re.compile(r"^\s*(import torch|from torch)\b", re.M)
 FLOOR_NUMPY = "import numpy"
 FLOOR_TORCH = "import numpy\nimport torch"
@@ -114,14 +124,15 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float, int]:
+def run_timed(cmd: list[str], cwd: Path, log: Path,
+              extra_env: dict[str, str] | None = None) -> tuple[float, float, int]:
     """Run a command in cwd (the course folder); wall seconds, CPU seconds, exit code.
 
     The CPU seconds are user + system of the command and everything it waited
     for: its worker processes and every grading kernel.
     """
     env = {**os.environ, "COURSE_ROOT": str(cwd),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(extra_env or {})}
     with log.open("w") as out:
         cpu, start = _children_cpu(), time.perf_counter()
         proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -166,6 +177,9 @@ def course_scores(root: Path) -> tuple[dict[tuple[str, str], float], dict[str, s
 
 
 STOCK = "stock nbgrader autograde (sequential)"
+# The course's nbgrader_config.py refuses stock `nbgrader autograde` (which grades
+# unsealed) unless this is set: the bench runs it on purpose, as the baseline.
+STOCK_ENV = {"COURSE_UNSEALED": "1"}
 
 
 def grading_runs() -> dict[str, list[str]]:
@@ -184,7 +198,7 @@ def grade_once(label, cmd, template: Path, work: Path, assignments, students):
         shutil.rmtree(root)
     shutil.copytree(template, root)
     log = work / f"{root.name}.log"
-    seconds, cpu, code = run_timed(cmd, root, log)
+    seconds, cpu, code = run_timed(cmd, root, log, STOCK_ENV if label == STOCK else None)
     if label == STOCK:
         if code:
             raise RuntimeError(f"{label} failed (exit {code}); end of {log}:\n{_tail(log)}")
@@ -214,35 +228,88 @@ def compare_scores(scores: dict[str, dict]) -> list[str]:
 _SEALED = []  # the sealed-grading setup of this process, made once
 
 
-def executor(root: Path):
-    """nbgrader's Execute, as `course grade` runs it: the sealed kernel, telling the judge."""
+def unsandboxed_manager():
+    """MEASUREMENT-ONLY BASELINE: the grading kernel without its bubblewrap sandbox.
+
+    A subclass of course_lib.judge.sandbox.SandboxKernelManager that launches the
+    kernelspec's own command (judge.launcher: the system-call filter, then
+    ipykernel, with ``python -S``) directly, as before the sandbox existed:
+    same kernelspec, same judge, same rlimits, same kernel box (connection
+    folder, ipc sockets, scratch copy of the submission), but no bwrap (no
+    namespaces, no bind mounts) and no pids cgroup. Since nothing maps the box
+    to the sandbox's paths, the kernel runs with cwd = the scratch copy and
+    the environment Sandbox.kernel_env() gives it, its home, /tmp and runtime
+    folders moved into the box, and the no-torch stub put first on its path
+    (in place of the bind mount over torch). Only this bench uses it, to
+    measure what the sandbox costs; grading never runs a kernel this way.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    from course_lib.judge import sandbox
+
+    class UnsandboxedKernelManager(sandbox.SandboxKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            box, jail = self.box, self.sandbox
+            home, tmp = box.folder / "home", box.folder / "tmp"
+            home.mkdir()
+            tmp.mkdir()
+            env = {**jail.kernel_env(), "HOME": str(home), "TMPDIR": str(tmp),
+                   "IPYTHONDIR": str(home / ".ipython"),
+                   "MPLCONFIGDIR": str(tmp / "matplotlib"),
+                   "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter")}
+            if jail.no_torch:
+                stub = box.folder / "stubs" / "torch"
+                stub.mkdir(parents=True)
+                (stub / "__init__.py").write_text(sandbox.NO_TORCH)
+                env["PYTHONPATH"] = os.pathsep.join([str(stub.parent), env["PYTHONPATH"]])
+            kw = {k: v for k, v in kw.items() if k not in ("env", "cwd")}
+            kw.update(cwd=str(box.work), env=env, stdout=subprocess.DEVNULL,
+                      stderr=box.log.open("wb"), preexec_fn=jail.preexec(None))
+            try:  # the kernelspec's command itself: AsyncKernelManager's launch, unwrapped
+                await AsyncKernelManager._async_launch_kernel(self, kernel_cmd, **kw)
+            finally:
+                kw["stderr"].close()
+            if sandbox._WATCHER is not None:  # the judge, as SandboxKernelManager tells it
+                sandbox._WATCHER.kernel_started(self.provisioner.pid)
+
+    return UnsandboxedKernelManager
+
+
+def executor(root: Path, sandboxed: bool = True):
+    """nbgrader's Execute, as `course grade` runs it: the sealed kernel in its sandbox,
+    telling the judge (sandboxed=False: the measurement-only baseline above)."""
     from course_lib.instructor.course import load_config
-    from course_lib.judge.sealed import KERNEL_NAME, JudgedExecute, Sealed, Settings
+    from course_lib.judge.sealed import JudgedExecute, Sealed, Settings
 
     if not _SEALED:
         _SEALED.append(Sealed(root, Settings.from_config(load_config(root))))
-    return JudgedExecute(config=load_config(root, JudgedExecute__kernel_name=KERNEL_NAME))
+    overrides = _SEALED[0].config_overrides()  # what course grade gives nbgrader
+    if not sandboxed:
+        overrides["JudgedExecute__kernel_manager_class"] = unsandboxed_manager()
+    return JudgedExecute(config=load_config(root, **overrides))
 
 
-def run_notebook(nb, folder: Path, root: Path) -> tuple[float, object]:
-    """Execute nb in a fresh kernel, cwd folder; wall seconds (start-up included), the result.
+def run_notebook(nb, folder: Path, root: Path,
+                 sandboxed: bool = True) -> tuple[float, object, float]:
+    """Execute nb in a fresh kernel, cwd folder; wall seconds (start-up included), the
+    result, and the CPU seconds of the kernel (with bwrap, when sandboxed).
 
     The judge answers the hidden tests of nb's test cells, as when grading.
     """
     from course_lib.judge.server import expected_checks
 
     nb = nbformat.from_dict(nb)  # a copy: each run starts from clean cells
-    run = executor(root)
+    run = executor(root, sandboxed)
     expected = {c.metadata["nbgrader"]["grade_id"]: expected_checks(c.source)
                 for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
                 and expected_checks(c.source)}
     _SEALED[0].begin(folder.name, expected)
-    start = time.perf_counter()
+    cpu, start = _children_cpu(), time.perf_counter()  # the kernel is reaped before it returns
     try:
         nb, _ = run.preprocess(nb, {"metadata": {"path": str(folder)}})
     finally:
         _SEALED[0].end()
-    return time.perf_counter() - start, nb
+    return time.perf_counter() - start, nb, _children_cpu() - cpu
 
 
 def cell_seconds(cell) -> float:
@@ -289,18 +356,33 @@ def errors_in(nb) -> list[str]:
 
 
 def time_notebook(nb, folder: Path, root: Path, repeats: int) -> dict:
-    """Median wall seconds over repeats, and the per-cell profile of the median run."""
-    runs = sorted((run_notebook(nb, folder, root) for _ in range(repeats)),
-                  key=lambda r: r[0])
-    seconds, executed = runs[len(runs) // 2]
-    if errors_in(executed):
-        raise RuntimeError(f"{folder.name}: the notebook raised {errors_in(executed)[:3]}")
+    """Median wall seconds over repeats, sandboxed and not, and the per-cell profile of
+    the median sandboxed run.
+
+    The two kinds alternate (sandboxed, unsandboxed, sandboxed, ...), so that
+    a change in the machine's load falls on both alike.
+    """
+    runs: dict[bool, list] = {True: [], False: []}
+    for _ in range(repeats):
+        for sandboxed in (True, False):
+            runs[sandboxed].append(run_notebook(nb, folder, root, sandboxed))
+    medians = {}
+    for sandboxed, done in runs.items():
+        done.sort(key=lambda r: r[0])
+        medians[sandboxed] = done[len(done) // 2]
+        if errors_in(medians[sandboxed][1]):
+            raise RuntimeError(f"{folder.name} ({'' if sandboxed else 'un'}sandboxed): the "
+                               f"notebook raised {errors_in(medians[sandboxed][1])[:3]}")
+    seconds, executed = medians[True][:2]
+    cpu = {sandboxed: statistics.median(r[2] for r in done) for sandboxed, done in runs.items()}
     code = [(i, c) for i, c in enumerate(executed.cells) if c.cell_type == "code"]
     cells = [(cell_seconds(c), cell_label(i, c)) for i, c in code]
     kinds = dict.fromkeys(KINDS, 0.0)
     for _, c in code:
         kinds[cell_kind(c)] += cell_seconds(c)
-    return {"seconds": seconds, "runs": [r[0] for r in runs],
+    return {"seconds": seconds, "runs": [r[0] for r in runs[True]],
+            "unsandboxed": medians[False][0], "unsandboxed_runs": [r[0] for r in runs[False]],
+            "cpu": cpu[True], "unsandboxed_cpu": cpu[False],
             "cells_total": sum(s for s, _ in cells), "kinds": kinds,
             "slowest": sorted(cells, reverse=True)[:SLOWEST_CELLS]}
 
@@ -331,9 +413,11 @@ def time_lessons(root: Path, assignments, repeats: int) -> dict[str, dict]:
 
 
 def warm_up(root: Path) -> None:
-    """One throw-away kernel that imports what the lessons import (disk caches)."""
-    run_notebook(floor_notebook(FLOOR_TORCH + "\nimport course_lib.figures, course_lib.widgets"),
-                 root, root)
+    """Throw-away kernels, sandboxed and not, that import what the lessons import
+    (disk caches)."""
+    warm = floor_notebook(FLOOR_TORCH + "\nimport course_lib.figures, course_lib.widgets")
+    for sandboxed in (True, False):
+        run_notebook(warm, root, root, sandboxed)
 
 
 # ---------------------------------------------------------------------------
@@ -363,26 +447,58 @@ def print_grading(times: dict[str, list[tuple[float, float]]], n_notebooks: int,
           f"on {cores} cores allow at most {ceiling:.2f}x over its wall time)")
 
 
-def print_lessons(rows: dict[str, dict]) -> None:
+def print_lessons(rows: dict[str, dict], load: tuple[float, float] | None = None) -> None:
     floor = rows["floor: import numpy"]["seconds"]
     floor_torch = rows["floor + torch: import numpy, torch"]["seconds"]
     print("\n== Seconds per notebook, fresh kernel each, as `course grade` runs it (nbgrader's "
-          "Execute, the sealed kernel, the judge; median) ==")
-    print(f"{'notebook':<36} {'seconds':>8} {'in cells':>8} {'floor':>6} {'ratio':>6} "
-          f"{'target':>6}")
+          "Execute, the sealed kernel in its sandbox, the judge; median) ==")
+    if load:
+        print(f"(load average {load[0]:.1f} before and {load[1]:.1f} after; unsandboxed: the "
+              "same sealed kernel without bwrap, run alternately with the sandboxed runs)")
+    limit = f"<={TARGET_SANDBOX_COST:.0%}"
+    print(f"{'notebook':<36} {'seconds':>8} {'unsandboxed':>11} {'sandbox s':>9} "
+          f"{'sandbox %':>9} {limit:>5} {'in cells':>8} {'floor':>6} {'ratio':>6} {'target':>6}")
+    worst = None
     for name, r in rows.items():
         base = floor_torch if r.get("torch") else floor
         ratio = r["seconds"] / base
         lesson = "torch" in r
         met = ratio <= TARGET_LESSON_RATIO
         verdict = ("" if not lesson else "  OK" if met else "  over")
-        print(f"{name:<36} {r['seconds']:>8.2f} {r['cells_total']:>8.2f} "
+        cost = r["seconds"] - r["unsandboxed"]
+        share = cost / r["unsandboxed"]
+        if lesson and (worst is None or share > worst[1]):
+            worst = (name, share)
+        cost_verdict = "" if not lesson else "OK" if share <= TARGET_SANDBOX_COST else "over"
+        print(f"{name:<36} {r['seconds']:>8.2f} {r['unsandboxed']:>11.2f} {cost:>+9.2f} "
+              f"{share:>+9.1%} {cost_verdict:>5} {r['cells_total']:>8.2f} "
               f"{'+torch' if r.get('torch') else 'numpy':>6} {ratio:>5.2f}x "
               f"{TARGET_LESSON_RATIO if lesson else '':>6}{verdict}")
-    print("(seconds: wall, kernel start-up and shutdown included; in cells: the cells' own "
-          "time, from nbclient's timestamps)")
+    print("(seconds: wall, sandboxed, kernel start-up and shutdown included; unsandboxed: the "
+          "same without bwrap;\n sandbox s = seconds - unsandboxed, sandbox % = that over "
+          "unsandboxed; in cells: the cells' own time, from nbclient's timestamps)")
+    if worst is not None:
+        f = rows["floor: import numpy"]
+        print(f"the sandbox adds at most {worst[1]:+.1%} to a lesson's seconds ({worst[0]}), "
+              f"target <= {TARGET_SANDBOX_COST:.0%}: "
+              f"{'OK' if worst[1] <= TARGET_SANDBOX_COST else 'NOT MET'} "
+              f"(to the numpy floor: {f['seconds'] - f['unsandboxed']:+.2f} s, "
+              f"{(f['seconds'] - f['unsandboxed']) / f['unsandboxed']:+.1%})")
+    print_cpu(rows)
     print_breakdown(rows, floor, floor_torch)
     print_slowest(rows)
+
+
+def print_cpu(rows: dict[str, dict]) -> None:
+    """The sandbox's cost in CPU time, which the machine's load moves much less than wall time."""
+    print("\nthe same in CPU time (user + system of the kernel, and of bwrap when sandboxed; "
+          "medians): a busy machine stretches\nwall seconds, hardly CPU seconds, so these say "
+          "whether a wall-time difference is the sandbox's or the load's")
+    print(f"{'notebook':<36} {'CPU s':>8} {'unsandboxed':>11} {'sandbox s':>9} {'sandbox %':>9}")
+    for name, r in rows.items():
+        cost = r["cpu"] - r["unsandboxed_cpu"]
+        print(f"{name:<36} {r['cpu']:>8.2f} {r['unsandboxed_cpu']:>11.2f} {cost:>+9.2f} "
+              f"{cost / r['unsandboxed_cpu']:>+9.1%}")
 
 
 def print_breakdown(rows: dict[str, dict], floor: float, floor_torch: float) -> None:
@@ -465,8 +581,11 @@ def main(argv=None) -> int:
         if not args.skip_grading:
             identical = bench_grading(template, work, assignments, roster, args.rounds)
         if not args.skip_lessons:
-            print("timing each lesson against the floor ...", file=sys.stderr, flush=True)
-            print_lessons(time_lessons(template, assignments, args.repeats))
+            print("timing each lesson against the floor, sandboxed and not ...",
+                  file=sys.stderr, flush=True)
+            load = os.getloadavg()[0]
+            rows = time_lessons(template, assignments, args.repeats)
+            print_lessons(rows, (load, os.getloadavg()[0]))
         return 0 if identical else 1  # a slow number is reported; a wrong score fails
     finally:
         if tmp is not None:

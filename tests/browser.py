@@ -13,6 +13,10 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+# Playwright's limit for one action (a page load, a click, a wait for an element), in
+# seconds: what a page here needs is under a second, also on a busy machine; this only
+# costs time when a test fails.
+ACTION_TIMEOUT_S = 120
 
 
 @contextlib.contextmanager
@@ -26,6 +30,7 @@ def chromium_page(width: int = 1280, height: int = 900):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(ACTION_TIMEOUT_S * 1000)
             yield page
         finally:
             browser.close()

@@ -20,17 +20,18 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from toycourse import ASSIGNMENT, SIGMOID_INSTEAD, hand_in, make_course, submission
+from toycourse import ASSIGNMENT, NEVER_ENDS, SIGMOID_INSTEAD, hand_in, make_course, submission
 
 from course_lib.instructor import distributed as D
 from course_lib.instructor.grade import grade_class
 
-pytestmark = pytest.mark.slow
+# PostgreSQL, a dask cluster and grading kernels, for every test of the file
+pytestmark = [pytest.mark.slow, pytest.mark.kernel]
 
 CLASS = {  # student: what they handed in
     "alice": submission(),
     "bob": submission(SIGMOID_INSTEAD),
-    "carol": submission("while True:\n    pass"),
+    "carol": submission(NEVER_ENDS),
     "dan": submission("import os\nos._exit(3)"),
     "erin": "{this is not json",
     "gus": None,  # a folder, no notebook
@@ -66,17 +67,21 @@ class PostgresServer:
         self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/gradebook"
 
+    # Seconds for one step (initdb, the server's start, createdb); each needs a few at
+    # most, also on a busy machine: a limit far above, that only a hung step reaches.
+    STEP_TIMEOUT = 300
+
     def run(self, *args):
         return subprocess.run([*self.as_owner, *map(str, args)], capture_output=True,
-                              text=True, timeout=120)
+                              text=True, timeout=self.STEP_TIMEOUT)
 
     def start(self) -> PostgresServer:
         steps = [
             ("initdb", self.bin / "initdb", "-D", self.data, "-U", "postgres",
              "--auth=trust", "--encoding=UTF8", "--no-sync"),
             ("pg_ctl start", self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-w",
-             "-t", "60", "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off",
-             "start"),
+             "-t", str(self.STEP_TIMEOUT - 60),
+             "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off", "start"),
             ("createdb", self.bin / "createdb", "-h", "127.0.0.1", "-p", self.port,
              "-U", "postgres", "gradebook"),
         ]
@@ -95,7 +100,7 @@ class PostgresServer:
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    course = make_course(tmp_path_factory.mktemp("cluster") / "course", timeout=3)
+    course = make_course(tmp_path_factory.mktemp("cluster") / "course")
     for student, handed_in in CLASS.items():
         hand_in(course, student, handed_in)
     return course

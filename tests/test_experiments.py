@@ -163,15 +163,18 @@ def experiment_cases():
         ("autograd_function_kind", R.grad_fn_chain, {}),
         ("function_apply", R.MySigmoid, {"args": [z]}),
         ("function_apply", R.MyLinear, {"args": [X, W, b], "requires_grad": [True] * 3}),
-        ("function_saved_tensors", R.MySigmoid, {"args": [z]}),
-        ("function_saved_tensors", R.MyLinear, {"args": [X, W, b]}),
+        ("function_grads_input_changed", R.MySigmoid,
+         {"args": [z], "change": [g], "grad_out": g}),
+        ("function_grads_input_changed", R.MyLinear,
+         {"args": [X, W, b], "change": [None, None, b], "grad_out": dZ}),
+        ("function_grads_saved_replaced", R.MySigmoid,
+         {"args": [z], "saved": np.full(z.shape, 0.25), "grad_out": g}),
         ("function_backward", R.MyLinear, {"args": [X, W, b], "grad_out": dZ}),
         ("function_autograd_grads", R.MySigmoid,
          {"args": [z], "requires_grad": [True], "grad_out": g, "how": "backward"}),
         ("function_autograd_grads", R.MyLinear,
          {"args": [X, W, b], "requires_grad": [False, True, True], "grad_out": dZ,
           "how": "weighted_sum"}),
-        ("function_gradcheck", R.MyLinear, {"args": [X[:3, :2], W[:, :2], b]}),
         ("call_twice", R.torch_backprop,
          {"args": (params, rng.normal(size=(5, 2)), rng.uniform(size=(5, 1)),
                    ("tanh", "sigmoid"), "mse")}),
@@ -203,8 +206,26 @@ def test_experiment_results():
     assert applied["has_grad_fn"] and applied["out"].dtype == F64
     np.testing.assert_allclose(applied["out"].numpy(), X @ W.T + b)
     assert not run_experiment(R.MyLinear, "function_apply", {"args": [X, W, b]})["has_grad_fn"]
-    saved = run_experiment(R.MyLinear, "function_saved_tensors", {"args": [X, W, b]})
-    assert [t.numpy().tolist() for t in saved] == [X.tolist(), W.tolist()]
+    # MySigmoid saves its output: z changing in place after forward leaves σ'(z) as it was,
+    # and a saved s read back as u gives grad_out · u (1 - u).
+    z, g, u = X[:2], dZ[:2, :1] * np.ones((1, 3)), rng.uniform(0.1, 0.9, size=(2, 3))
+    s = 1 / (1 + np.exp(-z))
+    (dz,) = run_experiment(R.MySigmoid, "function_grads_input_changed",
+                           {"args": [z], "change": [np.ones_like(z)], "grad_out": g})
+    np.testing.assert_allclose(dz.numpy(), g * s * (1 - s))
+    (dz,) = run_experiment(R.MySigmoid, "function_grads_saved_replaced",
+                           {"args": [z], "saved": u, "grad_out": g})
+    np.testing.assert_allclose(dz.numpy(), g * u * (1 - u))
+    # MyLinear saves its inputs X and W: a change to b after forward does not matter, a
+    # change to W makes autograd refuse the saved W.
+    grads = run_experiment(R.MyLinear, "function_grads_input_changed",
+                           {"args": [X, W, b], "change": [None, None, np.ones(2)],
+                            "grad_out": dZ})
+    np.testing.assert_allclose(grads[1].numpy(), dZ.T @ X)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        run_experiment(R.MyLinear, "function_grads_input_changed",
+                       {"args": [X, W, b], "change": [None, np.ones_like(W), None],
+                        "grad_out": dZ})
     dX, dW, db = run_experiment(R.MyLinear, "function_backward",
                                 {"args": [X, W, b], "grad_out": dZ})
     np.testing.assert_allclose(db.numpy(), dZ.sum(0))
@@ -298,6 +319,35 @@ def _db_not_summed(ctx, dZ):
     return dZ @ W, dZ.T @ X, dZ
 
 
+def _linear_backward(ctx, dZ):
+    X, W = ctx.saved_tensors
+    return dZ @ W, dZ.T @ X, dZ.sum(0)
+
+
+def _linear_no_bias(ctx, X, W, b):
+    ctx.save_for_backward(X, W)
+    return X @ W.T
+
+
+def _save_as_attribute(ctx, z):
+    ctx.s = torch.sigmoid(z)
+    return ctx.s
+
+
+def _from_attribute(ctx, g):
+    return g * ctx.s * (1 - ctx.s)
+
+
+def _keep_input(ctx, z):
+    ctx.z = z
+    return torch.sigmoid(z)
+
+
+def _from_kept_input(ctx, g):
+    s = torch.sigmoid(ctx.z)
+    return g * s * (1 - s)
+
+
 def _walk(leaves=True, raw=False, dedup=True, name=lambda node: type(node).__name__):
     def grad_fn_chain(t):
         todo, out, seen = deque([t.grad_fn]), [], set()
@@ -367,12 +417,17 @@ WRONG = [
     # (check, part, wrong object, what the message names)
     ("MySigmoid", "backward", _function("S", _save_output, _missing_factor), "the factor (1 - s)"),
     ("MySigmoid", "saved", _function("S", _save_input, _from_input), "saved its input z"),
+    ("MySigmoid", "saved", _function("S", _save_as_attribute, _from_attribute),
+     "saved nothing with ctx.save_for_backward"),
+    ("MySigmoid", "saved", _function("S", _keep_input, _from_kept_input), "kept its input z"),
     ("MySigmoid", "forward", _NotAFunction, "subclasses torch.autograd.Function"),
     ("MySigmoid", "forward", _function("S", _stub, _stub), "not implemented yet"),
     ("MyLinear", "backward", _function("L", _linear_forward, _db_not_summed),
      "db was not summed"),
     ("MyLinear", "forward", _function("L", _linear_float32, _db_not_summed), "torch.float32"),
     ("MyLinear", "autograd", _function("L", _oops, _db_not_summed), "raised Oops: forward failed"),
+    ("MyLinear", "autograd", _function("L", _linear_no_bias, _linear_backward),
+     "forward ignores b"),
     ("grad_fn_chain", "values", _walk(leaves=False), "the leaves are missing"),
     ("grad_fn_chain", "values", _walk(raw=True), "not their names"),
     ("grad_fn_chain", "values", _walk(name=str), "printed form of the nodes"),
@@ -397,3 +452,72 @@ def test_a_right_answer_that_autograd_forgives_passes_both_ways():
     wrong = _function("L", _linear_forward, _db_not_summed)
     assert verdict(G.check_MyLinear, wrong, "autograd") is None
     assert verdict(G.check_MyLinear, Remote(wrong), "autograd") is None
+
+
+# ---------------------------------------------------------------------------
+# a kernel that forges what it reports about itself earns nothing by it
+# ---------------------------------------------------------------------------
+
+class Forging(Remote):
+    """A kernel whose experiments lie wherever lying needs no right answer.
+
+    It says every object is a Function class, and it runs "call_twice" as one call
+    reported twice, with the arguments untouched. The experiments that compute values
+    (outputs, gradients, names) it leaves honest: forging those means answering.
+    """
+
+    def run_experiment(self, name, inputs):
+        if name == "autograd_function_kind":
+            return {"is_function_class": True, "repr": "<class 'MySigmoid'>"}
+        if name == "call_twice":
+            args = inputs["args"]
+            once = self._cross(lambda: self._obj(*copy.deepcopy(args)))
+            return {"first": once, "first_later": copy.deepcopy(once),
+                    "second": copy.deepcopy(once), "args_after": across(list(args))}
+        return super().run_experiment(name, inputs)
+
+
+def _shape_keyed_backprop():
+    """torch_backprop that reuses its leaves for every params of the same shapes."""
+    cache = {}
+
+    def torch_backprop(params, X, Y, activations, loss):
+        key = tuple(W.shape for W, _ in params)
+        if key not in cache:
+            cache[key] = [(torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True))
+                          for W, b in params]
+        leaves = cache[key]
+        A = torch.tensor(X)
+        for W, b in leaves:
+            Z = A @ W.T + b
+            A = torch.sigmoid(Z)
+        J = torch.nn.functional.binary_cross_entropy_with_logits(
+            Z, torch.tensor(Y), reduction="sum") / A.shape[0]
+        J.backward()
+        return J.item(), [(W.grad.numpy().copy(), b.grad.numpy().copy()) for W, b in leaves]
+
+    return torch_backprop
+
+
+@pytest.mark.parametrize("name, part, wrong, names", [
+    ("MySigmoid", "saved", _function("S", _save_input, _from_input), "saved its input z"),
+    ("MySigmoid", "saved", _function("S", _save_as_attribute, _from_attribute),
+     "saved nothing with ctx.save_for_backward"),
+    ("MyLinear", "autograd", _function("L", _linear_no_bias, _linear_backward),
+     "forward ignores b"),
+    ("torch_backprop", "repeat", _shape_keyed_backprop(),
+     "called twice with equal arguments: the second call"),
+], ids=["saved-input", "saved-attribute", "gradcheck", "repeat"])
+def test_forged_reports_about_the_kernel_earn_nothing(name, part, wrong, names):
+    got = verdict(getattr(G, f"check_{name}"), Forging(wrong), part)
+    assert got is not None and names in got[1], got
+
+
+def test_forged_identity_report_is_all_the_repeat_part_trusts_the_kernel_with():
+    # An id-keyed cache is visible only to calls on the very same objects: the honest
+    # experiment finds it; a forged one hides it, and the point then rests on the two
+    # ordinary calls, which such a cache passes.
+    cached = _cached_backprop()
+    assert "gradients accumulated across calls" in verdict(G.check_torch_backprop,
+                                                           Remote(cached), "repeat")[1]
+    assert verdict(G.check_torch_backprop, Forging(_cached_backprop()), "repeat") is None

@@ -7,7 +7,7 @@ import html
 import re
 
 import pytest
-from toycourse import ASSIGNMENT, SIGMOID_INSTEAD, hand_in, make_course, submission
+from toycourse import ASSIGNMENT, NEVER_ENDS, SIGMOID_INSTEAD, hand_in, make_course, submission
 
 from course_lib.instructor.course import open_api
 from course_lib.instructor.grade import generate_feedback, grade_class, write_grades_csv
@@ -19,10 +19,10 @@ def put(course, student, nb=None, raw=None):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course = make_course(tmp_path_factory.mktemp("grade") / "course", timeout=3)
+    course = make_course(tmp_path_factory.mktemp("grade") / "course")
     put(course, "alice", submission())
     put(course, "bob", submission(SIGMOID_INSTEAD))
-    put(course, "carol", submission("while True:\n    pass"))
+    put(course, "carol", submission(NEVER_ENDS))
     put(course, "dan", submission("import os\nos._exit(3)"))
     put(course, "erin", raw="{this is not json")
     put(course, "fay", raw='{"cells": 5}')

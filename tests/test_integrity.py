@@ -61,7 +61,8 @@ CASES = {
                     "needs_manual_grading", None),
     "huge_output": (lambda: submission(RIGHT + "\nfor i in range(200000):\n    print(i)\n"
                                        "print('x' * 5_000_000)"), 2, "needs_manual_grading", None),
-    "too_slow_overall": (lambda: with_cells(submission(RIGHT), *["import time\ntime.sleep(2.5)"]
+    # every cell well inside the cell limit, the notebook far beyond its own
+    "too_slow_overall": (lambda: with_cells(submission(RIGHT), *["import time\ntime.sleep(30)"]
                                             * 5), 0, "timeout", None),
     # -- tampering ------------------------------------------------------------------------
     "patch_isclose": (lambda: submission("import numpy as np\nnp.isclose = lambda *a, **k: True\n"
@@ -101,17 +102,21 @@ CASES = {
         "course_lib.reference"),
     "hidden_import": (lambda: submission(
         "m = __import__('course_lib.ref' + 'erence.activations', fromlist=['x'])\n"
-        "sigmoid_prime = m.sigmoid_prime"), 0, "tampered", "course_lib.reference"),
+        "sigmoid_prime = m.sigmoid_prime"), 0, "tampered", "__import__"),
+    # torch is a stub while a lesson of manual gradients is graded: importing it is
+    # fine, computing with it fails (the message says why), and nothing is flagged
     "torch_autograd": (lambda: submission(
         "import torch\ndef sigmoid_prime(z):\n    t = torch.tensor(z, dtype=torch.float64, "
         "requires_grad=True)\n    torch.sigmoid(t).sum().backward()\n    return t.grad.numpy()"),
-        0, "tampered", "torch"),
+        0, "needs_manual_grading", None),
     "read_gradebook": (lambda: submission("data = open('../../../gradebook.db', 'rb').read()\n"
                                           + RIGHT), 0, "tampered", "gradebook"),
+    # the course folder does not exist inside the sandbox (the read fails); the reader
+    # names the notebook it reached for
     "read_source": (lambda: submission(
         "import os\nroot = os.path.dirname(os.path.dirname(os.path.dirname(os.getcwd())))\n"
         "text = open(os.path.join(root, 'source', '99_toy', '99_toy.ipynb')).read()\n"
-        + RIGHT), 0, "tampered", "file"),
+        + RIGHT), 0, "tampered", "99_toy.ipynb"),
     "run_program": (lambda: submission("import subprocess\nsubprocess.run(['true'])\n" + RIGHT),
                     0, "tampered", "subprocess"),
     "gc_walk": (lambda: submission("import gc\nobjs = gc.get_objects()\n" + RIGHT),
@@ -129,9 +134,11 @@ RAW = {  # files that are not notebooks: (bytes, status)
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course = make_course(tmp_path_factory.mktemp("integrity") / "course", timeout=3)
+    # Limits far from what an honest notebook needs (a second or two, on a busy machine
+    # ten): only work that can never finish in time trips them.
+    course = make_course(tmp_path_factory.mktemp("integrity") / "course", timeout=120)
     config = course / "nbgrader_config.py"
-    config.write_text(config.read_text() + "\nc.Judge.notebook_timeout = 8\n"
+    config.write_text(config.read_text() + "\nc.Judge.notebook_timeout = 40\n"
                       "c.Judge.manual_gradient_assignments = ['99_toy']\n"
                       "c.Judge.kernel_memory_mb = 4096\n")
     for student, (make, *_) in CASES.items():
@@ -174,6 +181,12 @@ def test_a_missing_notebook_is_missing(graded):
     assert results["absent"].status == "missing"
 
 
+def test_torch_in_a_lesson_of_manual_gradients_fails_the_answer_with_a_reason(graded):
+    _, results, _ = graded
+    assert "torch is not available while this lesson is graded" in \
+        results["torch_autograd"].messages["sigmoid_prime_values"]
+
+
 def test_the_kernel_that_died_after_the_tests_kept_their_grade(graded):
     _, results, _ = graded
     r = results["dies_after_tests"]
@@ -201,10 +214,6 @@ def test_submissions_are_never_modified(graded):
 # -- the real lessons, through `course check` ---------------------------------------------
 
 LESSON_CASES = [
-    ("02_sigmoid", {"sigmoid_prime_answer": (
-        "import torch\n\ndef sigmoid_prime(z):\n    t = torch.tensor(np.asarray(z, dtype=float), "
-        "requires_grad=True)\n    torch.sigmoid(t).sum().backward()\n    return t.grad.numpy()")},
-     "torch"),
     ("03_softmax_jacobian", {"softmax_jacobian_answer": (
         "import numpy.testing\nnumpy.testing.assert_allclose = lambda *a, **k: None\n"
         "np.isclose = lambda *a, **k: np.ones(np.broadcast(*a[:2]).shape, bool)\n"
@@ -223,8 +232,36 @@ def test_tampering_in_a_lesson_is_flagged_and_scores_nothing_for_it(assignment, 
     assert any(flag in f for f in result.flags), result.flags
     answered = {gid.removesuffix("_answer") for gid in answers}
     for cell in result.cells:
-        if any(cell.grade_id.startswith(name.split("_")[0]) for name in answered):
+        if any(cell.grade_id.startswith(name + "_") for name in answered):
             assert cell.score == 0, cell
+
+
+TORCH_SIGMOID_PRIME = (
+    "import torch\n\ndef sigmoid_prime(z):\n    t = torch.tensor(np.asarray(z, dtype=float), "
+    "requires_grad=True)\n    torch.sigmoid(t).sum().backward()\n    return t.grad.numpy()")
+
+
+def test_torch_in_a_graded_function_of_a_manual_lesson_costs_that_exercise_only(tmp_path):
+    result = grade(make_submission("02_sigmoid", {"sigmoid_prime_answer": TORCH_SIGMOID_PRIME},
+                                   tmp_path), "02_sigmoid")
+    assert (result.status, result.flags) == ("ok", ["needs_manual_grading"])
+    for cell in result.cells:
+        if cell.grade_id.startswith("sigmoid_prime"):
+            assert cell.score == 0 and "torch is not available" in cell.message, cell
+        elif cell.autograded:
+            assert cell.score == cell.max_score, cell
+
+
+def test_a_scratch_cell_that_compares_with_torch_keeps_full_marks(tmp_path):
+    path = make_submission("02_sigmoid", {}, tmp_path)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_code_cell(
+        "import torch\nz = torch.linspace(-3, 3, 7, dtype=torch.float64, requires_grad=True)\n"
+        "torch.sigmoid(z).sum().backward()\nprint(z.grad)"))
+    nbformat.write(nb, str(path))
+    result = grade(path, "02_sigmoid")
+    assert (result.status, result.flags) == ("ok", ["needs_manual_grading"])
+    assert all(c.score == c.max_score for c in result.cells if c.autograded), result.cells
 
 
 def test_the_report_lists_each_tampered_submission_with_its_reason(graded, tmp_path):

@@ -184,10 +184,25 @@ def back_no_keepdims(z, dout):
     return s * (dout - np.sum(dout * s, axis=-1))
 
 
+# The grading kernel's address space is capped (nbgrader_config.py: Judge.kernel_memory_mb);
+# this test process has no cap, and on a machine with enough RAM the no_matrix part's
+# 60000×60000 matrix (29 GB) would really be allocated here. So the answer that builds J
+# fails as numpy fails under the cap, before allocating anything; the same answer graded
+# in the real kernel is test_submission_that_builds_the_jacobian_loses_only_no_matrix.
+KERNEL_MEMORY_MB = 6144
+
+
+def _under_the_kernel_cap(n):
+    if n * n * 8 > KERNEL_MEMORY_MB * 2**20:
+        raise MemoryError(f"Unable to allocate {n * n * 8 / 2**30:.1f} GiB for an array with "
+                          f"shape ({n}, {n}) and data type float64")
+
+
 def back_builds_j(z, dout):
     s = R.softmax(z)
     out = np.empty_like(s)
     for idx in np.ndindex(s.shape[:-1]):
+        _under_the_kernel_cap(s.shape[-1])  # np.diag(s) below is n×n
         J = np.diag(s[idx]) - np.outer(s[idx], s[idx])
         out[idx] = J.T @ dout[idx]
     return out
@@ -307,8 +322,37 @@ def test_known_mistake_is_named(name, wrong, part, message):
         check(name)(wrong, part=part)
     text = str(info.value)
     assert re.search(message, text, flags=re.S), text
-    if part != "no_matrix":
-        assert "known mistake" in text, text
+    assert "known mistake" in text, text
+
+
+def test_building_the_jacobian_fails_only_where_it_cannot_fit():
+    for part in ("values", "batched"):  # right values on small inputs
+        G.check_softmax_backward(back_builds_j, part=part)
+    with pytest.raises(AssertionError) as info:
+        G.check_softmax_backward(back_builds_j, part="no_matrix")
+    text = str(info.value)
+    assert "shape (2, 60000) ran out of memory (MemoryError: Unable to allocate" in text, text
+    assert "np.sum(dout * s, axis=-1, keepdims=True): O(n) memory" in text, text
+
+
+def test_no_matrix_names_the_rule_when_the_large_input_fails_otherwise():
+    def fails_on_large_n(z, dout):
+        if z.shape[-1] > 10_000:
+            raise ValueError("array is too big; `arr.size * arr.dtype.itemsize` is larger than "
+                             "the maximum possible size")
+        return R.softmax_backward(z, dout)
+
+    with pytest.raises(AssertionError) as info:
+        G.check_softmax_backward(fails_on_large_n, part="no_matrix")
+    text = str(info.value)
+    assert text.startswith("softmax_backward(z, dout) for z of shape (2, 60000) raised ValueError: "
+                           "array is too big"), text
+    assert "if your answer builds the Jacobian" in text and "O(n) memory" in text, text
+
+
+def test_no_matrix_still_checks_the_values():
+    with pytest.raises(AssertionError, match=r"for each sample separately"):
+        G.check_softmax_backward(back_batch_sum, part="no_matrix")
 
 
 def test_a_correct_but_different_formula_passes():
@@ -318,11 +362,22 @@ def test_a_correct_but_different_formula_passes():
 
     G.check_softmax(softmax_via_logsumexp)
 
-    def backward_through_small_jacobians(z, dout):  # fine for n = 2500: one row of J at a time
+    def backward_with_einsum(z, dout):
         s = R.softmax(z)
         return s * dout - s * np.einsum("...i,...i->...", dout, s)[..., None]
 
-    G.check_softmax_backward(backward_through_small_jacobians)
+    G.check_softmax_backward(backward_with_einsum)
+
+    def backward_with_python_loops(z, dout):  # O(n) per sample: fine, if slow-ish, at n = 60000
+        s = R.softmax(z)
+        dz = np.empty_like(s)
+        for idx in np.ndindex(s.shape[:-1]):
+            row, d = s[idx].tolist(), dout[idx].tolist()
+            dot = sum(di * si for di, si in zip(d, row, strict=True))
+            dz[idx] = [si * (di - dot) for di, si in zip(d, row, strict=True)]
+        return dz
+
+    G.check_softmax_backward(backward_with_python_loops)
 
 
 # ---------------------------------------------------------------------------
@@ -436,6 +491,28 @@ def test_submission_flipped_jacobian_diagonal_only_vjp_1_over_n_twice_integer_la
         "cross_entropy_labels": r"integer labels of shape \(N,\) are not handled",
         "softmax_cross_entropy_grad_values": r"applied twice",
         "softmax_cross_entropy_grad_labels": r"1/N is applied twice",
+    })
+
+
+SUBMISSION_C = {  # right values, but the VJP goes through each sample's (n, n) Jacobian
+    "softmax_backward_answer": HEADER + """
+def softmax_backward(z, dout):
+    z, dout = np.asarray(z, dtype=float), np.asarray(dout, dtype=float)
+    dz = np.empty_like(z)
+    for idx in np.ndindex(z.shape[:-1]):
+        dz[idx] = softmax_jacobian(z[idx]).T @ dout[idx]
+    return dz
+""",
+}
+
+
+def test_submission_that_builds_the_jacobian_loses_only_no_matrix(tmp_path):
+    # Graded in the real kernel, under its memory cap: numpy's own MemoryError, which crosses
+    # to the judge as the error of the student's call (no 29 GB matrix in this process).
+    result = grade(make_submission(ASSIGNMENT, SUBMISSION_C, tmp_path), ASSIGNMENT)
+    assert_graded(result, {
+        "softmax_backward_no_matrix": r"shape \(2, 60000\) ran out of memory \(\w*MemoryError: "
+                                      r"Unable to allocate.*you built the Jacobian",
     })
 
 

@@ -96,10 +96,13 @@ ACT = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh,
 
 
 def student_backprop(dtype=F64, per_sample=True, half=True, mse_loss_mean=False,
-                     ce_on_probabilities=False, cache=None, as_tensors=False):
+                     ce_on_probabilities=False, cache=None, as_tensors=False,
+                     key=lambda params: tuple(id(W) for W, _ in params)):
     """torch_backprop as a student might write it, with one mistake switched on."""
+    cache_key = key
+
     def torch_backprop(params, X, Y, activations, loss):
-        key = tuple(id(W) for W, _ in params)
+        key = cache_key(params)
         if cache is not None and key in cache:
             leaves = cache[key][1]  # the mistake: leaves (and their .grad) kept from before
         else:
@@ -146,6 +149,9 @@ def test_student_like_backprop_without_mistakes_passes():
     (student_backprop(dtype=torch.float32), "values", "float32"),
     (student_backprop(as_tensors=True), "shapes", "is a torch.Tensor; return numpy arrays"),
     (student_backprop(cache={}), "repeat", "gradients accumulated across calls"),
+    (student_backprop(cache={}, key=lambda params: len(params)), "repeat",
+     "(?s)called twice with equal arguments: the second call, compared with the first.*"
+     "gradients accumulated across calls"),
 ])
 def test_torch_backprop_mistakes_are_named(wrong, part, message):
     with pytest.raises(AssertionError, match=message):
@@ -225,6 +231,21 @@ def backward_from_attribute(ctx, g):
     return g * ctx.s * (1 - ctx.s)
 
 
+def keep_input_attribute(ctx, z):
+    ctx.z = z
+    return torch.sigmoid(z)
+
+
+def backward_from_input_attribute(ctx, g):
+    s = torch.sigmoid(ctx.z)
+    return g * s * (1 - s)
+
+
+def save_input_copy(ctx, z):
+    ctx.save_for_backward(z.clone())
+    return torch.sigmoid(z)
+
+
 def missing_factor(ctx, g):
     (s,) = ctx.saved_tensors
     return g * s
@@ -266,6 +287,9 @@ def test_sigmoid_built_from_parts_passes():
     (sigmoid_function(save_input, backward_from_input), "saved", "saved its input z"),
     (sigmoid_function(save_as_attribute, backward_from_attribute), "saved",
      "saved nothing with ctx.save_for_backward"),
+    (sigmoid_function(keep_input_attribute, backward_from_input_attribute), "saved",
+     "kept its input z .* backward used the new values"),
+    (sigmoid_function(save_input_copy, backward_from_input), "saved", "saved its input z"),
 ])
 def test_sigmoid_mistakes_are_named(wrong, part, message):
     with pytest.raises(AssertionError, match=message):
@@ -277,6 +301,48 @@ def test_saving_the_input_still_gives_right_gradients():
     wrong = sigmoid_function(save_input, backward_from_input)
     G.check_MySigmoid(wrong, part="forward")
     G.check_MySigmoid(wrong, part="backward")
+
+
+def test_saving_the_input_shows_in_the_gradients_when_z_changes_in_place():
+    # The "saved" part judges gradients, not ctx.saved_tensors: autograd refuses a saved z
+    # that changed after forward, and a kept z gives σ'(z + Δ) where σ'(z) was due.
+    with pytest.raises(AssertionError) as info:
+        G.check_MySigmoid(sigmoid_function(save_input, backward_from_input), part="saved")
+    assert "raised RuntimeError: one of the variables needed for gradient computation has " \
+           "been modified by an inplace operation" in str(info.value)
+    with pytest.raises(AssertionError) as info:
+        G.check_MySigmoid(sigmoid_function(keep_input_attribute, backward_from_input_attribute),
+                          part="saved")
+    assert re.search(r"z changes in place between forward and backward .*: wrong values: "
+                     r"12 of 12 entries differ", str(info.value)), info.value
+
+
+@pytest.mark.parametrize("backward", [missing_factor, sigma_prime_of_s, no_factor_s])
+def test_a_wrong_formula_in_backward_costs_only_the_backward_part(backward):
+    # The "saved" part accepts the known wrong formulas of the "backward" part when they are
+    # computed from the saved output, so that one mistake does not cost two parts.
+    wrong = sigmoid_function(save_output, backward)
+    G.check_MySigmoid(wrong, part="saved")
+    with pytest.raises(AssertionError, match="known mistake"):
+        G.check_MySigmoid(wrong, part="backward")
+
+
+def test_a_wrong_formula_does_not_hide_what_was_saved():
+    def missing_factor_from_attribute(ctx, g):
+        return g * ctx.s
+
+    with pytest.raises(AssertionError, match="saved nothing with ctx.save_for_backward"):
+        G.check_MySigmoid(sigmoid_function(save_as_attribute, missing_factor_from_attribute),
+                          part="saved")
+
+
+def test_backward_must_use_what_forward_saved():
+    # What forward saved reads back as another tensor u: backward gives grad_out · u (1 - u).
+    with pytest.raises(AssertionError) as info:
+        G.check_MySigmoid(sigmoid_function(save_as_attribute, backward_from_attribute),
+                          part="saved")
+    assert re.search(r"reads back in backward as another tensor u .*: wrong values: "
+                     r"12 of 12 entries differ", str(info.value)), info.value
 
 
 def test_a_plain_class_is_not_a_function():
@@ -350,6 +416,8 @@ def test_linear_built_from_parts_passes():
     (linear_function(forward=forward_without_transpose), "forward",
      "W is not transposed|raised RuntimeError"),
     (linear_function(forward=forward_without_bias), "forward", "the bias b is missing"),
+    (linear_function(forward=forward_without_bias), "autograd",
+     r"gradcheck\(MyLinear.apply, \(X, W, b\)\) .* b.grad is not 0.*forward ignores b"),
 ])
 def test_linear_mistakes_are_named(wrong, part, message):
     with pytest.raises(AssertionError, match=message):

@@ -1,7 +1,8 @@
 """Every lesson, as nbgrader sees it: source gets full marks, release gets 0.
 
 These tests run real kernels (nbclient and nbgrader's autograde), a few
-seconds per notebook each.
+seconds per notebook each. How fast a lesson runs is measured by `make bench`
+(bench/grading_bench.py), not asserted here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ import re
 
 import nbformat
 import pytest
-from lessons import ASSIGNMENTS, ROOT, grade_id, release_path, source_path
+from lessons import (
+    ASSIGNMENTS,
+    CELL_TIMEOUT,
+    ROOT,
+    STARTUP_TIMEOUT,
+    grade_id,
+    release_path,
+    source_path,
+)
 from nbclient import NotebookClient
 
 from course_lib.instructor.cli import main as course
@@ -22,29 +31,16 @@ HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 NO_TORCH = [a for a in ASSIGNMENTS if a != "05_autograd"]
 
 
-CLOCK_START = "import time as _course_clock\n_course_t0 = _course_clock.process_time()"
-CLOCK_STOP = "print(f'{_course_clock.process_time() - _course_t0:.3f}')"
-
-
 def execute(path, extra_cells=(), allow_errors=False):
-    """Run a notebook top to bottom in a fresh kernel.
-
-    Returns the executed notebook (the lesson's cells, then ``extra_cells``)
-    and the CPU seconds the kernel spent from the first cell to the last: the
-    work the notebook itself does. Not wall time: a loaded machine, or a
-    virtual machine paused for a while (seen once in CI: two minutes inside
-    one cell), stretches wall time for reasons that have nothing to do with
-    the lesson.
-    """
+    """Run a notebook top to bottom in a fresh kernel; returns the executed notebook
+    (the lesson's cells, then ``extra_cells``)."""
     nb = nbformat.read(str(path), as_version=4)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(CLOCK_START))
-    nb.cells.extend(nbformat.v4.new_code_cell(src) for src in (*extra_cells, CLOCK_STOP))
-    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=allow_errors,
+    nb.cells.extend(nbformat.v4.new_code_cell(src) for src in extra_cells)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, startup_timeout=STARTUP_TIMEOUT,
+                            kernel_name="python3", allow_errors=allow_errors,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
-    seconds = float(nb.cells[-1].outputs[0].text)
-    nb.cells = nb.cells[1:-1]
-    return nb, seconds
+    return nb
 
 
 def errors(nb):
@@ -68,11 +64,10 @@ def test_source_is_committed_without_outputs(assignment):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_source_runs_clean_in_under_ten_seconds(assignment):
+def test_source_runs_clean_and_imports_torch_only_in_lesson_05(assignment):
     probe = "import sys; print('TORCH_LOADED' if 'torch' in sys.modules else 'NO_TORCH')"
-    nb, seconds = execute(source_path(assignment), [probe])
+    nb = execute(source_path(assignment), [probe])
     assert errors(nb) == []
-    assert seconds < 10, f"{assignment} took {seconds:.1f} s"
     loaded = nb.cells[-1].outputs[0].text.strip()
     assert loaded == ("TORCH_LOADED" if assignment == "05_autograd" else "NO_TORCH")
 
@@ -131,7 +126,7 @@ def test_release_holds_no_solution_and_no_hidden_test(assignment):
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_release_runs_with_only_the_stubs_errors(assignment):
-    nb, _ = execute(release_path(assignment), allow_errors=True)
+    nb = execute(release_path(assignment), allow_errors=True)
     found = errors(nb)
     assert found, "a release notebook with every answer stubbed must hit the stubs"
     assert {name for _, name, _ in found} == {"NotImplementedError"}, found
@@ -152,6 +147,7 @@ def test_release_scores_zero_and_nbgrader_validate_agrees(assignment, capsys, mo
     assert len(report.get("failed", [])) == len(result["cells"])
 
 
+@pytest.mark.slow  # nbgrader generate_assignment for every lesson: several seconds
 def test_release_is_regenerated_identically(tmp_path):
     """`make release` into a temporary folder reproduces the committed release/."""
     made = release_assignments(ROOT, release_dir=tmp_path / "release",

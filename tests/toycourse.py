@@ -7,7 +7,6 @@ written answer worth 1 point graded by hand.
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -57,12 +56,23 @@ def submission(answer: str = RIGHT, written: str = "Because σ' peaks at 1/4."):
     return nb
 
 
-def make_course(folder: Path, timeout: int = 10) -> Path:
+# The toy course's limit per cell (nbgrader's Execute.timeout), in seconds. No test may
+# depend on the machine's speed: a toy cell that must finish needs 0.5 s at most on a
+# quiet 2-core machine, 1.2 s under a load average of 5 to 9 (measured), so this is
+# more than 10 times the need; a cell that must trip the limit never ends (NEVER_ENDS).
+CELL_TIMEOUT = 20
+# An answer that never ends: it trips any time limit. It sleeps, so the seconds it
+# waits for the limit cost no CPU (the infinite-loop cell of tests that run in
+# parallel with others).
+NEVER_ENDS = "import time\nwhile True:  # never ends\n    time.sleep(1)"
+
+
+def make_course(folder: Path, timeout: int = CELL_TIMEOUT) -> Path:
     """Create the toy course in `folder` (nbgrader_config.py copied from the repo)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = (ROOT / "nbgrader_config.py").read_text()
-    config = re.sub(r"c.Execute.timeout = \d+", f"c.Execute.timeout = {timeout}", config)
-    (folder / "nbgrader_config.py").write_text(config)
+    (folder / "nbgrader_config.py").write_text(
+        config + f"\n# the toy course's limit per cell\nc.Execute.timeout = {timeout}\n")
     (folder / "source" / ASSIGNMENT).mkdir(parents=True)
     nbformat.write(toy_notebook(), str(folder / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))
     return folder

@@ -8,7 +8,10 @@ shows their sum: gradients add at a fan-out.
 
 The numbers come from :class:`Graph`, a tiny reverse-mode engine written for
 these pictures (a node stores its value on the way forward and its gradient on
-the way back), never from the functions a student writes.
+the way back), never from the functions a student writes. Its inputs are
+rounded to the two decimals the drawing shows: a graph illustrates the lesson's
+examples, and is no calculator for the exercises at any other inputs (COURSE.md:
+no helper a student can import returns a graded function's answer).
 
     from course_lib.figures import chain_rule as fig
     fig.draw_graph(fig.neuron_graph((2, -3, -3), (-1, -2)))
@@ -46,18 +49,13 @@ VALUE_COLOR = "#1a7f37"  # forward values: green
 GRAD_COLOR = "#c0392b"  # gradients: red
 _BOX_W, _BOX_H = 0.62, 0.42
 
-# op name -> (symbol drawn in the box, forward function of (inputs, const))
-_OPS = {
-    "add": ("+", lambda a, c: a[0] + a[1]),
-    "mul": ("×", lambda a, c: a[0] * a[1]),
-    "max": ("max", lambda a, c: max(a[0], a[1])),
-    "add_const": (None, lambda a, c: a[0] + c),
-    "mul_const": (None, lambda a, c: a[0] * c),
-    "exp": ("exp", lambda a, c: math.exp(a[0])),
-    "inv": ("1/x", lambda a, c: 1.0 / a[0]),
-    "sigmoid": ("σ", lambda a, c: 1.0 / (1.0 + math.exp(-a[0])) if a[0] >= 0
-                else math.exp(a[0]) / (1.0 + math.exp(a[0]))),
-}
+# op name -> symbol drawn in the box (None: the constant, "+1" or "×-1");
+# Graph.op computes each one
+_OPS = {"add": "+", "mul": "×", "max": "max", "add_const": None, "mul_const": None,
+        "exp": "exp", "inv": "1/x", "sigmoid": "σ"}
+
+#: the decimals of a graph's inputs: what draw_graph shows by default
+DECIMALS = 2
 
 
 @dataclass
@@ -89,9 +87,17 @@ class Graph:
         self.label_at: dict[tuple[str, str], float] = {}  # where an edge's numbers sit
 
     def input(self, name: str, value: float, pos, label: str | None = None) -> float:
-        """Add a leaf (a variable or parameter) drawn as a plain label at ``pos``."""
-        self._add(GraphNode(name, "input", (), None, float(value), tuple(pos), label or name))
-        return float(value)
+        """Add a leaf (a variable or parameter) drawn as a plain label at ``pos``.
+
+        ``value`` is rounded to :data:`DECIMALS` (2) decimals, the precision the
+        drawing shows, so that every number in the figure belongs to the inputs it
+        shows. (It also keeps a graph from serving as a calculator for the gates'
+        or the neuron's gradients at the random inputs of a hidden check.)
+        Returns the rounded value.
+        """
+        value = round(float(value), DECIMALS) + 0.0  # + 0.0: no -0.0
+        self._add(GraphNode(name, "input", (), None, value, tuple(pos), label or name))
+        return value
 
     def op(self, name: str, op: str, inputs, pos, const: float | None = None,
            label: str | None = None) -> float:
@@ -102,8 +108,27 @@ class Graph:
         for i in inputs:
             if i not in self.nodes:
                 raise ValueError(f"inputs: no node {i!r} yet (add nodes in forward order)")
-        symbol, forward = _OPS[op]
-        value = float(forward([self.nodes[i].value for i in inputs], const))
+        symbol = _OPS[op]
+        a = [self.nodes[i].value for i in inputs]
+        # the gates, written out here: each sees only values of this graph's nodes
+        if op == "add":
+            value = a[0] + a[1]
+        elif op == "mul":
+            value = a[0] * a[1]
+        elif op == "max":
+            value = max(a[0], a[1])
+        elif op == "add_const":
+            value = a[0] + const
+        elif op == "mul_const":
+            value = a[0] * const
+        elif op == "exp":
+            value = math.exp(a[0])
+        elif op == "inv":
+            value = 1.0 / a[0]
+        else:  # sigmoid, stable: the exponent is never positive
+            e = math.exp(-abs(a[0]))
+            value = 1.0 / (1.0 + e) if a[0] >= 0 else e / (1.0 + e)
+        value = float(value)
         if label is None:
             label = symbol if symbol else (f"+{const:g}" if op == "add_const" else f"×{const:g}")
         self._add(GraphNode(name, op, inputs, const, value, tuple(pos), label))

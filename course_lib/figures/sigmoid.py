@@ -1,8 +1,11 @@
 """Figures and one widget for lesson 02 (the sigmoid, saturation, vanishing gradients, BCE).
 
-Every number drawn here is computed with plain numpy in this module (the
-activations are written out below), so the figures work whether or not the
-lesson's exercises are solved, and never use the reference answers.
+Every number drawn here is computed with plain numpy in this module, so the
+figures work whether or not the lesson's exercises are solved, and never use the
+reference answers. The activations are written out inside each function, where
+they only serve that function's own curve or simulation: a helper returning σ,
+σ' or ReLU' of any z would return an answer of this lesson (COURSE.md: no helper
+a student can import returns a graded function's answer).
 
     from course_lib.figures import sigmoid as figs
     figs.plot_sigmoid_and_derivative()
@@ -33,22 +36,6 @@ __all__ = [
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 COLORS = {"sigmoid": "tab:blue", "tanh": "tab:orange", "relu": "tab:green",
           "mse": "tab:red", "bce": "tab:blue"}
-
-
-def _sigmoid(z):
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _activation(name: str, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(f(z), f'(z)) for sigmoid, tanh or relu (ReLU'(0) = 0)."""
-    if name == "sigmoid":
-        s = _sigmoid(z)
-        return s, s * (1.0 - s)
-    if name == "tanh":
-        t = np.tanh(z)
-        return t, 1.0 - t * t
-    return np.maximum(z, 0.0), (z > 0).astype(np.float64)
 
 
 def saturation_threshold(threshold: float = 0.01) -> float:
@@ -83,7 +70,7 @@ def plot_sigmoid_and_derivative(threshold: float = 0.01, z_max: float = 8.0):
     check_positive("z_max", z_max)
     z_star = saturation_threshold(threshold)
     z = np.linspace(-z_max, z_max, 801)
-    s = _sigmoid(z)
+    s = 0.5 * (1.0 + np.tanh(0.5 * z))  # σ(z) = (1 + tanh(z/2)) / 2: never overflows
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for lo, hi in ((-z_max, -z_star), (z_star, z_max)):
         if lo < hi:
@@ -145,7 +132,16 @@ def delta_norms_by_layer(activation: str, depth: int = 30, width: int = 64,
     for W, b in params:
         W = W * weight_scale
         Z = A @ W.T + b
-        A, d = _activation(activation, Z)
+        # each layer's activation and its slope f'(Z), for this simulation only
+        if activation == "sigmoid":
+            A = 0.5 * (1.0 + np.tanh(0.5 * Z))  # σ, written with tanh: never overflows
+            d = A * (1.0 - A)
+        elif activation == "tanh":
+            A = np.tanh(Z)
+            d = 1.0 - A * A
+        else:
+            A = np.maximum(Z, 0.0)
+            d = np.where(Z > 0, 1.0, 0.0)  # ReLU'(0) = 0
         derivs.append(d)
         weights.append(W)
     dA = rng.standard_normal(A.shape) / n_samples
@@ -226,6 +222,10 @@ def explore_vanishing_gradients():
                                     description="activation"))
 
 
+# @draws: the data of plot_bce_vs_mse's right panel, computed only where figures are
+# drawn. While a notebook is graded it returns None: its first prediction, σ(w x + b)
+# at a w of the caller's choosing, must not serve as a σ (lesson 02's exercise).
+@draws
 def train_single_neuron(loss: str, w: float = 2.5, b: float = 2.5, x: float = 1.0,
                         y: float = 0.0, lr: float = 1.0, steps: int = 300) -> np.ndarray:
     """Gradient descent on one sigmoid neuron ŷ = σ(w x + b) with one training pair.
@@ -240,13 +240,13 @@ def train_single_neuron(loss: str, w: float = 2.5, b: float = 2.5, x: float = 1.
         lr: learning rate.
         steps: number of updates.
     Returns:
-        the prediction ŷ before each step, shape (steps,).
+        the prediction ŷ before each step, shape (steps,) (None while grading).
     """
     check_choice("loss", loss, ("mse", "bce"))
     check_positive("steps", steps, integer=True)
     out = np.empty(steps)
     for i in range(steps):
-        y_hat = float(_sigmoid(np.float64(w * x + b)))
+        y_hat = float(0.5 * (1.0 + np.tanh(0.5 * (w * x + b))))  # σ(w x + b)
         dz = (y_hat - y) * y_hat * (1 - y_hat) if loss == "mse" else y_hat - y
         w, b = w - lr * dz * x, b - lr * dz
         out[i] = y_hat
@@ -265,14 +265,14 @@ def plot_bce_vs_mse(z_start: float = 5.0, lr: float = 1.0, steps: int = 300):
         the matplotlib Figure.
     """
     z = np.linspace(-6, 8, 561)
-    s = _sigmoid(z)
+    s = 0.5 * (1.0 + np.tanh(0.5 * z))  # σ(z)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax1.plot(z, s, color=COLORS["bce"], lw=2, label=r"BCE: $|\hat y - y|$")
     ax1.plot(z, s * s * (1 - s), color=COLORS["mse"], lw=2,
              label=r"MSE: $|\hat y - y|\,\sigma'(z)$")
     ax1.axvline(z_start, color="0.5", ls="--", lw=1)
     ax1.text(z_start + 0.1, 0.55, f"start of the\nrun on the right\n(z = {z_start:g}, "
-             f"ŷ = {float(_sigmoid(np.float64(z_start))):.3f})", fontsize=9, color="0.3")
+             f"ŷ = {0.5 * (1.0 + np.tanh(0.5 * z_start)):.3f})", fontsize=9, color="0.3")
     ax1.set_xlabel("output pre-activation $z$ (target $y = 0$: large $z$ is confidently wrong)")
     ax1.set_ylabel(r"$|\partial \ell / \partial z|$")
     ax1.set_title("Gradient at the output")

@@ -11,9 +11,19 @@ The student's objects may live in another process (the grading kernel), so
 these checks never touch them directly: a function is called with plain
 arguments and returns plain data, and a class or a graph walker is run by a
 named experiment of ``course_lib.judge.experiments`` (apply, back-propagate,
-read ctx.saved_tensors, walk a graph), which sends back plain facts: arrays,
-detached tensors, booleans, names. The random inputs are drawn here and sent
-as numpy arrays; every expected value is computed here.
+walk a graph), which sends back plain data: arrays, detached tensors,
+booleans, names. The random inputs are drawn here and sent as numpy arrays;
+every expected value is computed here.
+
+A verdict earns points only from values the student's code computed for these
+inputs, never from what the kernel says about itself (which a notebook can
+forge): that MySigmoid saves its output is judged by the gradients it gives
+when z changes in place after forward and when what it saved reads back as
+another tensor, not by reading ctx.saved_tensors; gradcheck of MyLinear is
+done here, with finite differences of the outputs of its forward, not run in
+the kernel. Reports about the kernel itself (that an object is a Function
+class; that a function called twice with the same objects carries state over)
+can only take points away.
 
 This module imports torch; ``course_lib.grading`` loads it only when one of
 its checks is used.
@@ -30,7 +40,7 @@ import torch.nn.functional as F
 
 from .. import reference as R
 from ..judge.experiments import build_graph
-from ._core import expect_close, expect_tuple, experiment, fmt, rng_for, run_parts
+from ._core import ATOL, RTOL, expect_close, expect_tuple, experiment, fmt, rng_for, run_parts
 
 F64 = torch.float64
 
@@ -81,10 +91,11 @@ FLOAT32_HINT = ("your numbers agree with the expected ones to about 6 or 7 signi
                 + FLOAT32_FIX)
 
 
-def _close(label, got, expected, mistakes=None, check_shape=True):
+def _close(label, got, expected, mistakes=None, check_shape=True, rtol=RTOL, atol=ATOL):
     """expect_close, plus a hint when the values agree only to float32 precision."""
     try:
-        expect_close(label, got, expected, mistakes=mistakes, check_shape=check_shape)
+        expect_close(label, got, expected, mistakes=mistakes, check_shape=check_shape,
+                     rtol=rtol, atol=atol)
     except AssertionError as exc:
         msg = str(exc)
         if "known mistake" not in msg and "shape" not in msg:
@@ -273,11 +284,32 @@ def check_torch_backprop(torch_backprop, part="all"):
 
     def repeat():
         params, X, Y, acts, what = _random_case(rng, "bce", 6)
+        accumulated = ("gradients accumulated across calls: the second call returned the first "
+                       "call's gradients plus its own, so .grad was not reset. Create fresh leaf "
+                       "tensors inside torch_backprop on every call (or set p.grad = None before "
+                       "backward)")
+
+        def same_as_first(second, first, where):
+            # Compared with (a copy of) the first call, not with the reference, so that this
+            # part judges only what carries over between calls.
+            _compare_backprop(second, first, f"{where}: the second call, compared with the "
+                              "first", {accumulated: (first[0], [(dW * 2, db * 2)
+                                                                 for dW, db in first[1]])})
+
+        # The point rests on values: two calls with equal arguments, each an ordinary call of
+        # the student's function, must return the same loss and gradients.
+        where, first = run(params, X, Y, acts, "bce", what)
+        first = copy.deepcopy(first)
+        _, second = run(params, X, Y, acts, "bce", what)
+        same_as_first(second, first, f"{where}, called twice with equal arguments")
+
+        # A function that keeps leaves per params list (or returns arrays sharing memory with
+        # them) shows it only when called twice with the very same objects, which only an
+        # experiment where the function lives can do. That report comes from the kernel, so it
+        # may only take this point away: forged, it gives no more than the calls above.
         where = f"torch_backprop for {what}, called twice with the same params"
-        # Both calls run in one experiment, on the very same argument objects: a function
-        # that keeps leaves per params list (or returns arrays sharing memory with them)
-        # shows it only there. Copies of each result come back, taken when it was returned
-        # ("first", "second") and the first one's arrays again after the second call.
+        # Copies of each result come back, taken when it was returned ("first", "second") and
+        # the first one's arrays again after the second call.
         runs = _attempt(where, lambda: experiment(
             torch_backprop, "call_twice", args=(copy.deepcopy(params), X, Y, acts, "bce")))
         first = _as_result(runs["first"], where, len(params))
@@ -291,14 +323,7 @@ def check_torch_backprop(torch_backprop, part="all"):
                 raise AssertionError(f"{where}: it modified the arrays in params. Copy them into "
                                      "new tensors (torch.tensor(W) copies; torch.from_numpy(W) "
                                      "shares the memory) and do not update them in place.")
-        # The second call must repeat the first: compared with the first call, not with the
-        # reference, so that this part judges only what carries over between calls.
-        accumulated = ("gradients accumulated across calls: the second call returned the first "
-                       "call's gradients plus its own, so .grad was not reset. Create fresh leaf "
-                       "tensors inside torch_backprop on every call (or set p.grad = None before "
-                       "backward)")
-        _compare_backprop(second, saved, f"{where}: the second call, compared with the first", {
-            accumulated: (saved[0], [(dW * 2, db * 2) for dW, db in saved[1]])})
+        same_as_first(second, saved, where)
         _, first_later = _as_result(runs["first_later"], where, len(params))
         for (dW, db), (dW0, db0) in zip(first_later, saved[1], strict=True):
             if not (np.array_equal(dW, dW0) and np.array_equal(db, db0)):
@@ -324,6 +349,57 @@ SIGMOID_MISSING = ("backward returned grad_out * s: the factor (1 - s) of σ'(z)
                    "is missing")
 SIGMOID_TWICE = ("backward applied σ' to the saved output s = σ(z), computing σ'(σ(z)) = "
                  "σ(s)(1 - σ(s)); the saved s already is σ(z), so σ'(z) = s (1 - s)")
+SIGMOID_NO_S = ("backward returned grad_out * (1 - s): the factor s of σ'(z) = s (1 - s) is "
+                "missing")
+SIGMOID_SIGN = "the sign is flipped: ∂L/∂z = + grad_out · s (1 - s)"
+
+
+SAVED_INPUT = ("MySigmoid.forward saved its input z instead of its output s = σ(z) "
+               "(ctx.save_for_backward(z)). Save s: it does not change when z does, and backward "
+               "then needs no exp at all, since σ'(z) = s (1 - s)")
+KEPT_INPUT = ("MySigmoid.forward kept its input z (as an attribute such as ctx.z) instead of "
+              "saving its output s = σ(z): z changed in place after forward and backward used "
+              "the new values. Save s with ctx.save_for_backward(s); autograd then also checks "
+              "that it was not modified in between")
+SAVED_NOTHING = ("MySigmoid.forward saved nothing with ctx.save_for_backward (backward did not "
+                 "use what it read back from ctx.saved_tensors): save the output, "
+                 "ctx.save_for_backward(s), and read it back in backward with (s,) = "
+                 "ctx.saved_tensors; keeping tensors as attributes such as ctx.s bypasses "
+                 "autograd's checks")
+
+
+def _sigmoid_backward_formulas():
+    """What a backward computes from the saved s and grad_out g: the right formula first, then
+    the known wrong ones of the "backward" part that still use s."""
+    def sig(x):
+        return torch.sigmoid(_t(x)).numpy()
+
+    return {
+        "right": lambda s, g: g * s * (1 - s),
+        SIGMOID_MISSING: lambda s, g: g * s,
+        SIGMOID_TWICE: lambda s, g: g * sig(s) * (1 - sig(s)),
+        SIGMOID_NO_S: lambda s, g: g * (1 - s),
+        SIGMOID_SIGN: lambda s, g: -g * s * (1 - s),
+    }
+
+
+def _numbers(got):
+    """``got`` (a tensor or array) as a float64 array, or None when it holds no numbers."""
+    try:
+        return np.asarray(got.detach().numpy() if isinstance(got, torch.Tensor) else got,
+                          dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+def _first_match(got, candidates):
+    """The first name in ``candidates`` whose value ``got`` equals (course tolerances), or None."""
+    arr = _numbers(got)
+    if arr is None:
+        return None
+    return next((name for name, value in candidates.items()
+                 if arr.shape == value.shape and np.allclose(arr, value, rtol=RTOL, atol=ATOL)),
+                None)
 
 
 def check_MySigmoid(MySigmoid, part="all"):
@@ -369,44 +445,66 @@ def check_MySigmoid(MySigmoid, part="all"):
             _close(where, dz, (g * s * (1 - s)).numpy(), mistakes={
                 SIGMOID_MISSING: gn * s_n,
                 SIGMOID_TWICE: gn * ss * (1 - ss),
-                "backward returned grad_out * (1 - s): the factor s of σ'(z) = s (1 - s) is "
-                "missing": gn * (1 - s_n),
+                SIGMOID_NO_S: gn * (1 - s_n),
                 "backward returned grad_out unchanged: multiply it by σ'(z) = s (1 - s)": gn,
                 "backward applied a(1 - a) to the input z instead of the output s = σ(z)":
                     gn * z.detach().numpy() * (1 - z.detach().numpy()),
-                "the sign is flipped: ∂L/∂z = + grad_out · s (1 - s)": -gn * s_n * (1 - s_n),
+                SIGMOID_SIGN: -gn * s_n * (1 - s_n),
             })
 
     def saved():
+        # Behaviour, not ctx.saved_tensors as the kernel would report it: what forward saved
+        # decides the gradients in two situations, and only the gradients come back. Each is
+        # compared with what the right backward, or one of the known wrong formulas of the
+        # "backward" part (that part takes their points), computes from the saved s = σ(z):
+        # values the grader computes, which a forged experiment could only send by answering.
         cls = _function_class(MySigmoid, "MySigmoid")
-        z = _t(rng.normal(0.0, 2.0, size=(3, 4)), requires_grad=True)
-        where = "MySigmoid.apply(z)"
-        z_n = z.detach().numpy()
-        applied = apply(cls, where, z_n, requires_grad=True)
-        _tensor_out(where, applied["out"], z.shape)
-        if not applied["has_grad_fn"]:
-            raise AssertionError(f"{where} has no grad_fn: call MySigmoid.apply(z), and do "
-                                 "not detach the result.")
-        # The ctx cannot leave the kernel: the experiment applies MySigmoid again and sends
-        # copies of s.grad_fn.saved_tensors.
-        stored = _attempt("reading ctx.saved_tensors", lambda: tuple(experiment(
-            cls, "function_saved_tensors", args=[z_n])))
-        expected = torch.sigmoid(z.detach())
-        if any(isinstance(t, torch.Tensor) and t.shape == expected.shape
-               and torch.allclose(t.detach(), expected, rtol=1e-12, atol=0) for t in stored):
-            return
-        if not stored:
-            raise AssertionError("MySigmoid.forward saved nothing with ctx.save_for_backward: "
-                                 "save the output, ctx.save_for_backward(s), and read it back in "
-                                 "backward with (s,) = ctx.saved_tensors. (Keeping tensors as "
-                                 "attributes such as ctx.s bypasses autograd's checks.)")
-        if any(isinstance(t, torch.Tensor) and torch.equal(t.detach(), z.detach())
-               for t in stored):
-            raise AssertionError("MySigmoid.forward saved its input z instead of its output "
-                                 "s = σ(z). Save s: backward then needs no exp at all, since "
-                                 "σ'(z) = s (1 - s).")
-        raise AssertionError("MySigmoid.forward saved tensors that are not its output "
-                             "s = σ(z); save the output with ctx.save_for_backward(s).")
+        shape = (3, 4)
+        z, g = rng.normal(0.0, 2.0, size=shape), rng.normal(0.0, 1.0, size=shape)
+        delta = rng.normal(0.0, 1.5, size=shape)
+        u = rng.uniform(0.1, 0.9, size=shape)
+        s, s_changed, s_of_u = (torch.sigmoid(_t(a)).numpy() for a in (z, z + delta, u))
+        formulas = _sigmoid_backward_formulas()
+
+        # 1. z changes in place after forward (a buffer reused before backward runs): the
+        #    saved output s does not change with it, a saved input does.
+        where = ("the gradient of MySigmoid when z changes in place between forward and "
+                 f"backward (s = MySigmoid.apply(z); z += Δ; s.backward(grad_out)), z of shape "
+                 f"{shape}; expected grad_out · σ'(z) for z before the change")
+        try:
+            (dz,) = _attempt(where, lambda: experiment(
+                cls, "function_grads_input_changed", args=[z], change=[delta], grad_out=g))
+        except AssertionError as exc:
+            if "modified by an inplace operation" not in str(exc):
+                raise
+            raise AssertionError(
+                f"{exc}\n  Autograd refuses to hand backward a saved tensor that changed after "
+                f"forward. This matches a known mistake: {SAVED_INPUT}.") from None
+        if dz is None:
+            raise AssertionError(f"{where}: z.grad is None after backward(); does "
+                                 "MySigmoid.backward return the gradient?")
+        formula = _first_match(dz, {name: f(s, g) for name, f in formulas.items()})
+        if formula is None:
+            kept = _first_match(dz, {name: f(s_changed, g) for name, f in formulas.items()})
+            _close(where, dz, g * s * (1 - s), mistakes={} if kept is None else {
+                KEPT_INPUT: formulas[kept](s_changed, g)})
+        f = formulas[formula or "right"]
+
+        # 2. What forward saved reads back in backward as another tensor u: a backward that
+        #    computes from the saved s gives for u what its formula gives for s = u.
+        where = ("the gradient of MySigmoid when the tensor that forward saved with "
+                 "ctx.save_for_backward reads back in backward as another tensor u (the grader "
+                 "swaps it to see that backward computes from the saved s = σ(z), so that it "
+                 f"gives grad_out · u (1 - u)), z of shape {shape}")
+        (dz,) = _attempt(where, lambda: experiment(
+            cls, "function_grads_saved_replaced", args=[z], saved=u, grad_out=g))
+        if dz is None:
+            raise AssertionError(f"{where}: z.grad is None after backward(); does "
+                                 "MySigmoid.backward return the gradient?")
+        _close(where, dz, f(u, g), mistakes={
+            SAVED_NOTHING: f(s, g),
+            SAVED_INPUT: f(s_of_u, g),
+        })
 
     run_parts(part, {"forward": forward, "backward": backward, "saved": saved})
 
@@ -428,6 +526,30 @@ def _dims(rng, square=False):
         n = int(rng.integers(2, 5))
         sizes.insert(1, (int(rng.integers(2, 6)), n, n))
     return sizes
+
+
+GRADCHECK_EPS, GRADCHECK_RTOL, GRADCHECK_ATOL = 1e-6, 1e-3, 1e-5  # torch's gradcheck defaults
+
+
+def _finite_differences(cls, args, G, where):
+    """∂(Σ G * cls.apply(*args)) / ∂args by central differences of the student's forward."""
+    def weighted(values):
+        applied = _attempt(where, lambda: experiment(cls, "function_apply", args=values))
+        out = _tensor_out(where, applied["out"], G.shape)
+        return float(np.sum(G * out.detach().numpy()))
+
+    grads = []
+    for i, a in enumerate(args):
+        grad = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            values = []
+            for sign in (1.0, -1.0):
+                moved = [x.copy() for x in args]
+                moved[i][idx] += sign * GRADCHECK_EPS
+                values.append(weighted(moved))
+            grad[idx] = (values[0] - values[1]) / (2 * GRADCHECK_EPS)
+        grads.append(grad)
+    return grads
 
 
 LINEAR_DW_T = ("dW is transposed: you returned Xᵀ dZ of shape (n_in, n_out); the gradient has "
@@ -506,15 +628,31 @@ def check_MyLinear(MyLinear, part="all"):
                     if got is None:
                         raise AssertionError(f"{where} {label} is None.")
                     _close(f"{where} {label}", got, exp)
-        X, W, b = _linear_inputs(rng, 3, 2, 2)
-        try:
-            experiment(cls, "function_gradcheck", args=[X, W, b])
-        except NotImplementedError:
-            raise NotImplementedError("MyLinear is not implemented yet.") from None
-        except Exception as exc:  # noqa: BLE001 - GradcheckError or the student's error
-            raise AssertionError("torch.autograd.gradcheck(MyLinear.apply, (X, W, b)) failed "
-                                 f"for float64 X (3, 2), W (2, 2), b (2,): {_short(exc)}") \
-                from None
+        # What torch.autograd.gradcheck checks, done here: the gradients backward gives for
+        # these inputs against finite differences of the outputs forward gives for nearby
+        # inputs, both computed by the student's class (a bool from a gradcheck run in the
+        # kernel would be a report, not evidence).
+        args = list(_linear_inputs(rng, 3, 2, 2))
+        G = rng.normal(size=(3, 2))
+        where = ("torch.autograd.gradcheck(MyLinear.apply, (X, W, b)) for float64 X (3, 2), "
+                 "W (2, 2), b (2,), done by the grader: after MyLinear.apply(X, W, b)"
+                 ".backward(G),")
+        grads = _attempt(where, lambda: experiment(
+            cls, "function_autograd_grads", args=args, requires_grad=[True] * 3, grad_out=G,
+            how="backward"))
+        numeric = _finite_differences(cls, args, G, "MyLinear.apply(X, W, b) near X, W, b")
+        for label, got, exp in zip(("X.grad", "W.grad", "b.grad"), grads, numeric, strict=True):
+            if got is None:
+                raise AssertionError(f"{where} {label} is None.")
+            arr = _numbers(got)
+            if not np.any(exp) and arr is not None and arr.shape == exp.shape and np.any(arr):
+                raise AssertionError(f"{where} {label} is not 0, but your forward's output does "
+                                     f"not change at all when {label[0]} does: forward ignores "
+                                     f"{label[0]} (Z = X @ W.T + b), or backward invents a "
+                                     "gradient for it.")
+            _close(f"{where} {label}, compared with finite differences of your forward "
+                   "(backward must give the derivatives of what forward computes)", got, exp,
+                   rtol=GRADCHECK_RTOL, atol=GRADCHECK_ATOL)
 
     run_parts(part, {"forward": forward, "backward": backward, "autograd": through_autograd})
 

@@ -66,7 +66,8 @@ class CheckResult:
         raise KeyError(f"no graded cell {grade_id!r} in {self.assignment}")
 
 
-def check_notebook(path, assignment: str, course_root: Path | None = None) -> CheckResult:
+def check_notebook(path, assignment: str, course_root: Path | None = None,
+                   unsealed: bool = False) -> CheckResult:
     """Autograde one notebook file in a private, temporary course.
 
     The same code path as ``course grade`` (grade.grade_reliably), in a
@@ -99,14 +100,15 @@ def check_notebook(path, assignment: str, course_root: Path | None = None) -> Ch
         if path.is_file():
             shutil.copyfile(path, dest / f"{assignment}.ipynb")
         # The course's settings, with every folder and the gradebook in tmp.
-        api = open_grading_api(course_root, guard_roots=[course_root],
+        api = open_grading_api(course_root, guard_roots=[course_root], unsealed=unsealed,
                                CourseDirectory__root=str(tmp),
                                CourseDirectory__db_url=f"sqlite:///{tmp / 'gradebook.db'}")
         try:
             register_assignment(api, assignment)
             graded = grade_reliably(api, assignment, STUDENT)
         finally:
-            api.sealed.close()
+            if api.sealed is not None:
+                api.sealed.close()
 
     cells = [CellResult(gid, score, max_score, graded.messages.get(gid, ""),
                         autograded=gid not in by_hand)

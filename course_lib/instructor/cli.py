@@ -23,6 +23,8 @@ from pathlib import Path
 
 from .course import find_course_root
 
+UNSEALED_HELP = ("grade with stock nbgrader, without the sandbox (where bubblewrap cannot "
+                 "run): the students' code is then unconfined; a warning says so every time")
 GRADES_CSV = "grades.csv"
 RESULTS_JSON = Path("reports") / "results.json"
 REPORT_HTML = Path("reports") / "report.html"
@@ -56,18 +58,27 @@ def _grade(args, root: Path) -> int:
         raise ValueError("--jobs and --scheduler: choose one (on a cluster, each worker's "
                          "--nworkers sets how many submissions it grades at once)")
     progress = text_progress if not args.quiet else None
+    _warn_if_unsealed(args)
     results = grade_class(root, args.assignments, args.students, progress=progress,
                           jobs=args.jobs, feedback=not args.no_feedback,
-                          scheduler=args.scheduler)
+                          scheduler=args.scheduler, unsealed=args.unsealed)
     write_grades_csv(results, root / GRADES_CSV)
     save_results(results, root / RESULTS_JSON)
     write_report(results, root / REPORT_HTML)
     _print_summary(results)
+    _warn_if_unsealed(args)
     if not args.no_feedback:
         print(f"feedback: {root / 'feedback'}")
     print(f"grades:   {root / GRADES_CSV}\nreport:   {root / REPORT_HTML}")
     bad = [r for r in results if r.status not in NORMAL]
     return 0 if not bad else 1
+
+
+def _warn_if_unsealed(args) -> None:
+    if args.unsealed:
+        from .grade import UNSEALED_WARNING
+
+        print(UNSEALED_WARNING, file=sys.stderr)
 
 
 def _print_summary(results) -> None:
@@ -99,7 +110,8 @@ def _report(args, root: Path) -> int:
 def _check(args, root: Path) -> int:
     from .check import check_notebook
 
-    result = check_notebook(args.notebook, args.assignment, root)
+    _warn_if_unsealed(args)
+    result = check_notebook(args.notebook, args.assignment, root, unsealed=args.unsealed)
     if args.json:
         print(result.to_json())
     else:
@@ -139,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "needs a PostgreSQL gradebook (COURSE_DB_URL) and the course "
                         "folder at the same path on every worker: see docs/cluster.md")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--unsealed", action="store_true", help=UNSEALED_HELP)
     s.set_defaults(run=_grade)
 
     s = sub.add_parser("report", help="write the HTML report of the last grading")
@@ -148,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("notebook", type=Path, metavar="NOTEBOOK")
     s.add_argument("--assignment", required=True, metavar="ID")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--unsealed", action="store_true", help=UNSEALED_HELP)
     s.set_defaults(run=_check)
     return p
 
@@ -157,7 +171,7 @@ def main(argv=None) -> int:
     try:
         root = find_course_root()
         return args.run(args, root)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # SandboxUnavailable too
         print(f"course {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -27,6 +27,7 @@ and reason travel to grades.csv and the report.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import warnings
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..judge.server import expected_checks
+from ..judge.server import Record, expected_checks, sweep_stale_folders
 from ..judge.tamper import ALL, inspect_submission
 from .course import check_assignments, find_course_root, load_config, open_api
 
@@ -56,6 +57,7 @@ class SubmissionResult:
     messages: dict[str, str] = field(default_factory=dict)  # grade_id -> failed test's message
     cell_scores: dict[str, tuple[float, float]] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)  # tampering found, with where
+    sealed: bool = True  # False: graded by stock nbgrader (--unsealed), the code unconfined
 
 
 def error_message(cell) -> str:
@@ -123,6 +125,12 @@ def _status_from_log(text: str) -> str:
     return "error"
 
 
+def _kernel_words(log: str) -> str:
+    """The kernel's own last error lines (its stderr), on one line."""
+    lines = [ln.strip() for ln in (log or "").splitlines() if ln.strip()]
+    return " | ".join(lines[-4:])[-600:]
+
+
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
     return lines[-1][:300] if lines else ""
@@ -135,10 +143,10 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
     first, runs in the sealed kernel, and each test cell's grade is the
     judge's verdict.
     """
-    sealed = getattr(api, "sealed", None)
-    if sealed is None:
+    if not hasattr(api, "sealed"):
         raise ValueError("grade_submission: the API must come from open_grading_api "
                          "(sealed grading), not from a plain NbGraderAPI")
+    sealed = api.sealed  # None: --unsealed, stock nbgrader's own grades
     cd = api.coursedir
     notebook = Path(cd.format_path(cd.submitted_directory, student, assignment)) / \
         f"{assignment}.ipynb"
@@ -162,22 +170,27 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
                                   / f"{assignment}.ipynb"), as_version=4)
     expected = {c.metadata["nbgrader"]["grade_id"]: checks for c in source_nb.cells
                 if _is_test_cell(c) and (checks := expected_checks(c.source))}
-    sealed.begin(assignment, expected)
+    if sealed is None:
+        expected = {}  # the checks ran in the student's kernel: nbgrader's grades stand
+    else:
+        sealed.begin(assignment, expected)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=Warning)  # SQLAlchemy noise from nbgrader
             outcome = api.autograde(assignment, student, force=True, create=True)
     finally:
-        record = sealed.end()
-    findings = inspect_submission(submitted, source_nb, sealed.manual_gradients(assignment))
+        record = sealed.end() if sealed is not None else Record()
+    findings = inspect_submission(submitted, source_nb)
     if not outcome["success"]:
         result = _failed(outcome, student, assignment, max_score, source_nb, expected, record)
+        result.sealed = sealed is not None
         flags = _flags(findings, record)
         if flags:  # a tampered notebook keeps nothing, even what ran before the failure
             result.flags, result.score = flags, 0.0
             result.cell_scores = {g: (0.0, m) for g, (_, m) in result.cell_scores.items()}
-            if result.status == "error":
-                result.status, result.reason = "tampered", "; ".join(result.flags)
+            if result.status == "error" or record.flags:  # the judge saw it attack
+                result.status, result.reason = "tampered", "; ".join(
+                    result.flags + ([result.reason] if result.status != "error" else []))
         return result
 
     graded_path = Path(cd.format_path(cd.autograded_directory, student, assignment)) / \
@@ -205,7 +218,7 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
     elif status == "ok" and needs_manual:
         status = "needs_manual_grading"
     return SubmissionResult(student, assignment, score, max_score, status, reason, messages,
-                            cell_scores, flags)
+                            cell_scores, flags, sealed is not None)
 
 
 def _is_test_cell(cell) -> bool:
@@ -305,7 +318,8 @@ def _failed(outcome, student, assignment, max_score, source_nb, expected, record
                              "crash, or out of memory)",
               "timeout": "the notebook ran past the time limit",
               "kernel_start_failed": "the grading kernel did not start: "
-                                     + _last_line(text)}.get(status, _last_line(text))
+                                     + (_kernel_words(record.kernel_log)
+                                        or _last_line(text))}.get(status, _last_line(text))
     if status == "error" and GRADEBOOK_LOCKED in text:
         reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
     if record.out_of_time:
@@ -376,14 +390,26 @@ ATTEMPTS = 3
 _WORKER_API: dict[str, object] = {}
 
 
-def open_grading_api(course_root: Path, guard_roots=(), **overrides):
-    """An NbGraderAPI that grades sealed: the judge, its kernel, the course's limits.
+UNSEALED_WARNING = ("WARNING: grading UNSEALED (--unsealed): stock nbgrader runs each student's "
+                    "code with the answers and the gradebook in reach, so a notebook can "
+                    "change its own grade; use it only where the sandbox cannot run")
 
-    ``guard_roots``: more folders the kernel may not touch (besides the course).
-    The API's ``sealed`` attribute is the course_lib.judge.sealed.Sealed in use.
+
+def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False, **overrides):
+    """An NbGraderAPI that grades sealed: the judge, its sandboxed kernel, the course's limits.
+
+    ``guard_roots``: more folders the kernel must not see (besides the course).
+    The API's ``sealed`` attribute is the course_lib.judge.sealed.Sealed in use,
+    or None with ``unsealed`` (stock nbgrader: see UNSEALED_WARNING); without
+    it, a machine where the sandbox cannot run raises SandboxUnavailable.
     """
     from ..judge.sealed import Sealed, Settings
 
+    if unsealed:
+        os.environ["COURSE_UNSEALED"] = "1"  # nbgrader_config.py lets stock autograde run
+        api, _ = open_api(Path(course_root), **overrides)
+        api.sealed = None
+        return api
     settings = Settings.from_config(load_config(Path(course_root)))
     roots = [overrides.get("CourseDirectory__root", course_root), *guard_roots]
     sealed = Sealed(roots, settings)
@@ -421,17 +447,19 @@ def _grade_task(course_root: str, assignment: str, student: str,
     """Grade (and write feedback for) one submission; runs in a worker process."""
     api = _WORKER_API.get(course_root)
     if api is None:
-        api = open_grading_api(Path(course_root))
+        # --unsealed reaches worker processes through the environment they inherit
+        api = open_grading_api(Path(course_root),
+                               unsealed=os.environ.get("COURSE_UNSEALED") == "1")
         _WORKER_API[course_root] = api
     result = grade_reliably(api, assignment, student)
-    if feedback and (result.status in NORMAL or result.status == "timeout"):
+    if feedback and _has_feedback(api, result):
         _feedback_one(api, result)
     return result
 
 
 def grade_class(course_root: Path | None = None, assignments=None, students=None,
-                progress=None, jobs: int | None = None,
-                feedback: bool = False, scheduler: str | None = None) -> list[SubmissionResult]:
+                progress=None, jobs: int | None = None, feedback: bool = False,
+                scheduler: str | None = None, unsealed: bool = False) -> list[SubmissionResult]:
     """Autograde every submission of every given assignment.
 
     Args:
@@ -445,13 +473,22 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         scheduler: a dask scheduler's address (``tcp://host:8786``): grade on
             its workers instead, one task per submission (``jobs`` is then
             unused; see distributed.py).
+        unsealed: grade with stock nbgrader, the students' code unconfined
+            (UNSEALED_WARNING); for machines where the sandbox cannot run.
     Returns:
         one SubmissionResult per (student, assignment), sorted by both; the
         same whatever ``jobs`` or ``scheduler`` is.
     """
-    import os
-
     course_root = Path(course_root).resolve() if course_root else find_course_root()
+    if unsealed and scheduler:
+        raise ValueError("--unsealed grades on this machine only, not with --scheduler")
+    if unsealed:
+        os.environ["COURSE_UNSEALED"] = "1"
+    else:
+        from ..judge.sandbox import check_available
+
+        os.environ.pop("COURSE_UNSEALED", None)
+        check_available()  # before any worker starts: say once what is missing
     assignments = check_assignments(course_root, assignments)
     api, _ = open_api(course_root)
     students = sorted(students) if students else class_students(course_root, api)
@@ -473,7 +510,7 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         results.extend(grade_on_cluster(scheduler, course_root, tasks, feedback, progress))
     elif jobs == 1:
         if str(course_root) not in _WORKER_API:
-            _WORKER_API[str(course_root)] = open_grading_api(course_root)
+            _WORKER_API[str(course_root)] = open_grading_api(course_root, unsealed=unsealed)
         for a, s in tasks:
             done(_grade_task(str(course_root), a, s, feedback))
     else:
@@ -504,6 +541,7 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
                     for a, s in remaining:
                         done(SubmissionResult(s, a, 0.0, 0.0, "error", "the grading worker "
                                               f"died {ATTEMPTS} times while grading it"))
+    sweep_stale_folders()  # what a worker killed mid-run left in /tmp
     return sorted(results, key=lambda r: (r.student, r.assignment))
 
 
@@ -544,8 +582,17 @@ def generate_feedback(api, results: list[SubmissionResult]) -> list[Path]:
 
     The course's nbgrader_config.py hides the hidden tests (feedback.py).
     """
-    return [_feedback_one(api, r) for r in results
-            if r.status in NORMAL or r.status == "timeout"]
+    return [_feedback_one(api, r) for r in results if _has_feedback(api, r)]
+
+
+def _has_feedback(api, r: SubmissionResult) -> bool:
+    """Was it autograded, so that nbgrader can write its feedback? (A notebook stopped
+    at its total time, or a kernel that died, has statuses but may have no graded copy.)"""
+    if not (r.status in NORMAL or r.status == "timeout"):
+        return False
+    cd = api.coursedir
+    return (Path(cd.format_path(cd.autograded_directory, r.student, r.assignment))
+            / f"{r.assignment}.ipynb").is_file()
 
 
 def text_progress(done: int, total: int, label: str, stream=sys.stderr) -> None:

@@ -118,6 +118,9 @@ def _result_from_json(obj, where: str) -> SubmissionResult:
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: messages must be an object")
             value = {k: _text(v, f"{where}: messages[{k!r}]") for k, v in value.items()}
+        elif name == "sealed":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: sealed must be true or false")
         elif name == "flags":
             if not isinstance(value, list):
                 raise ValueError(f"{where}: flags must be a list")
@@ -667,6 +670,7 @@ body{margin:0;background:#f5f7fa;color:var(--fg);
 header{background:var(--head);color:#fff;padding:26px 0 14px}
 header h1{margin:0 0 4px;font-size:26px;font-weight:650;letter-spacing:-.01em}
 header .meta{margin:0 0 12px;color:#c8d6e5;font-size:14px}
+header .warning{margin:0 0 12px;padding:8px 12px;background:#fff3cd;color:#5c3c00;border-radius:4px}
 nav a{color:#dce8f5;text-decoration:none;margin-right:18px;font-size:14px;white-space:nowrap}
 nav a:hover{text-decoration:underline}
 section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:20px 24px;
@@ -761,7 +765,7 @@ style-src 'unsafe-inline'">
 <p class="meta">{len(results)} submission{"s" * (len(results) != 1)} of {len(students)} \
 student{"s" * (len(students) != 1)} in {len(assignments)} assignment\
 {"s" * (len(assignments) != 1)} · generated {_e(when)}</p>
-<nav aria-label="Sections">{nav}</nav>
+{_unsealed_warning(results)}<nav aria-label="Sections">{nav}</nav>
 </div></header>
 <main class="wrap">
 {chr(10).join(sections)}
@@ -771,6 +775,18 @@ are in points and in % of each assignment's maximum.</footer>
 </body>
 </html>
 """
+
+
+def _unsealed_warning(results) -> str:
+    """A warning above everything when any submission was graded --unsealed."""
+    unsealed = [r for r in results if not r.sealed]
+    if not unsealed:
+        return ""
+    from .grade import UNSEALED_WARNING
+
+    return (f'<p class="warning" role="alert"><strong>{len(unsealed)} submission'
+            f'{"s" * (len(unsealed) != 1)} graded unsealed.</strong> '
+            f"{_e(UNSEALED_WARNING.removeprefix('WARNING: '))}</p>\n")
 
 
 def write_report(results, path, title: str = DEFAULT_TITLE) -> Path:

@@ -20,7 +20,8 @@ Modules:
     experiments  the fixed probes the judge may run on a student's object
                  (a torch Function, a graph walker) when calling it is not enough
     client       the kernel side: what ``course_lib.grading`` is while grading
-    launcher     starts the grading kernel: memory limit, audit hook, no answers
+    sandbox      the kernel's operating-system sandbox (bubblewrap) and the
+                 kernel manager that starts kernels in it
     server       the grading side: runs the checks, records verdicts per cell
     tamper       reads a submission for edited test cells and tampering code
 
@@ -30,4 +31,5 @@ wheel's grading runtime.
 
 #: what never leaves the grading machine: the answers, the checks, the tooling,
 #: and the judge's own grading side (file names, as shutil.ignore_patterns sees them)
-GRADING_ONLY = ("reference", "grading", "instructor", "server.py", "sealed.py", "tamper.py")
+GRADING_ONLY = ("reference", "grading", "instructor", "server.py", "sealed.py", "tamper.py",
+                "sandbox.py")

@@ -20,6 +20,14 @@ a ctx, a grad_fn or a tensor whose graph matters: those are read here and
 reported as facts (a bool, a class name, a list of copies). torch is imported
 inside the experiments that need it, so that this module loads in a kernel
 without torch.
+
+An experiment's report is only as honest as the kernel it runs in: a notebook
+can replace this module. So a check earns points only from values that the
+student's code computed for the judge's inputs (an output, the gradients after
+backward, the names of a graph's nodes), which a forged experiment could only
+send by computing the right answer. A fact an experiment reports about the
+kernel itself (that an object is a Function class, that two calls received the
+very same objects) may only take points away, never give them.
 """
 
 from __future__ import annotations
@@ -114,16 +122,6 @@ def function_apply(cls, args, requires_grad=None):
 
 
 @experiment
-def function_saved_tensors(cls, args):
-    """What forward saved with ctx.save_for_backward: ``out.grad_fn.saved_tensors``, copied.
-
-    Every argument requires grad (else autograd keeps no ctx).
-    """
-    _, out = _apply(cls, args, [True] * len(args))
-    return [_snapshot(t) for t in tuple(out.grad_fn.saved_tensors)]
-
-
-@experiment
 def function_backward(cls, args, grad_out):
     """``cls.backward(ctx, grad_out)`` called directly, on the ctx that forward filled.
 
@@ -155,11 +153,53 @@ def function_autograd_grads(cls, args, requires_grad, grad_out, how="backward"):
 
 
 @experiment
-def function_gradcheck(cls, args):
-    """``torch.autograd.gradcheck(cls.apply, leaves)``; its GradcheckError propagates."""
+def function_grads_input_changed(cls, args, change, grad_out):
+    """The leaves' ``.grad`` when the inputs change in place between forward and backward.
+
+    Each argument becomes a leaf that requires grad and enters ``cls.apply`` as a
+    copy (``leaf.clone()``, which may change in place); after forward, ``change[i]``
+    is added to copy i in place (as to a buffer reused before backward runs; None
+    leaves that input alone), then
+    ``out.backward(grad_out)``. Only the gradients come back: what a backward
+    computes from what forward kept decides them (or autograd refuses a saved
+    tensor whose version changed, and that error propagates).
+    """
     import torch
 
-    return bool(torch.autograd.gradcheck(cls.apply, tuple(_leaves(args, [True] * len(args)))))
+    leaves = _leaves(args, [True] * len(args))
+    inputs = [leaf.clone() for leaf in leaves]
+    out = cls.apply(*inputs)
+    with torch.no_grad():
+        for x, d in zip(inputs, change, strict=True):
+            if d is not None:
+                x.add_(_leaf(d))
+    out.backward(_leaf(grad_out))
+    return [None if leaf.grad is None else _snapshot(leaf.grad) for leaf in leaves]
+
+
+@experiment
+def function_grads_saved_replaced(cls, args, saved, grad_out):
+    """The leaves' ``.grad`` after back-propagating, with what forward saved read back as ``saved``.
+
+    ``cls.apply(*leaves)`` (every argument requires grad) runs under saved-tensor
+    hooks (``torch.autograd.graph.saved_tensors_hooks``): every tensor that forward
+    stores with ``ctx.save_for_backward`` and that has the shape of ``saved`` reads
+    back in backward as a fresh tensor of the values ``saved`` (any other reads
+    back unchanged); then ``out.backward(grad_out)``. Only the gradients come back:
+    they show what backward computes from what it reads in ``ctx.saved_tensors``.
+    """
+    import torch
+
+    leaves = _leaves(args, [True] * len(args))
+    replacement = _leaf(saved)
+
+    def unpack(t):
+        return replacement.clone() if tuple(t.shape) == tuple(replacement.shape) else t
+
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, unpack):
+        out = cls.apply(*leaves)
+    out.backward(_leaf(grad_out))
+    return [None if leaf.grad is None else _snapshot(leaf.grad) for leaf in leaves]
 
 
 # ----------------------------------------------------------------------------

@@ -1,193 +1,177 @@
-"""Start the grading kernel: a memory limit, an audit hook, then ipykernel.
+"""Start the grading kernel inside its sandbox: no new programs, then ipykernel.
 
-The grading kernel runs the student's notebook with the *student's* course_lib
-(no reference answers, no checks) and Python started with ``-S``, so the full
-course_lib of the grading process is not on its path. Before the first line of
-the notebook runs, this launcher
+Run (by judge.sandbox, inside bubblewrap) as
+``python -S -m course_lib.judge.launcher -f CONNECTION_FILE``.
 
-- dies with its grading process (no student code outlives a killed run);
-- caps the kernel's address space (``COURSE_KERNEL_MEMORY_MB``): a memory bomb
-  ends in a MemoryError or a dead kernel, not in a machine swapping;
-- says hello to the judge with its pid, so that the judge can stop a notebook
-  that runs past its total time limit;
-- installs a Python audit hook (PEP 578: once installed, it cannot be removed)
-  that refuses, and reports to the judge:
-    * reading or writing the course's files outside this submission's folder
-      (the gradebook, source/ with the hidden tests, other students' work,
-      the full course_lib with the answers),
-    * starting other programs from the notebook's code, and links that could
-      point anywhere,
-    * importing torch in a lesson that asks for gradients by hand
-      (``COURSE_NO_TORCH=1``).
+After ipykernel has set itself up and before it takes its first message (so
+before the first line of the notebook runs), this installs a seccomp filter
+(Linux's system-call filter: once installed, in every thread of the process,
+no code in it can remove or loosen it) that refuses
 
-Run as ``python -S -m course_lib.judge.launcher -f CONNECTION_FILE``.
+- ``execve``/``execveat``: no program can be started, by ``subprocess``,
+  ``os.system``, ``%%bash``, ``os.posix_spawn``, ``ctypes`` or a thread;
+- ``fork``/``vfork`` and a ``clone`` that makes a process rather than a
+  thread: nothing can outlive the notebook or run beside it unseen
+  (threads still work: ``clone`` with ``CLONE_THREAD``; ``clone3`` answers
+  ENOSYS, so the C library falls back to ``clone`` for threads);
+- every system call of another ABI (32-bit or x32 calls on a 64-bit kernel),
+  whose numbers would slip past the rules above;
+- ``prctl(PR_SET_PDEATHSIG, ...)``: the kernel keeps the parent-death signal
+  bwrap gave it (``--die-with-parent``), so it dies with its sandbox's bwrap
+  instead of living on after grading; and ``ptrace``, of no use to a notebook;
+- ``chmod`` and ``chown`` in all their forms: the kernel's socket folder on the
+  grading machine's disk is made read-only to it once its sockets exist
+  (sandbox.SandboxKernelManager.seal_socket_folder), and stays so.
+
+A refused call fails with EPERM: Python raises PermissionError, which the
+student reads. The sandbox already keeps such a program away from anything
+that matters; the filter makes "no other program ran" true as well. The
+kernel is pid 1 of its sandbox (bwrap --as-pid-1): there is no process beside
+it, without the filter, that it could ptrace into starting programs.
+
+As pid 1 the kernel would ignore the signals it sends itself (Linux protects a
+namespace's init): ``raise(SIGSEGV)``, ``abort()``, ``os.kill(os.getpid(),
+SIGTERM)`` would not end it. ``die_on_fatal_signals`` gives those signals a
+handler that exits, so a kernel that crashes still dies.
 """
 
 from __future__ import annotations
 
-import _socket
-import json
+import ctypes
+import errno
 import os
+import signal
+import struct
 import sys
 
-SPAWN_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-                "os.fork", "os.forkpty", "pty.spawn"}
-PATH_EVENTS = {"open": (0,), "os.remove": (0,), "os.rename": (0, 1), "os.replace": (0, 1),
-               "os.rmdir": (0,), "os.mkdir": (0,), "os.chmod": (0,), "os.chown": (0,),
-               "os.truncate": (0,), "os.utime": (0,), "os.listdir": (0,), "os.scandir": (0,),
-               "shutil.rmtree": (0,), "shutil.copyfile": (0, 1), "shutil.move": (0, 1)}
-LINK_EVENTS = {"os.symlink", "os.link"}
-# The guard itself is reachable only through the garbage collector's lists.
-GC_EVENTS = {"gc.get_objects", "gc.get_referrers", "gc.get_referents"}
+# BPF opcodes (linux/filter.h) and seccomp constants (linux/seccomp.h)
+LD_W_ABS, JEQ_K, JGE_K, JSET_K, RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_ERRNO = 0x00050000
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
+CLONE_THREAD = 0x00010000
+
+# (audit arch, {syscall: errno}, clone's number, prctl's number, first number of a
+# foreign ABI or None)
+ARCHES = {
+    "x86_64": (0xC000003E, {59: errno.EPERM, 322: errno.EPERM,  # execve, execveat
+                            57: errno.EPERM, 58: errno.EPERM,  # fork, vfork
+                            101: errno.EPERM,  # ptrace
+                            # chmod, fchmod, fchmodat, fchmodat2, chown, fchown, lchown,
+                            # fchownat
+                            90: errno.EPERM, 91: errno.EPERM, 268: errno.EPERM,
+                            452: errno.EPERM, 92: errno.EPERM, 93: errno.EPERM,
+                            94: errno.EPERM, 260: errno.EPERM,
+                            435: errno.ENOSYS}, 56, 157, 0x40000000),  # clone3; clone; prctl; x32
+    "aarch64": (0xC00000B7, {221: errno.EPERM, 281: errno.EPERM, 117: errno.EPERM,
+                             # fchmod, fchmodat, fchmodat2, fchown, fchownat
+                             52: errno.EPERM, 53: errno.EPERM, 452: errno.EPERM,
+                             55: errno.EPERM, 54: errno.EPERM,
+                             435: errno.ENOSYS}, 220, 167, None),
+}
 
 
-def _split(value: str) -> list[str]:
-    return [os.path.realpath(p) for p in value.split(os.pathsep) if p]
+class _Filter(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def _under(path: str, roots) -> bool:
-    return any(path == r or path.startswith(r + os.sep) for r in roots)
+def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
+    return struct.pack("HBBI", code, jt, jf, k)
 
 
-class Guard:
-    """The audit hook's rules, with the judge to report to."""
-
-    def __init__(self, env=os.environ):
-        self.judge = env.get("COURSE_JUDGE", "")
-        self.forbidden = _split(env.get("COURSE_GUARD_FORBIDDEN", ""))
-        self.guarded = _split(env.get("COURSE_GUARD_ROOTS", ""))
-        self.allowed = _split(env.get("COURSE_GUARD_ALLOWED", "")) + [os.path.realpath(".")]
-        self.no_torch = env.get("COURSE_NO_TORCH") == "1"
-        self._busy = False
-
-    def refused(self, path) -> bool:
-        if isinstance(path, int) or path is None:
-            return False  # a file descriptor: already opened, so already checked
-        try:
-            text = os.fsdecode(path)
-        except TypeError:
-            return False
-        full = os.path.abspath(text)
-        if _under(full, self.forbidden):
-            return True
-        return _under(full, self.guarded) and not _under(full, self.allowed)
-
-    def report(self, what: str, detail: str) -> None:
-        """Tell the judge (best effort: the refusal itself already protects)."""
-        if not self.judge:
-            return
-        try:
-            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-            sock.connect(self.judge)
-            body = json.dumps({"op": "flag", "what": what, "detail": detail[:300]}).encode()
-            sock.sendall(len(body).to_bytes(8, "big") + body)
-            sock.close()
-        except OSError:
-            pass
-
-    def __call__(self, event: str, args) -> None:
-        if self._busy:
-            return
-        self._busy = True
-        try:
-            self._check(event, args)
-        finally:
-            self._busy = False
-
-    def _check(self, event, args):
-        if event in PATH_EVENTS:
-            for i in PATH_EVENTS[event]:
-                if i < len(args) and self.refused(args[i]):
-                    self.report("file", f"{event} {os.fsdecode(args[i])}")
-                    raise PermissionError(f"grading: {os.fsdecode(args[i])} is outside this "
-                                          "submission's folder and may not be read or changed")
-        elif event in SPAWN_EVENTS and _from_notebook():
-            self.report("process", f"{event} {str(args[0])[:200] if args else ''}")
-            raise PermissionError("grading: a notebook may not start other programs")
-        elif event in ("os.kill", "os.killpg") and args and args[0] not in (0, os.getpid()):
-            self.report("process", f"{event} {args[0]}")
-            raise PermissionError("grading: a notebook may signal only itself")
-        elif event in LINK_EVENTS:
-            self.report("file", f"{event} {args[0]!s:.200} -> {args[1]!s:.200}")
-            raise PermissionError("grading: a notebook may not create links")
-        elif event in GC_EVENTS:
-            self.report("introspection", event)
-            raise PermissionError(f"grading: {event} is not available to a notebook")
-        elif event == "import" and args and isinstance(args[0], str):
-            name = args[0]
-            if name.startswith(("course_lib.reference", "course_lib.grading.",
-                                "course_lib.instructor", "course_lib.judge.server")):
-                self.report("import", name)
-                raise ImportError(f"grading: {name} is not available to a notebook")
-            if self.no_torch and (name == "torch" or name.startswith("torch.")):
-                self.report("torch", name)
-                raise ImportError("grading: torch is not available in this lesson, whose "
-                                  "exercises ask for the gradients by hand")
+def seccomp_program(machine: str) -> bytes:
+    """The filter as BPF instructions (struct sock_filter, 8 bytes each)."""
+    arch, refused, clone_nr, prctl_nr, foreign = ARCHES[machine]
+    deny = SECCOMP_RET_ERRNO | errno.EPERM
+    prog = [_insn(LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+            _insn(JEQ_K, 1, 0, arch),
+            _insn(RET_K, 0, 0, deny),  # another ABI: nothing at all
+            _insn(LD_W_ABS, 0, 0, 0)]  # seccomp_data.nr
+    if foreign is not None:
+        prog += [_insn(JGE_K, 0, 1, foreign), _insn(RET_K, 0, 0, deny)]
+    for nr, err in refused.items():
+        prog += [_insn(JEQ_K, 0, 1, nr), _insn(RET_K, 0, 0, SECCOMP_RET_ERRNO | err)]
+    prog += [_insn(JEQ_K, 0, 4, prctl_nr),
+             _insn(LD_W_ABS, 0, 0, 16),  # prctl's option: args[0], low 32 bits
+             _insn(JEQ_K, 0, 1, PR_SET_PDEATHSIG),
+             _insn(RET_K, 0, 0, deny),
+             _insn(RET_K, 0, 0, SECCOMP_RET_ALLOW)]
+    prog += [_insn(JEQ_K, 0, 3, clone_nr),
+             _insn(LD_W_ABS, 0, 0, 16),  # clone's flags: args[0], low 32 bits
+             _insn(JSET_K, 1, 0, CLONE_THREAD),
+             _insn(RET_K, 0, 0, deny),  # a new process
+             _insn(RET_K, 0, 0, SECCOMP_RET_ALLOW)]
+    return b"".join(prog)
 
 
-def _from_notebook() -> bool:
-    """Is code of the notebook's cells on the stack? (Libraries may ask `uname`.)"""
-    frame = sys._getframe(2)
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if name.startswith("<ipython-input") or "/ipykernel_" in name:
-            return True
-        frame = frame.f_back
-    return False
+SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
+SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC = 1, 1
 
 
-def _limit_memory(env=os.environ) -> None:
-    megabytes = int(env.get("COURSE_KERNEL_MEMORY_MB", "0") or 0)
-    if megabytes > 0:
-        import resource
+def forbid_new_programs() -> None:
+    """Install the filter in every thread of this process (TSYNC: ipykernel's own
+    threads, started before, included) and every thread started later."""
+    import platform
 
-        limit = megabytes * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    machine = platform.machine()
+    if machine not in ARCHES or sys.byteorder != "little":
+        raise SystemExit(f"grading kernel: no system-call filter for {machine}; sealed grading "
+                         f"runs on {' and '.join(ARCHES)} Linux")
+    code = seccomp_program(machine)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    prog = _Filter(len(code) // 8, ctypes.addressof(buffer))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p,
+                           ctypes.c_ulong, ctypes.c_ulong]
+    libc.syscall.argtypes = [ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p]
+    # seccomp() answers a thread it could not synchronise with that thread's id (> 0)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, None, 0, 0) != 0 or \
+            libc.syscall(SYS_SECCOMP[machine], SECCOMP_SET_MODE_FILTER,
+                         SECCOMP_FILTER_FLAG_TSYNC, ctypes.byref(prog)) != 0:
+        err = ctypes.get_errno()
+        raise SystemExit(f"grading kernel: the system-call filter was refused: "
+                         f"{errno.errorcode.get(err, err)}")
 
 
-def _hello(guard: Guard) -> None:
-    if not guard.judge:
+# Signals whose default action ends a process (those the kernel itself sends or
+# raises; the kernel generates the others, and those reach pid 1 anyway).
+FATAL_SIGNALS = ("SIGHUP", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+                 "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGSYS")
+
+
+def die_on_fatal_signals() -> None:
+    """As pid 1: each fatal signal calls _exit(signal number) (a C handler, so it also
+    ends the process on a fault in C code, where a Python handler never runs)."""
+    if os.getpid() != 1:
         return
-    try:
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        sock.connect(guard.judge)
-        body = json.dumps({"op": "hello", "pid": os.getpid()}).encode()
-        sock.sendall(len(body).to_bytes(8, "big") + body)
-        sock.close()
-    except OSError:
-        pass
+    libc = ctypes.CDLL(None)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    exit_now = ctypes.cast(libc._exit, ctypes.c_void_p)
+    for name in FATAL_SIGNALS:
+        libc.signal(getattr(signal, name), exit_now)
 
 
-def _install() -> None:
-    guard = Guard()
-    _hello(guard)
-    # No name keeps the guard once this returns: the interpreter's list of
-    # hooks, which Python code cannot read, is its only owner.
-    sys.addaudithook(guard)
+def fill_work_folder(env=os.environ) -> None:
+    """Copy the submission (bound read-only at COURSE_SUBMISSION) into the working
+    folder, which lives on the sandbox's size-limited home: what the notebook writes
+    costs memory the sandbox caps, never the grading machine's disk."""
+    import shutil
 
-
-def _die_with_parent() -> None:
-    """Linux: the kernel gets SIGKILL when its grading process dies (killed, crashed),
-    so that no student code outlives the grading run. Elsewhere ipykernel's parent
-    poller does the same within a second."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    source, work = env.get("COURSE_SUBMISSION"), os.getcwd()
+    if source and os.path.isdir(source):
+        shutil.copytree(source, work, dirs_exist_ok=True, symlinks=True)
 
 
 def main() -> None:
-    _die_with_parent()
-    _limit_memory()
-    _install()
+    die_on_fatal_signals()
+    fill_work_folder()
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()
-    app.initialize(sys.argv[1:])
+    app.initialize(sys.argv[1:])  # IPython's profile, the sockets: still unfiltered
+    forbid_new_programs()  # before the first message, so before any of the notebook's code
     app.start()
 
 

@@ -4,17 +4,19 @@
 
 - the grading runtime: the student's course_lib (no reference, no checks)
   plus a ``course_lib.grading`` that is judge.client;
-- a Jupyter kernelspec "course-grading" that starts judge.launcher with
-  ``python -S`` and only that runtime and the installed libraries on its path;
-- a running ``Judge``,
+- a Jupyter kernelspec "course-grading" that starts judge.launcher (a
+  system-call filter, then ipykernel) with ``python -S`` and only that runtime
+  and the installed libraries on its path;
+- a running ``Judge``, and the ``Sandbox`` (judge.sandbox) every grading
+  kernel of this process starts in, with the judge's socket bound into it.
 
-and sets the environment variables the kernel reads (the judge's socket,
-the folders it may not touch, the memory limit). nbgrader then only needs
-``Sealed.config_overrides()``: the kernel's name and the nbclient hooks.
+nbgrader then only needs ``Sealed.config_overrides()``: the kernel's name, the
+sandboxing kernel manager and the nbclient hooks.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import course_lib
 
-from . import GRADING_ONLY
+from . import GRADING_ONLY, sandbox
 from .server import Judge, Record
 
 KERNEL_NAME = "course-grading"
@@ -50,6 +52,12 @@ def _judged_execute():
     class JudgedExecute(Execute):
         """nbgrader's Execute, telling the judge which cell runs and how it ended."""
 
+        def on_notebook_start(self, **kwargs):
+            # The kernel answers, so its sockets exist: no file may be added beside them.
+            seal = getattr(self.km, "seal_socket_folder", None)
+            if seal is not None:
+                seal()
+
         def on_cell_execute(self, **kwargs):  # shadows nbclient's hook trait, as nbgrader does
             if _ACTIVE is not None:
                 _ACTIVE.on_cell_execute(kwargs["cell"], kwargs["cell_index"])
@@ -61,6 +69,23 @@ def _judged_execute():
                                          kwargs.get("execute_reply"))
 
     return JudgedExecute
+
+
+UNSEALED_REFUSED = ("nbgrader's own autograde would run the students' code outside the "
+                    "course's sandbox, with the answers and the gradebook in reach: grade with "
+                    "`course grade` (a class) or `course check NOTEBOOK --assignment ID` (one "
+                    "notebook); where the sandbox cannot run, `course grade --unsealed`")
+
+
+def refuse_unsealed() -> list:
+    """Autograde's steps for nbgrader's own commands: one that refuses, saying why."""
+    from nbgrader.preprocessors import NbGraderPreprocessor
+
+    class RequireSealedGrading(NbGraderPreprocessor):
+        def preprocess(self, nb, resources):
+            raise RuntimeError(UNSEALED_REFUSED)
+
+    return [RequireSealedGrading]
 
 
 def __getattr__(name):
@@ -77,15 +102,23 @@ class Settings:
     """The course's grading limits (nbgrader_config.py, section ``Judge``)."""
 
     notebook_timeout: float = 180.0  # seconds for a whole notebook
-    kernel_memory_mb: int = 4096  # address space of the grading kernel
+    kernel_memory_mb: int = 4096  # address space of each process of the grading kernel
+    kernel_processes: int = 256  # processes and threads in its sandbox (where cgroups allow)
     manual_gradient_assignments: list[str] = field(default_factory=list)  # no torch there
 
     @classmethod
     def from_config(cls, config) -> Settings:
         section = config.get("Judge", {}) if hasattr(config, "get") else {}
         known = {k: section[k] for k in ("notebook_timeout", "kernel_memory_mb",
-                                         "manual_gradient_assignments") if k in section}
+                                         "kernel_processes", "manual_gradient_assignments")
+                 if k in section}
         return cls(**known)
+
+    def limits(self) -> sandbox.Limits:
+        # CPU time: a backstop far behind the judge's clock (which stops the notebook)
+        return sandbox.Limits(memory_mb=int(self.kernel_memory_mb),
+                              processes=int(self.kernel_processes),
+                              cpu_seconds=int(self.notebook_timeout) * 2 + 60)
 
 
 def copy_student_package(dest: Path) -> Path:
@@ -99,7 +132,7 @@ def copy_student_package(dest: Path) -> Path:
 
 
 def write_kernelspec(kernels: Path, name: str, module: str, first_on_path: Path,
-                     display_name: str, env: dict | None = None) -> Path:
+                     display_name: str, env: dict | None = None, **spec_fields) -> Path:
     """A kernelspec ``kernels/name`` that runs ``python -S -m module``, with only
     ``first_on_path`` and the installed libraries on its path (-S keeps .pth files,
     and so the editable install of the full course_lib, out)."""
@@ -107,8 +140,7 @@ def write_kernelspec(kernels: Path, name: str, module: str, first_on_path: Path,
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {"argv": [sys.executable, "-S", "-m", module, "-f", "{connection_file}"],
             "display_name": display_name, "language": "python",
-            "env": {"PYTHONPATH": os.pathsep.join([str(first_on_path), *_library_paths()]),
-                    **(env or {})}}
+            "env": {"PYTHONPATH": python_path(first_on_path), **(env or {})}, **spec_fields}
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     return spec_dir
 
@@ -119,6 +151,11 @@ def build_runtime(dest: Path) -> Path:
     (dest / "course_lib" / "grading").mkdir()
     (dest / "course_lib" / "grading" / "__init__.py").write_text(GRADING_STUB)
     return dest
+
+
+def python_path(first: Path) -> str:
+    """PYTHONPATH for a ``python -S`` kernel: ``first``, then the installed libraries."""
+    return os.pathsep.join([str(first), *_library_paths()])
 
 
 def _library_paths() -> list[str]:
@@ -137,22 +174,23 @@ class Sealed:
         self.judge = Judge(self.settings.notebook_timeout)
         folder = Path(self.judge.folder)
         self.runtime = build_runtime(folder / "runtime")
+        # Interrupts travel as messages: no signal from here crosses into the sandbox.
         write_kernelspec(folder / "jupyter" / "kernels", KERNEL_NAME, "course_lib.judge.launcher",
-                         self.runtime, "Course grading (sealed)", KERNEL_ENV)
+                         self.runtime, "Course grading (sealed)", interrupt_mode="message")
         package = str(Path(course_lib.__file__).resolve().parent)
-        self.env = {
-            "JUPYTER_PATH": os.pathsep.join(
-                p for p in (str(folder / "jupyter"), os.environ.get("JUPYTER_PATH")) if p),
-            "COURSE_JUDGE": self.judge.address,
-            "COURSE_GUARD_ROOTS": os.pathsep.join(self.course_roots),
-            "COURSE_GUARD_FORBIDDEN": package,
-            "COURSE_GUARD_ALLOWED": os.pathsep.join([sys.prefix, str(self.runtime)]),
-            "COURSE_KERNEL_MEMORY_MB": str(int(self.settings.kernel_memory_mb)),
-        }
+        self.sandbox = sandbox.Sandbox(folder, self.runtime, Path(self.judge.socket_dir),
+                                       hidden=[*self.course_roots, package],
+                                       limits=self.settings.limits())
+        self.sandbox.env = {**KERNEL_ENV, "PYTHONPATH": python_path(self.runtime),
+                            "COURSE_JUDGE": self.judge.address}
+        self.env = {"JUPYTER_PATH": os.pathsep.join(
+            p for p in (str(folder / "jupyter"), os.environ.get("JUPYTER_PATH")) if p)}
         os.environ.update(self.env)
+        atexit.register(self.close)  # a worker that ends leaves nothing in /tmp
 
     def config_overrides(self) -> dict:
-        """nbgrader settings: the sealed kernel, and an Execute that tells the judge."""
+        """nbgrader settings: the sealed kernel in its sandbox, and an Execute that tells
+        the judge."""
         from nbgrader.converters import Autograde
         from nbgrader.preprocessors import Execute
 
@@ -160,6 +198,7 @@ class Sealed:
                  for step in Autograde.class_traits()["autograde_preprocessors"].default()]
         return {"Execute__kernel_name": KERNEL_NAME,
                 "JudgedExecute__kernel_name": KERNEL_NAME,
+                "JudgedExecute__kernel_manager_class": sandbox.SandboxKernelManager,
                 "Autograde__autograde_preprocessors": steps}
 
     def manual_gradients(self, assignment: str) -> bool:
@@ -172,7 +211,8 @@ class Sealed:
         # Several Sealed may live in one process (a `course check` inside a
         # grading session): the one that grades now owns the kernel's settings.
         os.environ.update(self.env)
-        os.environ["COURSE_NO_TORCH"] = "1" if self.manual_gradients(assignment) else "0"
+        self.sandbox.no_torch = self.manual_gradients(assignment)
+        sandbox.activate(self.sandbox, self.judge)
         _ACTIVE = self.judge
         self.judge.begin(expected)
 

@@ -9,10 +9,15 @@ student's function: every call crosses to the kernel as plain data and comes
 back the same way. The verdict is kept per test cell; the grade of a cell is
 its verdict, whatever the kernel printed.
 
-A check is accepted only from the test cell that contains it (as the
-gradebook's copy of the cell says): a check called from anywhere else is
-refused and flagged. The judge also keeps the flags the kernel's audit hook
-sends (judge.launcher) and stops a notebook that runs past its total time.
+Nothing the kernel says about itself is believed. A check is accepted only
+from the test cell that contains it (as the gradebook's copy of the cell
+says): a check called from anywhere else is refused and flagged. The pid the
+judge stops when a notebook runs past its total time is the one the kernel
+manager started (judge.sandbox), never one the kernel names. What the kernel
+may send is bounded (connections at once, connections and bytes per
+submission, the size of a frame): past a bound, or on a frame that is not
+plain data, the connection is dropped and the submission flagged, so a flood
+costs the student their grade, not the grader its memory.
 """
 
 from __future__ import annotations
@@ -71,7 +76,8 @@ class Record:
     executed: list[str] = field(default_factory=list)  # grade_ids of the test cells that ran
     flags: list[Flag] = field(default_factory=list)
     out_of_time: bool = False
-    kernel_pid: int | None = None
+    kernel_pid: int | None = None  # the sandbox's outermost process, as the manager started it
+    kernel_log: str = ""  # the last lines the kernel wrote to stderr (why it did not start)
 
 
 class RemoteError(Exception):
@@ -127,18 +133,61 @@ def _copy_back(args, after) -> None:
             _copy_back(a, b)
 
 
+# What one submission's kernel may send the judge (an honest lesson needs a few
+# hundred connections and a few MiB); past these it is flooding.
+MAX_OPEN = 4  # connections at once
+MAX_CONNECTIONS = 5000  # connections per submission
+MAX_BYTES = 1 << 30  # bytes received per submission
+FOLDER_PREFIX = "course-judge-"
+
+
+class Flood(Exception):
+    """The kernel sent more than a submission may."""
+
+
+class _Metered:
+    """A connection whose received bytes count against the submission's budget."""
+
+    def __init__(self, conn, judge):
+        self._conn, self._judge = conn, judge
+
+    def recv(self, n):
+        data = self._conn.recv(n)
+        with self._judge._lock:
+            self._judge._bytes_in += len(data)
+            over = self._judge._bytes_in > MAX_BYTES
+        if over:
+            raise Flood(f"the kernel sent the grader more than {MAX_BYTES >> 20} MiB")
+        return data
+
+    def sendall(self, data):
+        self._conn.sendall(data)
+
+
 class Judge:
-    """Listens for the grading kernel; one submission at a time."""
+    """Listens for the grading kernel; one submission at a time.
+
+    Its folder (``FOLDER_PREFIX`` + this pid + random) holds ``judge/judge.sock``,
+    the folder the sandbox binds read-only, beside the grading runtime and the
+    kernels' own folders (judge.sandbox). A folder left by a grading process that
+    was killed is removed by the next Judge (``sweep_stale_folders``).
+    """
 
     def __init__(self, notebook_time_limit: float = 0.0):
-        self.folder = tempfile.mkdtemp(prefix="course-judge-")
-        self.address = os.path.join(self.folder, "judge.sock")
+        sweep_stale_folders()
+        self.folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
+        self.socket_dir = os.path.join(self.folder, "judge")
+        os.mkdir(self.socket_dir)
+        self.address = os.path.join(self.socket_dir, "judge.sock")
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(self.address)
         os.chmod(self.address, 0o600)
-        self._listener.listen(8)
+        self._listener.listen(MAX_OPEN)
         self.notebook_time_limit = notebook_time_limit
         self._lock = threading.Lock()
+        self._open = threading.BoundedSemaphore(MAX_OPEN)
+        self._connections = 0
+        self._bytes_in = 0
         self._expected: dict[str, list[tuple[str, str]]] = {}
         self._current: tuple[int, str | None] | None = None
         self._started_at: float | None = None
@@ -153,6 +202,7 @@ class Judge:
             self._expected = dict(expected)
             self._current = None
             self._started_at = None
+            self._connections = self._bytes_in = 0
             self.record = Record()
 
     def end(self) -> Record:
@@ -164,6 +214,21 @@ class Judge:
     def close(self) -> None:
         self._listener.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    # -- the kernel manager (judge.sandbox) --------------------------------------------
+    def kernel_started(self, pid: int) -> None:
+        """The process the kernel manager started: the one to stop past the time limit."""
+        with self._lock:
+            self.record.kernel_pid = pid
+
+    def kernel_stopped(self, log_tail: str) -> None:
+        with self._lock:
+            self.record.kernel_pid = None
+            self.record.kernel_log = log_tail
+
+    def flag(self, what: str, detail: str) -> None:
+        with self._lock:
+            self.record.flags.append(Flag(what, detail, self._cell_name()))
 
     # -- nbclient hooks ---------------------------------------------------------
     def on_cell_execute(self, cell, cell_index: int) -> None:
@@ -192,32 +257,45 @@ class Judge:
     # -- the socket ---------------------------------------------------------------
     def _accept(self) -> None:
         while True:
+            self._open.acquire()  # at most MAX_OPEN served at once; the rest wait in the backlog
             try:
                 conn, _ = self._listener.accept()
             except OSError:
+                self._open.release()
                 return  # closed
+            with self._lock:
+                self._connections += 1
+                too_many = self._connections > MAX_CONNECTIONS
+            if too_many:
+                if self._connections == MAX_CONNECTIONS + 1:
+                    self.flag("flood", f"the notebook opened more than {MAX_CONNECTIONS} "
+                                       "connections to the grader")
+                conn.close()
+                self._open.release()
+                continue
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn) -> None:
         conn.settimeout(SESSION_TIMEOUT)
         try:
-            hello = wire.recv(conn)
-            op = hello.get("op")
-            if op == "hello":
-                with self._lock:
-                    self.record.kernel_pid = int(hello.get("pid", 0)) or None
-            elif op == "flag":
-                with self._lock:
-                    self.record.flags.append(Flag(str(hello.get("what", "?")),
-                                                  str(hello.get("detail", "")),
-                                                  self._cell_name()))
-            elif op == "check":
-                self._check(conn, str(hello.get("check", "")), str(hello.get("part", "all")),
-                            str(hello.get("object", "?")))
-        except (EOFError, OSError, ValueError, wire.WireError):
+            metered = _Metered(conn, self)
+            request = wire.recv(metered)
+            if request.get("op") == "check":
+                self._check(metered, str(request.get("check", "")),
+                            str(request.get("part", "all")), str(request.get("object", "?")))
+            else:
+                raise wire.WireError(f"{request.get('op')!r} is not a request the judge takes")
+        except (EOFError, TimeoutError):
             pass  # the kernel went away (interrupted, died): the cell has no verdict
+        except Flood as exc:
+            self.flag("flood", str(exc))
+        except (ValueError, RecursionError, wire.WireError) as exc:  # not plain data
+            self.flag("wire", f"the grader received a malformed message: {exc}"[:300])
+        except OSError:
+            pass
         finally:
             conn.close()
+            self._open.release()
 
     def _check(self, conn, check: str, part: str, name: str) -> None:
         with self._lock:
@@ -254,8 +332,8 @@ class Judge:
             return Verdict(check, part, False, str(exc))
         except NotImplementedError as exc:
             return Verdict(check, part, False, str(exc), "NotImplementedError")
-        except (EOFError, OSError, wire.WireError):
-            raise  # the kernel is gone: no verdict to send
+        except (EOFError, OSError, wire.WireError, Flood):
+            raise  # the kernel is gone, or misbehaves: no verdict to send
         except Exception as exc:  # noqa: BLE001 - a result the check could not read
             return Verdict(check, part, False, f"the grader could not check this answer: "
                                                f"{type(exc).__name__}: {exc}")
@@ -274,6 +352,31 @@ class Judge:
                 self.record.out_of_time = True
                 self._started_at = None
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)  # the sandbox's session (judge.sandbox)
             except OSError:
                 pass
+
+
+def sweep_stale_folders(tmp: str | None = None) -> None:
+    """Remove the folders of judges whose grading process is gone (killed, crashed)."""
+    tmp = tmp or tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(FOLDER_PREFIX):
+            continue
+        pid = name[len(FOLDER_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

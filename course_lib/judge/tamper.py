@@ -10,16 +10,17 @@ Two kinds of finding, each a ``Finding`` with the test cells it costs:
   unchanged): replacing attributes of numpy, the checks or other modules;
   IPython hooks that could skip or rewrite later cells (input or AST
   transformers, event callbacks, custom exception handlers); importing the
-  answers (``course_lib.reference``, ``course_lib.grading``); torch in a
-  lesson whose exercises ask for gradients by hand; code built at run time
+  answers (``course_lib.reference``, ``course_lib.grading``); code built at run time
   (exec, eval, __import__); reaching into the interpreter (gc, frames,
   ctypes); reading the gradebook or the course's notebooks from disk.
 
 Global tampering (patching a module, an IPython hook, dynamic code) costs
-every autograded cell; answering with the reference or torch costs the test
-cells of the exercise it appears in. The kernel's audit hook
-(judge.launcher) refuses the same things at run time, whatever the spelling;
-this reading names them, cell by cell, for the report.
+every autograded cell; importing the answers costs the test cells of the
+exercise it appears in. None of this is what keeps a grade honest: the
+kernel's sandbox (judge.sandbox) holds no answers, and every verdict is
+reached outside it (judge.server). This reading names what a notebook tried,
+cell by cell, for the report. Torch in a lesson of manual gradients is not a
+finding: it is simply not there while such a lesson is graded.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ FILE_WORDS = re.compile(r"gradebook|\.ipynb|nbgrader|/source\b|/submitted\b|/aut
 
 @dataclass
 class Finding:
-    what: str  # test-cell, metadata, patch, hook, answers, torch, dynamic, introspection, file
+    what: str  # test-cell, metadata, patch, hook, answers, dynamic, introspection, file
     detail: str
     cell: str  # grade_id or "#n" of the cell where it is
     scope: set[str] = field(default_factory=set)  # grade_ids it costs, or {ALL}
@@ -149,7 +150,7 @@ def _guarded(module: str | None) -> bool:
     return bool(module) and module.split(".")[0] in MODULES_GUARDED
 
 
-def scan_code(source: str, aliases: dict[str, str], manual_gradients: bool):
+def scan_code(source: str, aliases: dict[str, str]):
     """(what, detail) for each suspicious construct in one cell's code."""
     try:
         tree = ast.parse(_python(source))
@@ -165,8 +166,6 @@ def scan_code(source: str, aliases: dict[str, str], manual_gradients: bool):
                 if mod.startswith(("course_lib.reference", "course_lib.grading",
                                    "course_lib.judge", "course_lib.instructor")):
                     out.append(("answers", f"imports {mod}"))
-                elif manual_gradients and mod.split(".")[0] == "torch":
-                    out.append(("torch", f"imports {mod} in a lesson of manual gradients"))
                 elif mod.split(".")[0] in INTROSPECTION:
                     out.append(("introspection", f"imports {mod}"))
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
@@ -200,10 +199,10 @@ def scan_code(source: str, aliases: dict[str, str], manual_gradients: bool):
     return list(dict.fromkeys(out))
 
 
-LOCAL = {"answers", "torch"}  # cost only the exercise they appear in
+LOCAL = {"answers"}  # cost only the exercise they appear in
 
 
-def check_code(submission, source_nb, manual_gradients: bool) -> list[Finding]:
+def check_code(submission, source_nb) -> list[Finding]:
     """Suspicious code in the cells the student wrote or changed."""
     course_cells = {_norm(c.source) for c in source_nb.cells if c.cell_type == "code"}
     course_cells |= {_norm(strip_hidden(c.source)) for c in source_nb.cells
@@ -225,7 +224,7 @@ def check_code(submission, source_nb, manual_gradients: bool) -> list[Finding]:
             continue  # test cells are restored from the gradebook before they run
         if _norm(cell.get("source", "")) in course_cells:
             continue  # the course's own code, unchanged
-        for what, detail in scan_code(cell.get("source", ""), aliases, manual_gradients):
+        for what, detail in scan_code(cell.get("source", ""), aliases):
             scope = {ALL}
             if what in LOCAL:
                 scope = _exercise_tests(i, submission.cells, tests) or {ALL}
@@ -245,7 +244,6 @@ def _exercise_tests(index: int, cells, tests) -> set[str]:
     return following
 
 
-def inspect_submission(submission, source_nb, manual_gradients: bool = False) -> list[Finding]:
+def inspect_submission(submission, source_nb) -> list[Finding]:
     """Every finding for one submission (test cells first, then code)."""
-    return check_test_cells(submission, source_nb) + check_code(submission, source_nb,
-                                                                manual_gradients)
+    return check_test_cells(submission, source_nb) + check_code(submission, source_nb)

@@ -25,7 +25,12 @@ import struct
 
 import numpy as np
 
-MAX_FRAME = 256 * 2**20  # a course answer is a few arrays; 256 MiB means a runaway result
+# A course answer is a few arrays (the largest, lesson 3's no-matrix test, about 4 MiB
+# with its arguments): a bigger frame is a runaway result. JSON's objects cost far more
+# in memory than on the wire (``{}`` is 2 bytes sent, ~64 held), so a frame may also
+# hold only so many of them: a flood of tiny objects cannot fill the grader's memory.
+MAX_FRAME = 64 * 2**20
+MAX_CONTAINERS = 100_000  # JSON objects and arrays in one frame (an answer has dozens)
 _HEADER = struct.Struct(">Q")
 
 
@@ -167,7 +172,13 @@ def recv(sock) -> dict:
     (size,) = _HEADER.unpack(_recv_exactly(sock, _HEADER.size))
     if size > MAX_FRAME:
         raise WireError(f"frame of {size} bytes is larger than {MAX_FRAME}")
-    message = json.loads(_recv_exactly(sock, size))
+    body = _recv_exactly(sock, size)
+    if body.count(b"{") + body.count(b"[") > MAX_CONTAINERS:  # counted before parsing
+        raise WireError(f"frame with more than {MAX_CONTAINERS} JSON objects and arrays")
+    try:
+        message = json.loads(body)
+    except RecursionError:  # nested deeper than the parser goes
+        raise WireError("frame nested too deeply") from None
     if not isinstance(message, dict):
         raise WireError("a frame must hold a JSON object")
     return message

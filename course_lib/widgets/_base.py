@@ -5,7 +5,9 @@ An explorer is two objects:
 
 * a **logic** object (plain Python + numpy): its ``state`` holds the slider
   values, ``set(name, value)`` changes one and returns ``values()``, the dict
-  of every number the explorer shows. It is what the tests drive.
+  of every number the explorer shows. It is what the tests drive. A value is
+  always a slider position: ``set`` moves the slider to the position nearest the
+  value asked for (see :meth:`Control.snap`).
 * a **widget** object (:class:`Explorer` subclass): builds ipywidgets controls
   from the logic's ``controls``, a figure (matplotlib, imported only when a
   widget is built) and a readout (an ipywidgets HTML), and refreshes both from
@@ -18,8 +20,9 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -123,7 +126,11 @@ def check_span(err: float, ok_below: float = 1e-5) -> str:
 
 @dataclass(frozen=True)
 class Control:
-    """One slider: its name in ``state``, default, range, step and label."""
+    """One slider: its name in ``state``, default, range, step and label.
+
+    ``on_grid=False`` marks a value that is not read off a linear slider (a
+    learning rate on a log slider): it is kept as given.
+    """
 
     name: str
     default: float
@@ -132,10 +139,33 @@ class Control:
     step: float = 0.01
     description: str = ""
     integer: bool = False
+    on_grid: bool = True
+
+    def __post_init__(self) -> None:
+        # the starting value is a slider position too (frozen: set it the dataclass way)
+        object.__setattr__(self, "default", self.snap(self.default))
 
     @property
     def label(self) -> str:
         return self.description or self.name
+
+    def snap(self, value) -> float:
+        """The slider position nearest ``value``: a multiple of ``step`` (an int for
+        an integer slider).
+
+        A slider can only stand on its grid, so this is what moving it to ``value``
+        gives. It also keeps every explorer from being a calculator for the
+        exercises (COURSE.md: no helper a student can import returns a graded
+        function's answer): an explorer shows σ'(z), a Jacobian or ∂L/∂w at slider
+        positions only, and the inputs a hidden check draws at random are not ones.
+        """
+        v = float(value)
+        if self.integer:
+            return int(round(v))
+        if not self.on_grid or not math.isfinite(v):
+            return v
+        # round(k·step, 10) is the float nearest the decimal k·step (3·0.1 -> 0.3)
+        return float(np.round(np.round(v / self.step) * self.step, 10))
 
 
 class Logic:
@@ -148,7 +178,12 @@ class Logic:
     controls: dict[str, Control]
 
     def __init__(self) -> None:
-        self.state: dict[str, float] = {n: c.default for n, c in self.controls.items()}
+        self._state: dict[str, float] = {n: c.default for n, c in self.controls.items()}
+
+    @property
+    def state(self) -> Mapping[str, float]:
+        """The sliders' values (read-only: :meth:`set` and :meth:`update` move them)."""
+        return MappingProxyType(self._state)
 
     def _check(self, name: str, value):
         if name not in self.controls:
@@ -161,24 +196,24 @@ class Logic:
             raise ValueError(f"{name}: expected a number, got {value!r}") from None
         if not math.isfinite(v):
             raise ValueError(f"{name}: expected a finite number, got {value!r}")
-        return int(round(v)) if c.integer else v
+        return c.snap(v)
 
     def set(self, name: str, value) -> dict[str, float]:
-        """Move one slider; returns :meth:`values` at the new state."""
-        self.state[name] = self._check(name, value)
+        """Move one slider (to the position nearest ``value``); returns :meth:`values`."""
+        self._state[name] = self._check(name, value)
         self._changed({name})
         return self.values()
 
     def update(self, **values) -> dict[str, float]:
         """Move several sliders at once; returns :meth:`values`."""
         checked = {n: self._check(n, v) for n, v in values.items()}
-        self.state.update(checked)
+        self._state.update(checked)
         self._changed(set(checked))
         return self.values()
 
     def reset(self) -> dict[str, float]:
         """Every slider back to its default."""
-        self.state = {n: c.default for n, c in self.controls.items()}
+        self._state = {n: c.default for n, c in self.controls.items()}
         self._changed(set(self.state))
         return self.values()
 

@@ -37,7 +37,6 @@ import torch
 from course_lib._validate import check_choice
 from course_lib.gradcheck import numerical_gradient
 
-from . import complex_step as cs
 from ._base import (
     Control,
     Explorer,
@@ -49,7 +48,7 @@ from ._base import (
     rel_err,
     table,
 )
-from .gates import Node, evaluate_graph
+from .gates import GraphNumbers, Node
 
 __all__ = ["EXPRESSIONS", "Expression", "AutogradLogic", "AutogradExplorer", "walk_grad_fn"]
 
@@ -120,7 +119,7 @@ def walk_grad_fn(root) -> tuple[list, list[tuple[int, int]]]:
     return nodes, edges
 
 
-class AutogradLogic(Logic):
+class AutogradLogic(GraphNumbers, Logic):
     """The numbers of :class:`AutogradExplorer`: PyTorch's gradients and complex step's.
 
     Args:
@@ -227,17 +226,13 @@ class AutogradLogic(Logic):
 
     # --- numbers --------------------------------------------------------------
 
-    def f_of(self, inputs: dict[str, float]) -> float:
-        return float(evaluate_graph(self.nodes, inputs)[self.output].real)
-
     def values(self) -> dict[str, float]:
         out: dict[str, float] = {"f": float(self.f.detach())}
         for n in self.leaves:
             out[n] = self.state[n]
             g = self.tensors[n].grad
             out[f"{n}.grad"] = 0.0 if g is None else float(g)
-            out[f"df/d{n}"] = float(
-                evaluate_graph(self.nodes, self.state, n)[self.output].imag / cs.H)
+            out[f"df/d{n}"] = self.df(n)
         x = np.array([self.state[n] for n in self.leaves])
         fd = numerical_gradient(lambda v: self.f_of(dict(zip(self.leaves, v, strict=True))), x)
         for n, g in zip(self.leaves, fd, strict=True):
@@ -246,15 +241,14 @@ class AutogradLogic(Logic):
             if n == self.output:
                 continue
             out[n] = float(self.values_t[n].detach())
-            out[f"df/d{n}"] = float(
-                evaluate_graph(self.nodes, self.state, n)[self.output].imag / cs.H)
+            out[f"df/d{n}"] = self.df(n)
             out[f"df/d{n} (torch)"] = self._hook_grads.get(n, float("nan"))
         out["backward calls"] = float(self.backward_calls)
         return out
 
     def ties(self) -> list[str]:
         """max nodes whose two inputs are equal (where torch and the course differ)."""
-        vals = evaluate_graph(self.nodes, self.state)
+        vals = self._forward()
         return [n.expr or n.name for n in self.nodes
                 if n.op == "max" and vals[n.inputs[0]].real == vals[n.inputs[1]].real]
 

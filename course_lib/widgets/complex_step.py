@@ -35,21 +35,32 @@ arithmetic operators all work on complex arrays. What does *not* work:
 * ``abs``, ``np.maximum``, ``np.clip``, comparisons such as ``z > 0``: they are
   not analytic, or numpy compares complex numbers lexicographically. Decide
   with the **real part** instead and pick a branch with ``np.where`` (see
-  :func:`relu` and :func:`maximum`). A piecewise-linear function is analytic on
-  each piece, so complex step is exact there too, and at a kink it returns the
-  derivative of the branch that ``np.where`` picked (ReLU'(0) = 0 here, and a
-  ``max`` tie sends the gradient to its first argument, as in the course).
+  :func:`maximum`; a ReLU is ``np.where(z.real > 0, z, 0 * z)``). A
+  piecewise-linear function is analytic on each piece, so complex step is exact
+  there too, and at a kink it returns the derivative of the branch that
+  ``np.where`` picked (ReLU'(0) = 0 that way, and a ``max`` tie sends the
+  gradient to its first argument, as in the course).
 * ``float(...)``, ``.real`` or ``np.asarray(..., dtype=float)`` in the middle of
   ``f`` throw the imaginary part away, and with it the derivative.
-* For a numerically stable softmax or sigmoid, shift by the maximum of the
-  *real* part (a real constant): see :func:`softmax` and :func:`sigmoid`.
+* To keep an exponential from overflowing, shift its argument by a *real*
+  constant (the maximum of the real part, say), never by something computed
+  with ``abs``.
+
+Why there are no activations here
+---------------------------------
+This module holds the differentiators and nothing that is an exercise: a
+complex-safe σ or softmax here would *be* σ or softmax for any input a student
+passes, and ``derivative`` or ``jacobian`` of it would be σ' or the softmax
+Jacobian, answers of lessons 02 and 03 (COURSE.md: no helper a student can
+import returns a graded function's answer). Each explorer writes its own forward
+pass inside its logic, where it only ever sees the sliders' values.
 
 Use::
 
     >>> from course_lib.widgets import complex_step as cs
-    >>> cs.derivative(cs.sigmoid, 0.0)           # σ'(0)
-    0.25
-    >>> cs.gradient(lambda w: cs.sigmoid(w @ x), w)     # any scalar function
+    >>> cs.derivative(np.exp, 1.0)                    # exp'(1) = e, to the last bit
+    2.718281828459045
+    >>> cs.gradient(lambda w: np.sum(np.tanh(w @ x)), w)   # any scalar function
 
 This module needs only numpy.
 """
@@ -60,21 +71,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = [
-    "H",
-    "derivative",
-    "gradient",
-    "jacobian",
-    "sigmoid",
-    "relu",
-    "tanh",
-    "identity",
-    "maximum",
-    "softplus",
-    "softmax",
-    "log_softmax",
-    "ACTIVATIONS",
-]
+__all__ = ["H", "derivative", "gradient", "jacobian", "maximum"]
 
 #: The step: small enough that the O(h²) error is far below float64's rounding
 #: (1e-60), large enough that h·f'(x) does not underflow for any sensible f'.
@@ -103,7 +100,7 @@ def derivative(f: Callable, x, h: float = H):
     """Elementwise derivative of an elementwise function: ``f'(x) = Im f(x + ih) / h``.
 
     Args:
-        f: an elementwise, complex-safe function (such as :func:`sigmoid`).
+        f: an elementwise, complex-safe function (``np.exp``, ``np.tanh``, ...).
         x: a number or an array of any shape.
         h: the step (default :data:`H` = 1e-30).
 
@@ -175,78 +172,10 @@ def jacobian(f: Callable, x, h: float = H) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# complex-safe building blocks (forward passes only)
+# the one complex-safe building block: the course's max gate (not an exercise's answer)
 # ---------------------------------------------------------------------------
-
-def _real(z):
-    return np.real(z)
-
-
-def relu(z):
-    """max(z, 0), deciding on the real part: complex-safe, ReLU'(0) = 0."""
-    z = np.asarray(z)
-    return np.where(_real(z) > 0, z, 0 * z)
-
-
-def identity(z):
-    """z itself."""
-    return np.asarray(z)
-
 
 def maximum(a, b):
     """The larger of ``a`` and ``b`` by real part; a tie picks ``a`` (the first)."""
     a, b = np.asarray(a), np.asarray(b)
-    return np.where(_real(a) >= _real(b), a, b)
-
-
-def _minus_abs(z):
-    """-|Re z| + i·(±Im z): the argument whose exp can never overflow."""
-    return np.where(_real(z) >= 0, -z, z)
-
-
-def sigmoid(z):
-    """The logistic function 1 / (1 + e^-z), stable for any finite z, complex-safe.
-
-    ``e = exp(-|z|)`` (in the sense of :func:`_minus_abs`) lies in (0, 1], so
-    neither branch overflows; ``z >= 0`` uses 1 / (1 + e), ``z < 0`` uses
-    e / (1 + e). Both are the same analytic function, so complex step is exact.
-    """
-    z = np.asarray(z)
-    e = np.exp(_minus_abs(z))
-    return np.where(_real(z) >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def tanh(z):
-    """np.tanh (works on complex arrays)."""
-    return np.tanh(z)
-
-
-def softplus(z):
-    """log(1 + e^z) = relu(z) + log1p(e^-|z|): stable, complex-safe."""
-    z = np.asarray(z)
-    return relu(z) + np.log1p(np.exp(_minus_abs(z)))
-
-
-def softmax(z, axis: int = -1):
-    """e^z / Σ e^z along ``axis``, shifted by the max of the real part (stable)."""
-    z = np.asarray(z)
-    shifted = z - np.max(_real(z), axis=axis, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
-def log_softmax(z, axis: int = -1):
-    """z - logsumexp(z) along ``axis``, stable, complex-safe."""
-    z = np.asarray(z)
-    shifted = z - np.max(_real(z), axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
-
-
-#: name -> complex-safe activation, for the names the course uses.
-ACTIVATIONS: dict[str, Callable] = {
-    "sigmoid": sigmoid,
-    "relu": relu,
-    "tanh": tanh,
-    "identity": identity,
-    "softmax": softmax,
-}
+    return np.where(np.real(a) >= np.real(b), a, b)

@@ -49,7 +49,7 @@ from ._base import (
     table,
 )
 
-__all__ = ["GRAPHS", "Node", "GateLogic", "GateExplorer", "evaluate_graph"]
+__all__ = ["GRAPHS", "OPS", "Node", "GraphNumbers", "GateLogic", "GateExplorer"]
 
 
 @dataclass(frozen=True)
@@ -74,17 +74,12 @@ class Node:
     expr: str = ""
 
 
-# op -> complex-safe forward function of (inputs..., const)
-_OPS: dict[str, Callable] = {
-    "add": lambda a, b, c: a + b,
-    "mul": lambda a, b, c: a * b,
-    "max": lambda a, b, c: cs.maximum(a, b),
-    "sigmoid": lambda a, c: cs.sigmoid(a),
-    "exp": lambda a, c: np.exp(a),
-    "inv": lambda a, c: 1.0 / a,
-    "mul_const": lambda a, c: a * c,
-    "add_const": lambda a, c: a + c,
-}
+#: the gates a Node may apply (evaluated in GraphNumbers._forward)
+OPS = ("add", "mul", "max", "sigmoid", "exp", "inv", "mul_const", "add_const")
+
+#: how far f_of may move an input away from its slider: enough for a central
+#: difference (gradcheck's h = 1e-5), far too little to reach another input
+NUDGE = 1e-4
 
 
 def _symbol(node: Node) -> str:
@@ -149,25 +144,94 @@ GRAPHS: dict[str, _Graph] = {
 }
 
 
-def evaluate_graph(nodes, inputs, perturb: str | None = None) -> dict:
-    """Every node's (complex) value; the node named ``perturb`` gets ``+ih`` added.
+class GraphNumbers:
+    """The numbers of a graph of :class:`Node` at the sliders' values, by complex step.
 
-    With a nudge at node n, Im(output) / h is ∂f/∂n: the gradient of the output
-    with respect to that node's value, all later nodes reacting to it.
+    For a logic with ``nodes`` (in forward order), ``output`` (the last node's
+    name) and ``state`` (the sliders). Every evaluation starts from the sliders:
+    the gates are written out inside :meth:`_forward`, and no method takes a
+    number to evaluate a gate at. A gate any caller could evaluate would hand out
+    σ (a ``sigmoid`` gate) and, through complex step, σ' and the neuron's
+    gradients for any input: answers of lessons 01 and 02 (COURSE.md: no helper
+    a student can import returns a graded function's answer).
     """
-    vals: dict[str, complex] = {}
-    for node in nodes:
-        if node.op == "input":
-            v = np.complex128(inputs[node.name])
-        else:
-            v = np.complex128(_OPS[node.op](*(vals[i] for i in node.inputs), node.const))
-        if node.name == perturb:
-            v = v + 1j * cs.H
-        vals[node.name] = v
-    return vals
+
+    nodes: tuple[Node, ...]
+    output: str
+
+    def _forward(self, perturb: str | None = None, nudge: dict | None = None,
+                 local: bool = False):
+        """Every node's complex value at the sliders' values.
+
+        Args:
+            perturb: a node whose value gets ``+ih`` once computed: Im(f) / h is
+                then ∂f/∂(that node), every later node reacting to it.
+            nudge: {input: offset} moving inputs off their sliders by at most
+                :data:`NUDGE` (for central differences).
+            local: also return {(u, v): ∂v/∂u}, each gate's local gradient with
+                respect to each input: the gate alone, evaluated with that input
+                at its value + ih.
+        Returns:
+            {node name: complex value}, and the local gradients if asked for.
+        """
+        nudge = dict(nudge or {})
+        for name, offset in nudge.items():
+            if name not in self.state or not abs(float(offset)) <= NUDGE:
+                raise ValueError(f"nudge: expected inputs {', '.join(self.state)} moved by at "
+                                 f"most {NUDGE:g} from their sliders, got {name}={offset!r}")
+
+        def gate(node: Node, args: list) -> complex:
+            a, c = args[0], node.const
+            if node.op == "add":
+                return a + args[1]
+            if node.op == "mul":
+                return a * args[1]
+            if node.op == "max":
+                return complex(cs.maximum(a, args[1]))  # ties go to the first input
+            if node.op == "sigmoid":  # stable for any z: the exponent is never positive
+                e = np.exp(-a if a.real >= 0 else a)
+                return 1 / (1 + e) if a.real >= 0 else e / (1 + e)
+            if node.op == "exp":
+                return np.exp(a)
+            if node.op == "inv":
+                return 1.0 / a
+            if node.op == "mul_const":
+                return a * c
+            if node.op == "add_const":
+                return a + c
+            raise ValueError(f"op: unknown value {node.op!r}; expected one of {', '.join(OPS)}")
+
+        vals: dict[str, complex] = {}
+        for node in self.nodes:
+            if node.op == "input":
+                v = complex(self.state[node.name] + float(nudge.get(node.name, 0.0)))
+            else:
+                v = complex(gate(node, [vals[i] for i in node.inputs]))
+            if node.name == perturb:
+                v = v + 1j * cs.H
+            vals[node.name] = v
+        if not local:
+            return vals
+        grads = {}
+        for node in self.nodes:
+            for pos, u in enumerate(node.inputs):
+                args = [vals[i] for i in node.inputs]
+                args[pos] = args[pos] + 1j * cs.H
+                grads[(u, node.name)] = float(np.imag(gate(node, args)) / cs.H)
+        return vals, grads
+
+    def f_of(self, inputs) -> float:
+        """The output f for ``inputs`` (name -> value), each within :data:`NUDGE` of its
+        slider: the central differences around the sliders' position."""
+        return float(self._forward(nudge={n: float(v) - self.state[n]
+                                          for n, v in dict(inputs).items()})[self.output].real)
+
+    def df(self, node: str) -> float:
+        """∂f/∂(node) at the sliders' values, by complex step."""
+        return float(self._forward(perturb=node)[self.output].imag / cs.H)
 
 
-class GateLogic(Logic):
+class GateLogic(GraphNumbers, Logic):
     """The numbers of a small computational graph, every gradient by complex step.
 
     Args:
@@ -210,33 +274,21 @@ class GateLogic(Logic):
             for n in self.input_names}
         super().__init__()
 
-    # --- evaluation -------------------------------------------------------
-
-    def _forward(self, inputs: dict[str, complex], perturb: str | None = None) -> dict:
-        return evaluate_graph(self.nodes, inputs, perturb)
-
-    def _local(self, vals: dict, u_pos: int, node: Node) -> float:
-        args = [vals[i] for i in node.inputs]
-        args[u_pos] = args[u_pos] + 1j * cs.H
-        return float(np.imag(_OPS[node.op](*args, node.const)) / cs.H)
-
-    def f_of(self, inputs: dict[str, float]) -> float:
-        """The output f for the given inputs (a dict name -> value)."""
-        return float(self._forward(inputs)[self.output].real)
+    # --- evaluation (GraphNumbers) ------------------------------------------
 
     def values(self) -> dict[str, float]:
-        vals = self._forward(self.state)
+        vals, locals_ = self._forward(local=True)
         out: dict[str, float] = {"f": float(vals[self.output].real)}
         for node in self.nodes[:-1]:
             out[node.name] = float(vals[node.name].real)
         grad = {self.output: 1.0}
         for node in self.nodes[:-1]:
-            grad[node.name] = float(self._forward(self.state, node.name)[self.output].imag / cs.H)
+            grad[node.name] = self.df(node.name)
             out[f"df/d{node.name}"] = grad[node.name]
         for node in self.nodes:
-            for pos, u in enumerate(node.inputs):
+            for u in node.inputs:
                 key = f"{u}->{node.name}"
-                local = self._local(vals, pos, node)
+                local = locals_[(u, node.name)]
                 out[f"{key} value"] = float(vals[u].real)
                 out[f"{key} local"] = local
                 out[f"{key} upstream"] = grad[node.name]

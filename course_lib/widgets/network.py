@@ -21,12 +21,14 @@ pass, so your own ``backprop`` can be compared with it::
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
 from course_lib import nets
+from course_lib._validate import check_choice
 from course_lib.gradcheck import numerical_gradient
 
 from . import complex_step as cs
@@ -63,28 +65,13 @@ class Param:
         return f"{self.kind}{self.layer}[{idx}]"
 
 
-def forward(params, X, activations):
-    """Complex-safe forward pass: returns the list of (Z, A) per layer (A^0 = X first)."""
-    cache = [(None, X)]
-    A = X
-    for (W, b), act in zip(params, activations, strict=True):
-        Z = A @ W.T + b
-        A = cs.ACTIVATIONS[act](Z)
-        cache.append((Z, A))
-    return cache
+#: the grid of the explorer's sliders (Control.snap): its parameters and data lie on it
+STEP = 0.01
 
 
-def loss_value(Z, A, Y, loss: str, last_act: str):
-    """The course's losses (mean over samples), complex-safe."""
-    N = Y.shape[0]
-    if loss == "mse":
-        r = A - Y
-        return 0.5 * np.sum(r * r) / N
-    if loss == "bce":
-        if last_act == "sigmoid":  # from the logits: exact where σ rounds to 0 or 1
-            return np.sum(cs.softplus(Z) - Y * Z) / N
-        return -np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A)) / N
-    return -np.sum(Y * cs.log_softmax(Z)) / N  # cross_entropy takes the logits
+def _on_grid(values) -> np.ndarray:
+    """A float64 copy of ``values`` with every entry moved to the nearest multiple of STEP."""
+    return np.round(np.round(np.asarray(values, dtype=np.float64) / STEP) * STEP, 10)
 
 
 class NetworkLogic(Logic):
@@ -92,7 +79,12 @@ class NetworkLogic(Logic):
 
     Args:
         net: a :class:`course_lib.nets.SeedNet` (default ``nets.seed000()``);
-            its parameters are copied, the SeedNet is left alone.
+            its parameters and data are copied, the SeedNet is left alone. The
+            copies are put on the sliders' grid (multiples of 0.01), where the
+            seeds' numbers all are: like a slider, the explorer holds only grid
+            values, so it is no calculator for ``backprop`` at the random inputs of
+            a hidden check (COURSE.md: no helper a student can import returns a
+            graded function's answer).
         student_backprop: optional, your ``backprop(params, X, Y, activations,
             loss) -> (loss_value, grads)``; shown beside the complex-step
             gradients (nothing is shown while it raises NotImplementedError).
@@ -121,22 +113,24 @@ class NetworkLogic(Logic):
                 raise ValueError(f"net: expected a SeedNet (e.g. nets.seed000()), "
                                  f"got {type(net).__name__} without .{attr}")
         self.net = net
-        self.X = np.array(net.X, dtype=np.float64)
-        self.Y = np.array(net.Y, dtype=np.float64)
-        self.activations = tuple(net.activations)
-        self.loss = net.loss
+        self.X = _on_grid(net.X)
+        self.Y = _on_grid(net.Y)
+        self.activations = tuple(check_choice(f"net.activations[{i}]", a, nets.ACTIVATIONS)
+                                 for i, a in enumerate(net.activations))
+        self.loss = check_choice("net.loss", net.loss, nets.LOSSES)
         self.sizes = (self.X.shape[1],) + tuple(W.shape[0] for W, _ in net.params)
-        self._initial = [(np.array(W, dtype=float), np.array(b, dtype=float))
-                         for W, b in net.params]
+        self._initial = [(_on_grid(W), _on_grid(b)) for W, b in net.params]
         self.params = [(W.copy(), b.copy()) for W, b in self._initial]
         self.plist: list[Param] = []
         for layer, (W, b) in enumerate(self.params, start=1):
             self.plist += [Param(layer, "W", ix) for ix in np.ndindex(W.shape)]
             self.plist += [Param(layer, "b", ix) for ix in np.ndindex(b.shape)]
         self.by_name = {p.name: p for p in self.plist}
-        self.controls = {p.name: Control(p.name, float(self._ref(p)), -4.0, 4.0, 0.01, p.name)
+        self.controls = {p.name: Control(p.name, float(self._ref(p)), -4.0, 4.0, STEP, p.name)
                          for p in self.plist}
-        self.controls["lr"] = Control("lr", float(lr), 0.01, 5.0, 0.01, "learning rate")
+        # the learning rate sits on a log slider: kept as given (it is no exercise's input)
+        self.controls["lr"] = Control("lr", float(lr), 0.01, 5.0, 0.01, "learning rate",
+                                      on_grid=False)
         self.lr = float(lr)
         if not 0 <= sample < self.X.shape[0]:
             raise ValueError(f"sample: expected 0 to {self.X.shape[0] - 1}, got {sample!r}")
@@ -156,10 +150,11 @@ class NetworkLogic(Logic):
         return float(self._array(p)[p.index])
 
     @property
-    def state(self) -> dict[str, float]:
+    def state(self) -> Mapping[str, float]:
+        """Every parameter's value and the learning rate (read-only: use :meth:`set`)."""
         out = {p.name: self._ref(p) for p in self.plist}
         out["lr"] = self.lr
-        return out
+        return MappingProxyType(out)
 
     def set(self, name: str, value) -> dict[str, float]:
         v = self._check(name, value)
@@ -194,25 +189,63 @@ class NetworkLogic(Logic):
 
     # --- numbers ----------------------------------------------------------
 
-    def loss_at(self, params) -> complex:
-        cache = forward(params, self.X, self.activations)
-        Z, A = cache[-1]
-        return loss_value(Z, A, self.Y, self.loss, self.activations[-1])
+    def _forward(self, perturb: str | None = None) -> list:
+        """(Z, A) of every layer (A^0 = X first) at the current parameters; with
+        ``perturb``, that parameter gets ``+ih`` (complex step).
 
-    def _complex_params(self):
-        return [(W.astype(np.complex128), b.astype(np.complex128)) for W, b in self.params]
+        The activations are written out here, complex-safe (branches decided on the
+        real part), and see only this network's data and parameters: a helper that
+        applied σ or softmax to any input would return an answer of lessons 02 and
+        03 (COURSE.md: no helper a student can import returns one).
+        """
+        params = self.params
+        if perturb is not None:
+            p = self.by_name[perturb]
+            params = [(W.astype(np.complex128), b.astype(np.complex128)) for W, b in params]
+            params[p.layer - 1][0 if p.kind == "W" else 1][p.index] += 1j * cs.H
+        cache = [(None, self.X)]
+        A = self.X
+        for (W, b), act in zip(params, self.activations, strict=True):
+            Z = A @ W.T + b
+            if act == "sigmoid":
+                e = np.exp(np.where(Z.real >= 0, -Z, Z))  # the exponent is never positive
+                A = np.where(Z.real >= 0, 1 / (1 + e), e / (1 + e))
+            elif act == "relu":
+                A = np.where(Z.real > 0, Z, 0 * Z)  # ReLU'(0) = 0
+            elif act == "tanh":
+                A = np.tanh(Z)
+            elif act == "softmax":
+                e = np.exp(Z - Z.real.max(axis=1, keepdims=True))  # a real shift
+                A = e / e.sum(axis=1, keepdims=True)
+            else:
+                A = Z
+            cache.append((Z, A))
+        return cache
+
+    def _loss(self, perturb: str | None = None):
+        """The loss (mean over samples) at the current parameters, complex-safe; with
+        ``perturb``, that parameter gets ``+ih`` and Im(L) / h is ∂L/∂(it)."""
+        Z, A = self._forward(perturb)[-1]
+        Y, N = self.Y, self.Y.shape[0]
+        if self.loss == "mse":
+            r = A - Y
+            return 0.5 * np.sum(r * r) / N
+        if self.loss == "bce":
+            if self.activations[-1] == "sigmoid":
+                # from the logits, exact where σ rounds to 0 or 1:
+                # -[y log σ(z) + (1-y) log(1-σ(z))] = softplus(z) - y z
+                softplus = (np.where(Z.real > 0, Z, 0 * Z)
+                            + np.log1p(np.exp(np.where(Z.real >= 0, -Z, Z))))
+                return np.sum(softplus - Y * Z) / N
+            return -np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A)) / N
+        # cross_entropy takes the logits: -Σ y log softmax(z), log softmax = z - logsumexp(z)
+        shifted = Z - Z.real.max(axis=1, keepdims=True)
+        log_s = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        return -np.sum(Y * log_s) / N
 
     def gradients(self) -> dict[str, float]:
         """∂L/∂θ for every parameter θ, by complex step: one forward pass each."""
-        cp = self._complex_params()
-        out = {}
-        for p in self.plist:
-            arr = cp[p.layer - 1][0 if p.kind == "W" else 1]
-            old = arr[p.index]
-            arr[p.index] = old + 1j * cs.H
-            out[p.name] = float(np.imag(self.loss_at(cp)) / cs.H)
-            arr[p.index] = old
-        return out
+        return {p.name: float(np.imag(self._loss(p.name)) / cs.H) for p in self.plist}
 
     def loss_along(self, name: str, thetas) -> np.ndarray:
         """L as a function of one parameter (the others fixed), at each of ``thetas``."""
@@ -223,7 +256,7 @@ class NetworkLogic(Logic):
         try:
             for t in thetas:
                 arr[p.index] = t
-                out.append(float(np.real(self.loss_at(self.params))))
+                out.append(float(np.real(self._loss())))
         finally:
             arr[p.index] = old
         return np.array(out)
@@ -232,7 +265,7 @@ class NetworkLogic(Logic):
         out = {}
         for layer, (W, b) in enumerate(self.params, start=1):
             for kind, arr in (("W", W), ("b", b)):
-                g = numerical_gradient(lambda _a: float(np.real(self.loss_at(self.params))), arr)
+                g = numerical_gradient(lambda _a: float(np.real(self._loss())), arr)
                 for ix in np.ndindex(arr.shape):
                     out[Param(layer, kind, ix).name] = float(g[ix])
         return out
@@ -240,7 +273,7 @@ class NetworkLogic(Logic):
     def relu_kinks(self, tol: float = 1e-4) -> list[str]:
         """ReLU inputs within ``tol`` of 0, where finite differences see a kink."""
         found = []
-        cache = forward(self.params, self.X, self.activations)
+        cache = self._forward()
         for layer, act in enumerate(self.activations, start=1):
             if act != "relu":
                 continue
@@ -250,10 +283,8 @@ class NetworkLogic(Logic):
         return found
 
     def values(self) -> dict[str, float]:
-        cache = forward(self.params, self.X, self.activations)
-        Z, A = cache[-1]
-        out: dict[str, float] = {"L": float(loss_value(Z, A, self.Y, self.loss,
-                                                       self.activations[-1]))}
+        cache = self._forward()
+        out: dict[str, float] = {"L": float(np.real(self._loss()))}
         s = self.sample
         for k in range(self.sizes[0]):
             out[f"x[{k}]"] = float(self.X[s, k])
@@ -303,11 +334,11 @@ class NetworkLogic(Logic):
         """``steps`` steps of θ ← θ - lr · ∂L/∂θ (complex-step gradients); returns values()."""
         for _ in range(steps):
             if not self.history:
-                self.history.append(float(np.real(self.loss_at(self.params))))
+                self.history.append(float(np.real(self._loss())))
             grads = self.gradients()
             for p in self.plist:
                 self._array(p)[p.index] -= self.lr * grads[p.name]
-            self.history.append(float(np.real(self.loss_at(self.params))))
+            self.history.append(float(np.real(self._loss())))
         return self.values()
 
 

@@ -109,14 +109,30 @@ class SigmoidLogic(Logic):
     def values(self) -> dict[str, float]:
         z, L = self.state["z"], int(self.state["depth"])
         w, b = self.state["w"], self.state["b"]
+
+        # The activations, complex-safe (each branch decided on the real part), are
+        # written here, inside values(), on purpose: they only ever see the sliders'
+        # values. A σ that any caller could evaluate would be σ itself, and its
+        # complex-step derivative σ', answers of lesson 02 (COURSE.md: no helper a
+        # student can import returns a graded function's answer).
+        def sigmoid(v):
+            v = np.asarray(v)
+            e = np.exp(np.where(v.real >= 0, -v, v))  # the exponent is never positive
+            return np.where(v.real >= 0, 1 / (1 + e), e / (1 + e))
+
+        def relu(v):
+            v = np.asarray(v)
+            return np.where(v.real > 0, v, 0 * v)  # ReLU'(0) = 0
+
+        activations = {"sigmoid": sigmoid, "tanh": np.tanh, "relu": relu}
         out: dict[str, float] = {
             "z": z,
-            "sigmoid(z)": float(cs.sigmoid(z)),
-            "dsigmoid/dz": cs.derivative(cs.sigmoid, z),
+            "sigmoid(z)": float(np.real(sigmoid(z))),
+            "dsigmoid/dz": cs.derivative(sigmoid, z),
         }
         x = np.array([z])
         out["dsigmoid/dz (finite diff)"] = float(
-            numerical_gradient(lambda v: float(np.real(cs.sigmoid(v[0]))), x)[0])
+            numerical_gradient(lambda v: float(np.real(sigmoid(v[0]))), x)[0])
         self.student_error = None
         res, err = call_student(self.student_sigmoid_prime, np.array([z]))
         if res is not None:
@@ -126,7 +142,7 @@ class SigmoidLogic(Logic):
                 self.student_error = f"expected an array of σ'(z) values: {exc}"
         self.student_error = self.student_error or err
         for name in STACK_ACTIVATIONS:
-            act = cs.ACTIVATIONS[name]
+            act = activations[name]
             zs, acts, grads = _stack(act, z, L, w, b)
             slopes = cs.derivative(act, zs)
             out[f"a_L ({name})"] = float(acts[-1])
@@ -139,12 +155,15 @@ class SigmoidLogic(Logic):
                 lambda v, act=act: _stack_output(act, v[0], L, w, b), np.array([z]))[0])
         return out
 
-
     def relu_kinks(self, tol: float = 1e-4) -> list[int]:
         """Layers k whose ReLU input z_k is within ``tol`` of 0 (ReLU's kink)."""
-        zs, _, _ = _stack(cs.relu, self.state["z"], int(self.state["depth"]),
-                          self.state["w"], self.state["b"])
-        return [k + 1 for k in np.nonzero(np.abs(zs) < tol)[0]]
+        z, w, b = self.state["z"], self.state["w"], self.state["b"]
+        kinks = []
+        for k in range(int(self.state["depth"])):
+            if abs(z) < tol:
+                kinks.append(k + 1)
+            z = w * max(z, 0.0) + b
+        return kinks
 
 
 class SigmoidExplorer(Explorer):
@@ -179,9 +198,11 @@ class SigmoidExplorer(Explorer):
         ax2 = fig.add_axes((0.545, 0.13, 0.315, 0.75))
         self._ax, self._ax2 = ax, ax2
 
+        # σ and σ' on this fixed axis only (|t| <= 10: 1 / (1 + e^-t) is safe), written
+        # out here rather than taken from a helper: see values()
         t = np.linspace(-10, 10, 801)
-        s = np.real(cs.sigmoid(t))
-        ds = cs.derivative(cs.sigmoid, t)
+        sc = 1 / (1 + np.exp(-(t + 1j * cs.H)))  # complex step: σ' is in the imaginary part
+        s, ds = sc.real, sc.imag / cs.H
         flat = ds < SATURATION
         ax.fill_between(t, -0.15, 1.15, where=flat, color=COLORS["shade"], lw=0,
                         label=f"saturated: σ' < {SATURATION:g}")

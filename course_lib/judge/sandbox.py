@@ -1,0 +1,483 @@
+"""The grading kernel's operating-system sandbox (bubblewrap).
+
+Everything the grader believes about a submission must come from outside the
+process that runs the student's code: an audit hook or a path check inside
+that process is a speed bump, since the code it guards can reach it. So the
+kernel runs in a sandbox that the Linux kernel enforces, built by ``bwrap``
+for each notebook:
+
+    namespaces   new user (uid 65534, no capabilities, no further user
+                 namespaces), pid (the kernel is pid 1 and sees no other
+                 process: no bwrap init beside it that it could ptrace), ipc,
+                 uts, cgroup and network (no interface but loopback: no network
+                 at all)
+    files        an empty root with, read-only: /usr (and the /bin, /lib
+                 links), the Python runtime, the virtual environment's
+                 libraries, and the grading runtime (the *student's*
+                 course_lib and the judge's client). Writable: one scratch copy
+                 of the submission (the kernel's working folder), a small
+                 tmpfs home and /tmp, and the folder of the kernel's own
+                 sockets; the root itself is read-only. The course folder,
+                 the gradebook, source/, other students' work, the full
+                 course_lib with the answers and the grader's own files do
+                 not exist inside.
+    environment  an allow-list (ALLOWED_ENV and what the kernel needs):
+                 nothing of the grader's, no database URL, no credentials
+    limits       address space, file size, open files and CPU time
+                 (setrlimit, before bwrap starts, so nothing inside can raise
+                 them); the number of processes through a pids cgroup where
+                 one can be made
+    lifetime     ``--die-with-parent``: when the grading process dies, every
+                 process of the sandbox gets SIGKILL
+    channels     Jupyter's protocol over ``ipc`` (Unix sockets in the kernel's
+                 own folder) and the judge's socket in a folder bound read-only:
+                 no TCP port, so two kernels never race for one either
+
+``SandboxKernelManager`` is the jupyter_client kernel manager that nbclient
+(and so nbgrader's Execute) uses while grading: it launches the kernelspec's
+command inside such a sandbox and tells the judge the pid of the process it
+started, which is the only pid the judge ever signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+
+HOME = "/home/student"
+WORK = HOME + "/work"  # the kernel's working folder: a copy of the submission
+SUBMISSION = "/submission"  # the submission as handed in, read-only
+SANDBOX_UID = 65534  # nobody
+
+# Variables the kernel may see (their values are the grader's); the rest of
+# its environment is set here, and nothing else crosses into the sandbox.
+ALLOWED_ENV = ("LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+NO_TORCH = '''"""torch is not available while this lesson is graded.
+
+The lesson asks for the gradients by hand: a graded function must compute
+with numpy. ``import torch`` still works, so a notebook that compares its
+answers with autograd runs as before; whatever uses torch stops with the
+message below, and only a graded function that needs torch loses its points.
+"""
+MESSAGE = ("torch is not available while this lesson is graded: the graded functions must "
+           "compute their results with numpy (comparing with torch is fine while you work; "
+           "those cells stop here when the notebook is graded)")
+__path__ = []
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise ImportError(MESSAGE)
+'''
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap cannot run here: grading would not be sealed."""
+
+
+@dataclass
+class Limits:
+    """What one grading kernel may use (nbgrader_config.py, section ``Judge``)."""
+
+    memory_mb: int = 6144  # address space of each process
+    processes: int = 256  # processes and threads in the sandbox (pids cgroup)
+    file_mb: int = 64  # largest file it may write
+    cpu_seconds: int = 600  # CPU time of each process, a backstop behind the judge's clock
+    tmpfs_mb: int = 256  # home and /tmp, each
+
+
+@functools.cache
+def check_available() -> str:
+    """The path of a bwrap that works here, or SandboxUnavailable saying what is missing."""
+    if not sys.platform.startswith("linux"):
+        raise SandboxUnavailable(
+            f"sealed grading needs Linux (bubblewrap and user namespaces); this is {sys.platform}. "
+            "Grade on a Linux machine, or pass --unsealed to grade with stock nbgrader "
+            "(the students' code then runs unconfined, with the answers in reach)")
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable(
+            "sealed grading needs bubblewrap: install it (Debian/Ubuntu: apt-get install "
+            "bubblewrap; `make setup` does it), or pass --unsealed to grade with stock nbgrader")
+    probe = [bwrap, *_namespaces(), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+             "true"]
+    run = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+    if run.returncode != 0:
+        raise SandboxUnavailable(
+            "bubblewrap cannot make a sandbox here: " + (run.stderr.strip() or "exit "
+                                                         f"{run.returncode}")
+            + ". It needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1"
+            " or user.max_user_namespaces > 0; in a container, one started with them allowed), "
+            "or pass --unsealed to grade with stock nbgrader")
+    return bwrap
+
+
+def _namespaces() -> list[str]:
+    return ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net",
+            "--unshare-uts", "--unshare-cgroup-try", "--uid", str(SANDBOX_UID),
+            "--gid", str(SANDBOX_UID)]
+
+
+@dataclass
+class KernelBox:
+    """One kernel's sandbox: its folders on the host and how to start it."""
+
+    folder: Path  # private; removed when the kernel is gone
+    connection: Path  # the kernel's sockets and connection file (bound read-write)
+    work: Path  # the scratch copy of the submission (bound read-write at WORK)
+    log: Path  # the kernel's stderr, for a kernel that does not start
+
+
+class Sandbox:
+    """The sandbox every grading kernel of this process runs in.
+
+    Args:
+        folder: the grading process's private folder (judge.server.Judge.folder):
+            kernels get their own folders below it.
+        runtime: the grading runtime (the student's course_lib, the judge's client).
+        judge_dir: the folder of the judge's socket (bound read-only).
+        hidden: folders that must not exist inside even where a bound tree holds
+            them (the course folders, the full course_lib).
+        limits: Limits.
+    """
+
+    def __init__(self, folder: Path, runtime: Path, judge_dir: Path, hidden=(),
+                 limits: Limits | None = None):
+        self.bwrap = check_available()
+        self.folder, self.runtime, self.judge_dir = Path(folder), Path(runtime), Path(judge_dir)
+        self.limits = limits or Limits()
+        self.hidden = [os.path.realpath(p) for p in hidden]
+        self.no_torch = False  # set per assignment (Sealed.begin)
+        self.env: dict[str, str] = {}  # set by Sealed: what the kernel needs
+        self._torch_stub = self.folder / "no-torch"
+        (self._torch_stub).mkdir(exist_ok=True)
+        (self._torch_stub / "__init__.py").write_text(NO_TORCH)
+
+    # -- the folders --------------------------------------------------------------
+    def new_box(self, submission: Path | None) -> KernelBox:
+        folder = self.folder / "kernels" / uuid.uuid4().hex[:12]
+        box = KernelBox(folder, folder / "c", folder / "work", folder / "kernel.log")
+        box.connection.mkdir(parents=True)
+        _copy_submission(submission, box.work)
+        return box
+
+    # -- the command ----------------------------------------------------------------
+    def command(self, box: KernelBox, kernel_cmd: list[str]) -> list[str]:
+        """``kernel_cmd`` wrapped in bwrap: the sandbox described in this module."""
+        # --as-pid-1: the kernel is the only process inside. Without it bwrap's own
+        # init would be pid 1: same uid, no system-call filter, so the kernel could
+        # ptrace it (or write /proc/1/mem) and have it start programs, or clear its
+        # parent-death signal and outlive grading (tests/test_sandbox_attacks.py).
+        argv = [self.bwrap, *_namespaces(), "--as-pid-1", "--disable-userns",
+                "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "grading",
+                "--proc", "/proc", "--dev", "/dev",
+                # bwrap's /dev is a tmpfs without a size (/dev/shm a folder in it): read-only;
+                # the device nodes in it (/dev/null...) stay writable
+                "--remount-ro", "/dev",
+                "--size", str(self.limits.tmpfs_mb * 2**20), "--tmpfs", "/tmp",
+                "--size", str(self.limits.tmpfs_mb * 2**20), "--tmpfs", HOME]
+        bound = []
+        for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64"):
+            path = Path("/") / top
+            if path.is_symlink():
+                argv += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                argv += ["--ro-bind", str(path), str(path)]
+                bound.append(str(path))
+        for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives"):
+            argv += ["--ro-bind-try", etc, etc]
+        for tree in _python_trees():
+            if not any(_under(tree, b) for b in bound):
+                argv += ["--ro-bind", tree, tree]
+                bound.append(tree)
+        # What a bound tree may hold but the kernel must not see: an empty
+        # folder mounted over it (the course, the full course_lib with the answers).
+        for path in self.hidden:
+            if any(_under(path, b) for b in bound) and os.path.isdir(path):
+                argv += ["--tmpfs", path, "--remount-ro", path]
+        if self.no_torch and (torch := _torch_folder()):
+            argv += ["--ro-bind", str(self._torch_stub), torch]
+        argv += ["--ro-bind", str(self.runtime), str(self.runtime),
+                 "--ro-bind", str(self.judge_dir), str(self.judge_dir),
+                 "--bind", str(box.connection), str(box.connection),
+                 # the submission read-only; the launcher copies it into WORK, on the
+                 # size-limited home (judge.launcher.fill_work_folder)
+                 "--ro-bind", str(box.work), SUBMISSION, "--dir", WORK,
+                 # bwrap's root is a tmpfs without a size: read-only once everything is
+                 # mounted, so that only the sized tmpfs and the bound folders take writes
+                 "--remount-ro", "/", "--chdir", WORK, "--clearenv"]
+        for key, value in self.kernel_env().items():
+            argv += ["--setenv", key, value]
+        return [*argv, "--", *kernel_cmd]
+
+    def kernel_env(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in ALLOWED_ENV if k in os.environ}
+        env.setdefault("LANG", "C.UTF-8")
+        env.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": HOME,
+                    "TMPDIR": "/tmp", "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+                    "IPYTHONDIR": HOME + "/.ipython", "MPLCONFIGDIR": "/tmp/matplotlib",
+                    "JUPYTER_RUNTIME_DIR": "/tmp/jupyter", "COURSE_SUBMISSION": SUBMISSION})
+        env.update(self.env)
+        return env
+
+    def preexec(self, cgroup: Path | None):
+        """What runs in the child before bwrap: the limits nothing inside can raise."""
+        lim = self.limits
+
+        def apply():
+            for which, value in ((resource.RLIMIT_AS, lim.memory_mb * 2**20),
+                                 (resource.RLIMIT_FSIZE, lim.file_mb * 2**20),
+                                 (resource.RLIMIT_CPU, lim.cpu_seconds),
+                                 (resource.RLIMIT_NOFILE, 1024),
+                                 (resource.RLIMIT_CORE, 0)):
+                resource.setrlimit(which, (value, value))
+            if cgroup is not None:
+                with open(cgroup / "cgroup.procs", "w") as f:
+                    f.write("0")
+
+        return apply
+
+
+def _copy_submission(submission: Path | None, work: Path, max_files: int = 1000,
+                     max_bytes: int = 64 * 2**20) -> None:
+    """The submission's regular files into ``work``: no links, no hidden folders,
+    at most ``max_files`` files and ``max_bytes`` in all (nbgrader's autograded
+    folder of one student: the notebook and whatever they handed in with it)."""
+    work.mkdir(parents=True)
+    if submission is None or not Path(submission).is_dir():
+        return
+    submission = Path(submission)
+    files, total = [], 0
+    for src in sorted(submission.rglob("*")):  # listed in full before anything is written
+        rel = src.relative_to(submission)
+        if src.is_symlink() or any(p.startswith(".") for p in rel.parts) or not src.is_file():
+            continue
+        total += src.stat().st_size
+        if len(files) == max_files or total > max_bytes:
+            break
+        files.append(rel)
+    for rel in files:
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(submission / rel, work / rel)
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+@functools.cache
+def _python_trees() -> tuple[str, ...]:
+    """The Python runtime and the virtual environment (each as a real path)."""
+    trees = []
+    for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))):
+        real = os.path.realpath(p)
+        if not any(_under(real, t) for t in trees):
+            trees = [t for t in trees if not _under(t, real)] + [real]
+    return tuple(trees)
+
+
+@functools.cache
+def _torch_folder() -> str | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.origin:
+        return None
+    return os.path.dirname(os.path.realpath(spec.origin))
+
+
+# -- the pids cgroup --------------------------------------------------------------------
+
+def _cgroup_parent() -> Path | None:
+    """Where this process may make pids cgroups (cgroup v2 or v1), or None."""
+    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/pids")):
+        controllers = root / "cgroup.controllers"
+        if root == Path("/sys/fs/cgroup") and not (
+                controllers.is_file() and "pids" in controllers.read_text().split()):
+            continue
+        if not (root / "cgroup.procs").is_file():
+            continue
+        if os.access(root, os.W_OK):
+            parent = root / "course-grading"
+            try:
+                parent.mkdir(exist_ok=True)
+                if root == Path("/sys/fs/cgroup"):  # v2: let children limit pids
+                    (root / "cgroup.subtree_control").write_text("+pids")
+                    (parent / "cgroup.subtree_control").write_text("+pids")
+                return parent
+            except OSError:
+                continue
+    return None
+
+
+def make_cgroup(processes: int) -> Path | None:
+    """A pids cgroup limited to ``processes``, or None where none can be made."""
+    parent = _cgroup_parent()
+    if parent is None:
+        return None
+    group = parent / f"k{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+        (group / "pids.max").write_text(str(processes))
+    except OSError:
+        return None
+    return group
+
+
+def remove_cgroup(group: Path | None, wait: float = 2.0) -> None:
+    """Remove the sandbox's pids cgroup, killing whatever is still in it (only the
+    sandbox's own processes can be)."""
+    if group is None:
+        return
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            group.rmdir()  # empty once the sandbox's processes are gone
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+
+
+# -- the kernel manager --------------------------------------------------------------
+
+async def _child_pidfd(bwrap_pid: int, wait: float = 5.0) -> int | None:
+    """A pidfd on bwrap's child (the sandbox's pid 1), or None (no /proc children file,
+    or bwrap already gone)."""
+    children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            pids = children.read_text().split()
+        except OSError:
+            return None
+        if pids:
+            try:
+                return os.pidfd_open(int(pids[0]))
+            except OSError:
+                return None
+        await asyncio.sleep(0.01)
+    return None
+
+
+_ACTIVE: Sandbox | None = None  # the sandbox of this process (set by Sealed)
+_WATCHER = None  # the judge: kernel_started(pid), kernel_stopped(last stderr lines)
+
+
+def activate(sandbox: Sandbox | None, watcher=None) -> None:
+    """Kernels started in this process from now on run in ``sandbox`` and are
+    reported to ``watcher`` (the judge)."""
+    global _ACTIVE, _WATCHER
+    _ACTIVE, _WATCHER = sandbox, watcher
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """A kernel manager that starts its kernel inside the active Sandbox, over ipc."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if _ACTIVE is None:
+            raise SandboxUnavailable("no sandbox is active in this process (course_lib.judge."
+                                     "sealed.Sealed sets one up)")
+        self.sandbox = _ACTIVE
+        self.box: KernelBox | None = None
+        self.cgroup: Path | None = None
+        self.init_pidfd: int | None = None  # the sandbox's pid 1 (the kernel), for cleanup
+        self.transport = "ipc"
+
+    async def _async_pre_start_kernel(self, **kw):
+        self.box = self.sandbox.new_box(kw.get("cwd"))
+        self.connection_file = str(self.box.connection / "kernel.json")
+        self.ip = str(self.box.connection / "k")  # sockets k-1, k-2... (ipc "ports")
+        return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        box = self.box
+        self.cgroup = make_cgroup(self.sandbox.limits.processes)
+        kw = {k: v for k, v in kw.items() if k not in ("env", "cwd")}
+        kw["cwd"] = str(box.folder)
+        kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # bwrap's own; cleared
+        kw["stderr"] = box.log.open("wb")
+        kw["stdout"] = subprocess.DEVNULL
+        kw["preexec_fn"] = self.sandbox.preexec(self.cgroup)
+        try:
+            await super()._async_launch_kernel(self.sandbox.command(box, kernel_cmd), **kw)
+        finally:
+            kw["stderr"].close()
+        self.init_pidfd = await _child_pidfd(self.provisioner.pid)
+        if _WATCHER is not None:
+            _WATCHER.kernel_started(self.provisioner.pid)
+
+    def kill_sandbox(self) -> None:
+        """SIGKILL bwrap's process group and the sandbox's pid 1, whatever state they are
+        in. Cleanup runs even when stopping the kernel failed (nbclient), and bwrap's
+        --die-with-parent alone misses a grader that dies while bwrap is starting: a
+        sandbox that outlived its notebook was seen (tests/test_sandbox_attacks.py)."""
+        process = getattr(self.provisioner, "process", None) if self.provisioner else None
+        if process is not None and process.poll() is None:
+            try:
+                if os.getpgid(process.pid) == process.pid:  # its own session (jupyter_client)
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
+            except OSError:
+                pass
+        if self.init_pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)
+            except OSError:
+                pass  # already gone
+            os.close(self.init_pidfd)
+            self.init_pidfd = None
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        if not restart:
+            self.kill_sandbox()
+        await super()._async_cleanup_resources(restart=restart)
+        remove_cgroup(self.cgroup)
+        self.cgroup = None
+        if self.box is not None and not restart:
+            if _WATCHER is not None:
+                _WATCHER.kernel_stopped(self.last_error_lines())
+            self.box.connection.chmod(0o700)  # sealed: open it again to remove it
+            shutil.rmtree(self.box.folder, ignore_errors=True)
+
+    def seal_socket_folder(self) -> None:
+        """Once the kernel has made its sockets (it answers), its folder on the grading
+        machine's disk becomes read-only to it: nothing else may be written there. The
+        kernel cannot make it writable again (its owner bits; chmod is refused by the
+        launcher's system-call filter)."""
+        if self.box is not None:
+            (self.box.connection / "kernel.json").chmod(0o400)
+            self.box.connection.chmod(0o500)
+
+    def last_error_lines(self, n: int = 8) -> str:
+        """The end of the kernel's stderr (for a kernel that did not start)."""
+        if self.box is None or not self.box.log.is_file():
+            return ""
+        lines = [ln for ln in self.box.log.read_text(errors="replace").splitlines() if ln.strip()]
+        return "\n".join(lines[-n:])

@@ -1,0 +1,165 @@
+"""What every test file shares: the test tiers (markers), hypothesis settings, and the
+order in which files are handed to parallel workers.
+
+Markers (registered in pyproject.toml):
+
+    kernel   starts a Jupyter kernel (grading, nbclient, JupyterLab): seconds per test
+    browser  drives Chromium
+    slow     takes more than a few seconds for another reason
+
+`make test-fast` runs what has none of them; `make test-stress` runs the `kernel` tests
+while every core is busy (tests/stress.py).
+
+A test is marked `kernel` here, automatically, when the test, one of its fixtures, or a
+helper of tests/ they call names one of the entry points that start a kernel
+(_kernel_starters: `check_notebook`, which lessons.grade calls, `grade_class`, the
+`course` command, nbclient's `NotebookClient`), and `browser` when it names
+browser.chromium_page. Tests whose kernels start in another process, where nothing here
+can see it (a `course grade` subprocess, a JupyterLab server), say so themselves with
+`pytestmark = [pytest.mark.kernel, ...]`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+TESTS = Path(__file__).resolve().parent
+
+# No hypothesis test may depend on the machine's speed: no deadline per example, and
+# no "too slow" health check (data generation is slow only when the machine is busy).
+# The @settings(...) of each test inherit this profile.
+settings.register_profile("course", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("course")
+
+
+# The course's own limits (nbgrader_config.py: 20 s per cell, 180 s per notebook) are
+# sized for grading; a lesson-05 cell that imports torch needs 1.4 s on a quiet 2-core
+# machine and 10 s on a saturated one (load average 9, measured), a whole lesson 17 s.
+# Tests that grade the real lessons check scores, not speed (that is `make bench`), so
+# they grade with limits far above any need. Toy courses and the pipeline test set
+# their own limit per cell (tests/toycourse.py, test_pipeline.py).
+GRADING_LIMITS = {"COURSE_CELL_TIMEOUT": "120", "COURSE_NOTEBOOK_TIMEOUT": "600"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _grading_limits():
+    with pytest.MonkeyPatch.context() as mp:
+        for name, seconds in GRADING_LIMITS.items():
+            mp.setenv(name, seconds)
+        yield
+
+
+def _kernel_starters() -> list[object]:
+    """What starts a Jupyter kernel when a test calls it."""
+    from nbclient import NotebookClient
+
+    from course_lib.instructor import check, cli, grade
+
+    return [
+        NotebookClient,
+        check.check_notebook,  # `course check`: lessons.grade, ...
+        grade.grade_class, grade.grade_submission, grade.grade_reliably,  # `course grade`
+        cli.main,  # the `course` command (check and grade start kernels)
+    ]
+
+
+def _browser_starters() -> list[object]:
+    from browser import chromium_page
+
+    return [chromium_page]
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """Every global or attribute name a code object (and the code nested in it) uses."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _in_tests(obj) -> bool:
+    try:
+        return Path(inspect.getfile(obj)).resolve().is_relative_to(TESTS)
+    except (TypeError, OSError):
+        return False
+
+
+def _reaches(func, targets: list[object], seen: set[int]) -> bool:
+    """Does func, or a function of tests/ that it names, name one of targets?"""
+    func = inspect.unwrap(func)
+    code = getattr(func, "__code__", None)
+    if code is None or id(func) in seen:
+        return False
+    seen.add(id(func))
+    found, names = getattr(func, "__globals__", {}), _names(code)
+    # imported inside the function: `from browser import chromium_page`
+    if any(getattr(t, "__module__", None) in names and getattr(t, "__name__", None) in names
+           for t in targets):
+        return True
+    for name in names:
+        obj = found.get(name)
+        if obj is None:
+            continue
+        if any(obj is t for t in targets):
+            return True
+        if inspect.isfunction(obj) and _in_tests(obj) and _reaches(obj, targets, seen):
+            return True
+    return False
+
+
+def _uses(item, targets: list[object], cache: dict) -> bool:
+    funcs = [item.function] if hasattr(item, "function") else []
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        funcs += [d.func for d in defs if _in_tests(d.func)]
+    for func in funcs:
+        key = (id(func), id(targets))
+        if key not in cache:
+            cache[key] = _reaches(func, targets, set())
+        if cache[key]:
+            return True
+    return False
+
+
+# The heaviest files first, so that parallel workers (`make test`: pytest-xdist,
+# --dist loadfile, one file at a time per worker) start on them and finish together:
+# these (seconds per file, measured with `make test` on 2 cores), then any other file
+# that starts kernels, then the rest, each in its usual order.
+HEAVY_FIRST = [
+    "test_pipeline.py",  # 170-280
+    "test_lessons.py",  # 120-350
+    "test_kill_resume.py",  # 70-250
+    "test_distributed.py",  # 150-210
+    "test_browser_widgets.py",  # 60-120
+    "test_integrity.py",  # 55-120
+    "test_grade_statuses.py",  # 80-90
+    "test_lesson_05_autograd.py",  # 30-90
+    "test_student_wheel.py",  # 40-75
+    "test_lesson_04_backprop_mlp.py",  # 35-55
+    "test_lesson_02_sigmoid.py",  # 35-40
+    "test_lesson_01_chain_rule.py",  # 20-30
+    "test_lesson_03_softmax_jacobian.py",  # 20-30
+]
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(config, items):
+    kernel, browser, cache = _kernel_starters(), _browser_starters(), {}
+    for item in items:
+        if not item.get_closest_marker("kernel") and _uses(item, kernel, cache):
+            item.add_marker(pytest.mark.kernel)
+        if not item.get_closest_marker("browser") and _uses(item, browser, cache):
+            item.add_marker(pytest.mark.browser)
+
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    kernels = {item.path.name for item in items if item.get_closest_marker("kernel")}
+    order = {id(item): k for k, item in enumerate(items)}
+    items.sort(key=lambda item: (
+        rank.get(item.path.name, len(rank) + (item.path.name not in kernels)), order[id(item)]))
