@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,18 @@ def test_the_sandbox_binds_no_course_folder_and_hides_the_answers(tmp_path, monk
         assert ["--tmpfs", package] in [argv[i:i + 2] for i in range(len(argv))]
     assert "COURSE_DB_URL" not in argv and "secret" not in " ".join(argv)
     assert ["--setenv", "HOME", sandbox.HOME] in [argv[i:i + 3] for i in range(len(argv))]
+
+
+@pytest.mark.kernel
+def test_a_kernel_that_does_not_start_says_why_in_its_own_words(tmp_path):
+    """A sandbox too small for ipykernel (120 MiB of address space): the reason quotes the
+    kernel's own last error lines, not nbgrader's "see the above traceback"."""
+    course = make_course(tmp_path / "course")
+    config = course / "nbgrader_config.py"
+    config.write_text(config.read_text() + "\nc.Judge.kernel_memory_mb = 120\n")
+    hand_in(course, "amy", submission(RIGHT))
+    [result] = grade_class(course, jobs=1)
+    assert result.status == "error", result
+    assert result.reason.startswith("the grading kernel did not start: "), result.reason
+    assert "Error" in result.reason and "above traceback" not in result.reason, result.reason
+    assert not list(Path(tempfile.gettempdir()).glob(f"course-judge-{os.getpid()}-*/kernels/*"))

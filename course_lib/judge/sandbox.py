@@ -463,8 +463,17 @@ class SandboxKernelManager(AsyncKernelManager):
         if self.box is not None and not restart:
             if _WATCHER is not None:
                 _WATCHER.kernel_stopped(self.last_error_lines())
-            self.box.connection.chmod(0o700)  # sealed: open it again to remove it
+            try:
+                self.box.connection.chmod(0o700)  # sealed: open it again to remove it
+            except OSError:
+                pass
             shutil.rmtree(self.box.folder, ignore_errors=True)
+            self.box = None
+
+    # jupyter_client binds the public name to its own implementation; nbclient calls
+    # it (not shutdown_kernel) for a kernel that is already dead, e.g. one that never
+    # started: without this, such a sandbox's folder, cgroup and log were left behind.
+    cleanup_resources = _async_cleanup_resources
 
     def seal_socket_folder(self) -> None:
         """Once the kernel has made its sockets (it answers), its folder on the grading
