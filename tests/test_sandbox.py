@@ -159,3 +159,13 @@ def test_a_kernel_that_does_not_start_says_why_in_its_own_words(tmp_path):
     assert result.reason.startswith("the grading kernel did not start: "), result.reason
     assert "Error" in result.reason and "above traceback" not in result.reason, result.reason
     assert not list(Path(tempfile.gettempdir()).glob(f"course-judge-{os.getpid()}-*/kernels/*"))
+
+
+def test_cgroups_left_by_a_killed_grading_process_are_swept(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale, alive = tmp_path / f"k{gone}-ab12", tmp_path / f"k{os.getpid()}-cd34"
+    stale.mkdir()
+    alive.mkdir()
+    sandbox._sweep_stale_cgroups(tmp_path)
+    assert not stale.exists() and alive.exists()

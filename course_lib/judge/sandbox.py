@@ -329,6 +329,7 @@ def make_cgroup(processes: int) -> Path | None:
     parent = _cgroup_parent()
     if parent is None:
         return None
+    _sweep_stale_cgroups(parent)
     group = parent / f"k{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         group.mkdir()
@@ -336,6 +337,17 @@ def make_cgroup(processes: int) -> Path | None:
     except OSError:
         return None
     return group
+
+
+def _sweep_stale_cgroups(parent: Path) -> None:
+    """Remove the empty cgroups of grading processes that are gone (k<pid>-...)."""
+    for group in parent.glob("k*-*"):
+        pid = group.name[1:].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                group.rmdir()
+            except OSError:
+                pass  # not empty: a sandbox of it still runs (it dies with its parent)
 
 
 def remove_cgroup(group: Path | None, wait: float = 2.0) -> None:
