@@ -786,16 +786,31 @@ for label, fn in (("append to the judge's client", lambda: open(client, "a").clo
     stolen = attempt(label, fn) is not None or stolen
 '''
 
-WRITE_INTO_THE_COURSE = '''
+# A path under /tmp (a course or a clone there) also exists inside the sandbox, as
+# the folders bwrap makes on the sandbox's own /tmp to bind the venv: writing there
+# reaches nothing of the host's, so it counts only on another filesystem (and
+# test_no_marker_of_an_attack_exists_anywhere_on_the_host looks on the host).
+ESCAPED = '''
+OWN = {os.stat(p).st_dev for p in ("/tmp", os.path.expanduser("~"), ".")}
+
+
+def escaped(path):
+    return os.stat(path).st_dev not in OWN
+
+'''
+
+WRITE_INTO_THE_COURSE = ESCAPED + '''
 course, repo = <<course>>, <<repo>>
 targets = [course + "/rt-" + <<token>> + "-course", <<source_dir>> + "/rt-" + <<token>>,
            repo + "/rt-" + <<token>> + "-repo", <<ref_dir>> + "/rt-" + <<token>> + ".py"]
 for path in targets:
-    stolen = attempt("write " + path, lambda: write(path)) is not None or stolen
+    done = attempt("write " + path, lambda: write(path))
+    stolen = stolen or (done is not None and escaped(path))
 config = attempt("append to the course's config", lambda: open(<<config>>, "a").close())
-stolen = stolen or config is not None
-made = attempt("mkdir in the course", lambda: os.mkdir(course + "/rt-" + <<token>> + "-dir"))
-stolen = stolen or made is not None
+stolen = stolen or (config is not None and escaped(<<config>>))
+folder = course + "/rt-" + <<token>> + "-dir"
+made = attempt("mkdir in the course", lambda: os.mkdir(folder))
+stolen = stolen or (made is not None and escaped(folder))
 '''
 
 WRITE_INTO_OTHER_STUDENTS = '''
@@ -1871,10 +1886,11 @@ def sigmoid_prime(z):
     return 1 / (1 + np.exp(-np.asarray(z, dtype=float)))
 '''
 
-LESSON_WRITE_INTO_THE_REPO = '''
+LESSON_WRITE_INTO_THE_REPO = ESCAPED + '''
 for path in (<<source_01>> + "/rt-" + <<token>>, <<repo>> + "/rt-" + <<token>>,
              "/proc/self/root" + <<repo>> + "/rt-" + <<token>>):
-    stolen = attempt("write " + path, lambda: write(path)) is not None or stolen
+    done = attempt("write " + path, lambda: write(path))
+    stolen = stolen or (done is not None and escaped(path))
 ctypes, lib = libc()
 print("system:", lib.system(("touch " + <<repo>> + "/rt-" + <<token>> + "-sh").encode()))
 '''
