@@ -21,6 +21,12 @@ from collections import deque
 import numpy as np
 import pytest
 import torch
+from saved_tensors import (
+    backward_from_attribute,
+    backward_from_input_attribute,
+    keep_input_attribute,
+    save_as_attribute,
+)
 
 from course_lib import reference as R
 from course_lib.grading import autograd as G
@@ -329,25 +335,6 @@ def _linear_no_bias(ctx, X, W, b):
     return X @ W.T
 
 
-def _save_as_attribute(ctx, z):
-    ctx.s = torch.sigmoid(z)
-    return ctx.s
-
-
-def _from_attribute(ctx, g):
-    return g * ctx.s * (1 - ctx.s)
-
-
-def _keep_input(ctx, z):
-    ctx.z = z
-    return torch.sigmoid(z)
-
-
-def _from_kept_input(ctx, g):
-    s = torch.sigmoid(ctx.z)
-    return g * s * (1 - s)
-
-
 def _walk(leaves=True, raw=False, dedup=True, name=lambda node: type(node).__name__):
     def grad_fn_chain(t):
         todo, out, seen = deque([t.grad_fn]), [], set()
@@ -417,9 +404,10 @@ WRONG = [
     # (check, part, wrong object, what the message names)
     ("MySigmoid", "backward", _function("S", _save_output, _missing_factor), "the factor (1 - s)"),
     ("MySigmoid", "saved", _function("S", _save_input, _from_input), "saved its input z"),
-    ("MySigmoid", "saved", _function("S", _save_as_attribute, _from_attribute),
+    ("MySigmoid", "saved", _function("S", save_as_attribute, backward_from_attribute),
      "saved nothing with ctx.save_for_backward"),
-    ("MySigmoid", "saved", _function("S", _keep_input, _from_kept_input), "kept its input z"),
+    ("MySigmoid", "saved", _function("S", keep_input_attribute, backward_from_input_attribute),
+     "kept its input z"),
     ("MySigmoid", "forward", _NotAFunction, "subclasses torch.autograd.Function"),
     ("MySigmoid", "forward", _function("S", _stub, _stub), "not implemented yet"),
     ("MyLinear", "backward", _function("L", _linear_forward, _db_not_summed),
@@ -501,7 +489,7 @@ def _shape_keyed_backprop():
 
 @pytest.mark.parametrize("name, part, wrong, names", [
     ("MySigmoid", "saved", _function("S", _save_input, _from_input), "saved its input z"),
-    ("MySigmoid", "saved", _function("S", _save_as_attribute, _from_attribute),
+    ("MySigmoid", "saved", _function("S", save_as_attribute, backward_from_attribute),
      "saved nothing with ctx.save_for_backward"),
     ("MyLinear", "autograd", _function("L", _linear_no_bias, _linear_backward),
      "forward ignores b"),
