@@ -10,15 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+from nbclient import NotebookClient
 
 from course_lib.instructor.check import CheckResult, check_notebook
+from course_lib.judge.polled_client import PolledKernelManager
 
 ROOT = Path(__file__).resolve().parents[1]
-# Limits for notebooks a test runs with nbclient, in seconds: a cell (a lesson's
-# slowest, lesson 05's that imports torch, needs 1.4 s on a quiet 2-core machine and
-# 10 s on a saturated one) and a kernel's start (a few seconds on a busy machine).
-# Far above the need, and above the rare stalls of a virtual machine (two minutes
-# inside one cell, seen once in CI): no test depends on the machine's speed.
+# Limits for notebooks a test runs with nbclient (run_notebook), in seconds: a cell (a
+# lesson's slowest, lesson 05's that imports torch, needs 1.4 s on a quiet 2-core
+# machine and 10 s on a saturated one) and a kernel's start (a few seconds on a busy
+# machine). Far above the need, and above the rare stalls of a virtual machine (two
+# minutes inside one cell, seen once in CI): no test depends on the machine's speed.
 CELL_TIMEOUT = 600
 STARTUP_TIMEOUT = 600
 ASSIGNMENTS = ("01_chain_rule", "02_sigmoid", "03_softmax_jacobian", "04_backprop_mlp",
@@ -76,3 +78,15 @@ def make_submission(assignment: str, replacements: dict[str, str], folder: Path,
 
 def grade(path: Path, assignment: str) -> CheckResult:
     return check_notebook(path, assignment, course_root=ROOT)
+
+
+def run_notebook(nb, folder: Path, kernel_name: str = "python3", allow_errors: bool = False,
+                 env: dict | None = None):
+    """Execute ``nb`` top to bottom in a fresh kernel (working folder ``folder``), with
+    the limits above; returns it, outputs filled in."""
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, startup_timeout=STARTUP_TIMEOUT,
+                            kernel_name=kernel_name, allow_errors=allow_errors,
+                            kernel_manager_class=PolledKernelManager,
+                            resources={"metadata": {"path": str(folder)}})
+    client.execute(**({"env": env} if env is not None else {}))
+    return nb

@@ -12,16 +12,7 @@ import re
 
 import nbformat
 import pytest
-from lessons import (
-    ASSIGNMENTS,
-    CELL_TIMEOUT,
-    ROOT,
-    STARTUP_TIMEOUT,
-    grade_id,
-    release_path,
-    source_path,
-)
-from nbclient import NotebookClient
+from lessons import ASSIGNMENTS, ROOT, grade_id, release_path, run_notebook, source_path
 
 from course_lib.instructor.cli import main as course
 from course_lib.instructor.release import release_assignments
@@ -36,11 +27,7 @@ def execute(path, extra_cells=(), allow_errors=False):
     (the lesson's cells, then ``extra_cells``)."""
     nb = nbformat.read(str(path), as_version=4)
     nb.cells.extend(nbformat.v4.new_code_cell(src) for src in extra_cells)
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, startup_timeout=STARTUP_TIMEOUT,
-                            kernel_name="python3", allow_errors=allow_errors,
-                            resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
-    return nb
+    return run_notebook(nb, path.parent, allow_errors=allow_errors)
 
 
 def errors(nb):

@@ -7,8 +7,7 @@ import zipfile
 
 import nbformat
 import pytest
-from lessons import ASSIGNMENTS, CELL_TIMEOUT, STARTUP_TIMEOUT, release_path
-from nbclient import NotebookClient
+from lessons import ASSIGNMENTS, release_path, run_notebook
 
 from course_lib.instructor.student_wheel import build_student_wheel
 from course_lib.judge import GRADING_ONLY
@@ -81,10 +80,7 @@ def test_every_release_notebook_runs_on_the_student_wheel(student_site, student_
     path = release_path(assignment)
     nb = nbformat.read(str(path), as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, startup_timeout=STARTUP_TIMEOUT,
-                            kernel_name="student", allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent)}})
-    client.execute(env=student_kernel)
+    run_notebook(nb, path.parent, kernel_name="student", allow_errors=True, env=student_kernel)
     errors = {o.ename for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"}
     assert errors == {"NotImplementedError"}

@@ -406,8 +406,12 @@ def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False, 
     from ..judge.sealed import Sealed, Settings
 
     if unsealed:
+        from ..judge.polled_client import PolledKernelManager
+
         os.environ["COURSE_UNSEALED"] = "1"  # nbgrader_config.py lets stock autograde run
-        api, _ = open_api(Path(course_root), **overrides)
+        # stock nbgrader, but with no widget cell waiting out its time limit
+        api, _ = open_api(Path(course_root), Execute__kernel_manager_class=PolledKernelManager,
+                          **overrides)
         api.sealed = None
         return api
     settings = Settings.from_config(load_config(Path(course_root)))

@@ -54,7 +54,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from jupyter_client.manager import AsyncKernelManager
+from .polled_client import PolledKernelManager
 
 HOME = "/home/student"
 WORK = HOME + "/work"  # the kernel's working folder: a copy of the submission
@@ -407,8 +407,9 @@ def activate(sandbox: Sandbox | None, watcher=None) -> None:
     _ACTIVE, _WATCHER = sandbox, watcher
 
 
-class SandboxKernelManager(AsyncKernelManager):
-    """A kernel manager that starts its kernel inside the active Sandbox, over ipc."""
+class SandboxKernelManager(PolledKernelManager):
+    """A kernel manager that starts its kernel inside the active Sandbox, over ipc
+    (its clients poll in slices: polled_client says why)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
