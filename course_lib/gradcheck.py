@@ -245,7 +245,8 @@ class GradCheckResult:
 
 
 def check_gradient(f, x: np.ndarray, analytic, h: float = 1e-5,
-                   rtol: float = 1e-5, atol: float = 1e-8) -> GradCheckResult:
+                   rtol: float = 1e-5, atol: float = 1e-8, *,
+                   name: str | None = None) -> GradCheckResult:
     """Compare an analytic gradient with :func:`numerical_gradient`.
 
     Args:
@@ -254,6 +255,8 @@ def check_gradient(f, x: np.ndarray, analytic, h: float = 1e-5,
         analytic: your gradient of ``f`` at ``x``; should have shape ``S``.
         h: finite-difference step, > 0.
         rtol, atol: tolerances, >= 0, used as in ``np.allclose(analytic, numeric)``.
+        name: what ``analytic`` is (``"layer 2 dW"``), named first in the message,
+            so that a failure among many checks says which one failed.
 
     Returns:
         :class:`GradCheckResult`. A wrong shape of ``analytic`` gives a failed
@@ -263,17 +266,18 @@ def check_gradient(f, x: np.ndarray, analytic, h: float = 1e-5,
     check_positive("rtol", rtol, allow_zero=True)
     check_positive("atol", atol, allow_zero=True)
     numeric = numerical_gradient(f, x, h)
+    of = f" of {name}" if name else ""
 
     if analytic.shape != numeric.shape:
         return GradCheckResult(
             ok=False, max_rel_error=float("inf"), worst_index=(),
             analytic_value=float("nan"), numeric_value=float("nan"), numeric=numeric,
-            message=(f"gradient check FAILED: analytic gradient has the wrong shape: "
+            message=(f"gradient check{of} FAILED: the analytic gradient has the wrong shape: "
                      f"expected {numeric.shape} (the shape of x), got {analytic.shape}"))
 
     if numeric.size == 0:
         return GradCheckResult(True, 0.0, (), float("nan"), float("nan"), numeric,
-                               "gradient check passed: x is empty, nothing to compare")
+                               f"gradient check{of} passed: x is empty, nothing to compare")
 
     close = np.isclose(analytic, numeric, rtol=rtol, atol=atol)
     err = np.abs(analytic - numeric) / np.maximum(1e-8, np.abs(analytic) + np.abs(numeric))
@@ -286,10 +290,11 @@ def check_gradient(f, x: np.ndarray, analytic, h: float = 1e-5,
     max_err = float(np.max(err))
 
     if ok:
-        message = f"gradient check passed: max relative error {max_err:.2g}"
+        message = f"gradient check{of} passed: max relative error {max_err:.2g}"
     else:
-        message = (f"gradient check FAILED at index {worst}: analytic {a:.10g}, "
-                   f"numeric {n:.10g} (relative error {float(err[worst]):.2g}); "
+        message = (f"gradient check{of} FAILED at index {worst}: expected {n:.10g} "
+                   f"(numeric, finite differences), got analytic {a:.10g} "
+                   f"(relative error {float(err[worst]):.2g}); "
                    f"{int(np.sum(~close))} of {close.size} entries differ "
                    f"(rtol={rtol:g}, atol={atol:g}), max relative error {max_err:.2g}")
         if not np.any(numeric) and np.any(analytic):
@@ -300,13 +305,14 @@ def check_gradient(f, x: np.ndarray, analytic, h: float = 1e-5,
 
 
 def assert_gradient(f, x: np.ndarray, analytic, *, h: float = 1e-5,
-                    rtol: float = 1e-5, atol: float = 1e-8) -> GradCheckResult:
+                    rtol: float = 1e-5, atol: float = 1e-8,
+                    name: str | None = None) -> GradCheckResult:
     """:func:`check_gradient`, raising ``AssertionError`` with its report on failure.
 
     Returns the :class:`GradCheckResult` when the check passes.
     """
     __tracebackhide__ = True  # pytest: show the student's line, not this one
-    result = check_gradient(f, x, analytic, h=h, rtol=rtol, atol=atol)
+    result = check_gradient(f, x, analytic, h=h, rtol=rtol, atol=atol, name=name)
     if not result.ok:
         raise AssertionError(str(result))
     return result

@@ -351,7 +351,7 @@ def test_check_gradient_fails_at_the_wrong_entry(rng):
     assert result.max_rel_error == pytest.approx(1.0, rel=1e-9)
     text = str(result)
     assert text.startswith("gradient check FAILED at index (1, 2): ")
-    assert f"analytic {analytic[1, 2]:.10g}" in text
+    assert f"got analytic {analytic[1, 2]:.10g}" in text and "expected " in text
     assert "1 of 6 entries differ" in text
 
 
@@ -471,3 +471,11 @@ def test_assert_gradient_passes_tolerances_through():
     with pytest.raises(AssertionError):
         assert_gradient(sum_of_squares, x, off)
     assert assert_gradient(sum_of_squares, x, off, rtol=1e-3).ok
+
+
+def test_a_named_check_says_which_gradient_failed(rng):
+    x = rng.standard_normal(3)
+    with pytest.raises(AssertionError, match=r"^gradient check of layer 2 dW FAILED at index"):
+        assert_gradient(sum_of_squares, x, -2 * x, name="layer 2 dW")
+    assert str(check_gradient(sum_of_squares, x, 2 * x, name="db")).startswith(
+        "gradient check of db passed")
