@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
-.PHONY: setup sandbox test test-fast test-stress lint demo seeds release browser postgres clean help \
+.PHONY: setup sandbox test test-fast test-stress test-repeat lint demo seeds release browser postgres clean help \
 	lab bench student-wheel
 
 help:
@@ -15,6 +15,7 @@ help:
 	@echo "make test         set up, then run every test (in parallel, one worker per core) and ruff"
 	@echo "make test-fast    the tests that start no kernel and no browser (under a minute)"
 	@echo "make test-stress  the kernel-starting tests while every core is kept busy"
+	@echo "make test-repeat  each lesson run headless 10 times in a row (LESSON_RUNS=n)"
 	@echo "make setup        create .venv with the pinned requirements (safe to run twice)"
 
 setup: $(STAMP) sandbox
@@ -85,6 +86,13 @@ test-fast: setup
 
 test-stress: setup $(CHROMIUM) postgres
 	$(PY) tests/stress.py -m kernel $(PARALLEL) --durations=15; $(NO_TESTS_FAIL)
+
+# Each source lesson headless 10 times in a row (a stall that comes once in a few runs
+# passes any single run): tests/test_lessons_run_repeatedly.py, skipped by `make test`.
+LESSON_RUNS ?= 10
+test-repeat: setup
+	COURSE_LESSON_RUNS=$(LESSON_RUNS) $(PY) -m pytest tests/test_lessons_run_repeatedly.py \
+	  -n $(TEST_JOBS) -s; $(NO_TESTS_FAIL)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -140,6 +140,7 @@ HEAVY_FIRST = [
     "test_sandbox_attacks.py",  # 100-240
     "test_lessons.py",  # 120-350
     "test_kill_resume.py",  # 110-250
+    "test_fair_grading.py",  # 190-260
     "test_distributed.py",  # 95-210
     "test_integrity.py",  # 50-190
     "test_browser_widgets.py",  # 55-120

@@ -509,3 +509,20 @@ def test_forged_identity_report_is_all_the_repeat_part_trusts_the_kernel_with():
     assert "gradients accumulated across calls" in verdict(G.check_torch_backprop,
                                                            Remote(cached), "repeat")[1]
     assert verdict(G.check_torch_backprop, Forging(_cached_backprop()), "repeat") is None
+
+
+def test_the_probes_work_after_a_notebook_imported_the_torch_stub(monkeypatch):
+    """While a lesson of manual gradients is graded, `import torch` gives a stub whose
+    every attribute raises ImportError; a notebook that imported it (a scratch cell)
+    must not break the probes that grade its numpy answers."""
+    import types
+
+    from course_lib.judge import experiments
+    from course_lib.judge.sandbox import NO_TORCH
+
+    stub = types.ModuleType("torch")
+    exec(compile(NO_TORCH, "torch/__init__.py", "exec"), stub.__dict__)
+    monkeypatch.setitem(sys.modules, "torch", stub)
+    value = np.array([1.0, 2.0])
+    copy = experiments._snapshot((value, [value]))
+    assert np.array_equal(copy[0], value) and copy[0] is not value and copy[1][0] is not value

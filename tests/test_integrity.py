@@ -1,4 +1,5 @@
-"""Bad and tampered submissions: each gets its score, its status and, when it tampered, a flag.
+"""Bad and tampered submissions: each gets its score, its status, and a flag (what cost points)
+or a note (suspicious code that cost nothing: the judge's verdicts decide).
 
 One toy class (tests/toycourse.py: one answer cell, one 2-point test cell with a
 hidden check, one 1-point written answer) holds a submission per fault and per
@@ -18,6 +19,7 @@ from toycourse import ASSIGNMENT, RIGHT, SIGMOID_INSTEAD, hand_in, make_course, 
 from course_lib.instructor.grade import grade_class
 
 WRONG = SIGMOID_INSTEAD  # returns σ instead of σ': the hidden check fails it
+NORMAL = "needs_manual_grading"  # the written answer waits for a human
 
 
 def with_cells(nb, *sources):
@@ -46,7 +48,8 @@ def deleted_test(nb):
     return nb
 
 
-# student: (how the notebook is made, score, status, words that must be in a flag or None)
+# student: (how the notebook is made, score, status, words that must be in a flag when the
+# status is "tampered", else in a note; None: neither flags nor notes)
 CASES = {
     # -- faults --------------------------------------------------------------------------
     "right": (lambda: submission(RIGHT), 2, "needs_manual_grading", None),
@@ -64,33 +67,42 @@ CASES = {
     # every cell well inside the cell limit, the notebook far beyond its own
     "too_slow_overall": (lambda: with_cells(submission(RIGHT), *["import time\ntime.sleep(30)"]
                                             * 5), 0, "timeout", None),
+    # nbgrader fails any cell that prints to stderr: a warning inside a right answer
+    # must not cost its cell (course_lib.instructor.grade._only_warned)
+    "warns": (lambda: submission(RIGHT.replace("    return", "    import warnings\n"
+                                                "    warnings.warn('a warning, not a mistake')\n"
+                                                "    return")), 2, NORMAL, None),
+    "warns_and_wrong": (lambda: submission(WRONG.replace("    return", "    import warnings\n"
+                                                         "    warnings.warn('careful')\n"
+                                                         "    return")), 0, NORMAL, None),
     # -- tampering ------------------------------------------------------------------------
     "patch_isclose": (lambda: submission("import numpy as np\nnp.isclose = lambda *a, **k: True\n"
                                          "np.allclose = lambda *a, **k: True\n" + WRONG),
-                      0, "tampered", "np.isclose"),
+                      0, NORMAL, "np.isclose"),
     "patch_testing": (lambda: submission("import numpy.testing as npt\n"
                                          "npt.assert_allclose = lambda *a, **k: None\n" + RIGHT),
-                      0, "tampered", "npt.assert_allclose"),
+                      2, NORMAL, "npt.assert_allclose"),
     "patch_check": (lambda: submission("from course_lib import grading\n"
                                        "grading.check_sigmoid_prime = lambda *a, **k: None\n"
-                                       + WRONG), 0, "tampered", "grading"),
+                                       + WRONG), 0, NORMAL, "grading.check_sigmoid_prime"),
     "patch_builtins": (lambda: submission("import builtins\nbuiltins.abs = lambda x: 0\n" + WRONG),
-                       0, "tampered", "builtins.abs"),
+                       0, NORMAL, "builtins.abs"),
     "input_transformer": (lambda: submission(
         "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])\n" + WRONG),
-        0, "tampered", "input_transformers_cleanup"),
+        0, "tampered", "never reached the grader"),
     "ast_transformer": (lambda: submission(
         "import ast\nclass Blank(ast.NodeTransformer):\n    def visit_Module(self, node):\n"
         "        return ast.Module(body=[], type_ignores=[])\n"
         "get_ipython().ast_transformers.append(Blank())\n" + WRONG),
-        0, "tampered", "ast_transformers"),
+        0, "tampered", "never reached the grader"),
     "event_callback": (lambda: submission(
         "get_ipython().events.register('pre_run_cell', lambda *a: None)\n" + RIGHT),
-        0, "tampered", "events.register"),
+        2, NORMAL, "events.register"),
     "custom_exc": (lambda: submission(
         "get_ipython().set_custom_exc((AssertionError,), lambda *a, **k: None)\n" + WRONG),
-        0, "tampered", "set_custom_exc"),
-    "edited_test": (lambda: edited_test(submission(RIGHT), source="pass"), 0, "tampered",
+        0, NORMAL, "set_custom_exc"),
+    # nbgrader runs the gradebook's copy of a test cell: an edit changes nothing
+    "edited_test": (lambda: edited_test(submission(RIGHT), source="pass"), 2, NORMAL,
                     "was edited"),
     "deleted_test": (lambda: deleted_test(submission(RIGHT)), 0, "tampered", "deleted"),
     "more_points": (lambda: edited_test(submission(RIGHT), points=20), 0, "tampered",
@@ -98,11 +110,11 @@ CASES = {
     "not_graded": (lambda: edited_test(submission(WRONG), grade=False), 0, "tampered",
                    "grade"),
     "import_reference": (lambda: submission(
-        "from course_lib.reference.activations import sigmoid_prime"), 0, "tampered",
+        "from course_lib.reference.activations import sigmoid_prime"), 0, NORMAL,
         "course_lib.reference"),
     "hidden_import": (lambda: submission(
         "m = __import__('course_lib.ref' + 'erence.activations', fromlist=['x'])\n"
-        "sigmoid_prime = m.sigmoid_prime"), 0, "tampered", "__import__"),
+        "sigmoid_prime = m.sigmoid_prime"), 0, NORMAL, "__import__"),
     # torch is a stub while a lesson of manual gradients is graded: importing it is
     # fine, computing with it fails (the message says why), and nothing is flagged
     "torch_autograd": (lambda: submission(
@@ -110,20 +122,20 @@ CASES = {
         "requires_grad=True)\n    torch.sigmoid(t).sum().backward()\n    return t.grad.numpy()"),
         0, "needs_manual_grading", None),
     "read_gradebook": (lambda: submission("data = open('../../../gradebook.db', 'rb').read()\n"
-                                          + RIGHT), 0, "tampered", "gradebook"),
+                                          + RIGHT), 0, NORMAL, "gradebook"),
     # the course folder does not exist inside the sandbox (the read fails); the reader
     # names the notebook it reached for
     "read_source": (lambda: submission(
         "import os\nroot = os.path.dirname(os.path.dirname(os.path.dirname(os.getcwd())))\n"
         "text = open(os.path.join(root, 'source', '99_toy', '99_toy.ipynb')).read()\n"
-        + RIGHT), 0, "tampered", "99_toy.ipynb"),
+        + RIGHT), 0, NORMAL, "99_toy.ipynb"),
     "run_program": (lambda: submission("import subprocess\nsubprocess.run(['true'])\n" + RIGHT),
-                    0, "tampered", "subprocess"),
+                    0, NORMAL, "subprocess"),
     "gc_walk": (lambda: submission("import gc\nobjs = gc.get_objects()\n" + RIGHT),
-                0, "tampered", "gc"),
+                2, NORMAL, "gc"),
     "check_elsewhere": (lambda: with_cells(submission(RIGHT), "from course_lib import grading\n"
                                            "grading.check_sigmoid_prime(sigmoid_prime, "
-                                           "part='values')"), 0, "tampered", "grading"),
+                                           "part='values')"), 0, "tampered", "outside"),
 }
 RAW = {  # files that are not notebooks: (bytes, status)
     "bad_json": (b"{this is not json", "unreadable"),
@@ -161,12 +173,14 @@ def test_each_submission_gets_its_score_status_and_flag(graded, student):
     _, results, _ = graded
     _, score, status, flag = CASES[student]
     r = results[student]
-    assert (r.score, r.status) == (score, status), (r.reason, r.flags, r.messages)
+    assert (r.score, r.status) == (score, status), (r.reason, r.flags, r.notes, r.messages)
     if flag is None:
-        assert r.flags == [], r.flags
-    else:
+        assert (r.flags, r.notes) == ([], []), (r.flags, r.notes)
+    elif status == "tampered":
         assert any(flag in f for f in r.flags), r.flags
         assert flag in r.reason or any(flag in f for f in r.flags)
+    else:  # suspicious code alone costs nothing: a note for the instructor
+        assert r.flags == [] and any(flag in n for n in r.notes), (r.flags, r.notes)
 
 
 @pytest.mark.parametrize("student", sorted(RAW))
@@ -196,13 +210,21 @@ def test_the_kernel_that_died_after_the_tests_kept_their_grade(graded):
 
 def test_the_tampered_cell_says_why_it_scored_zero(graded):
     course, results, _ = graded
-    r = results["patch_testing"]  # a right answer: its only fault is the patch
+    r = results["more_points"]  # a right answer: its only fault is the test cell's points
     assert r.cell_scores["sigmoid_prime_values"] == (0.0, 2.0)
-    assert "npt.assert_allclose" in r.messages["sigmoid_prime_values"]
-    graded_nb = nbformat.read(str(course / "autograded" / "patch_testing" / ASSIGNMENT
+    assert "points" in r.messages["sigmoid_prime_values"]
+    graded_nb = nbformat.read(str(course / "autograded" / "more_points" / ASSIGNMENT
                                   / f"{ASSIGNMENT}.ipynb"), as_version=4)
     outputs = graded_nb.cells[2].outputs
     assert any(o.get("ename") == "NotGraded" for o in outputs)
+
+
+def test_suspicious_code_alone_keeps_a_right_answers_points_and_is_noted(graded):
+    _, results, _ = graded
+    for student in ("patch_testing", "event_callback", "edited_test", "gc_walk"):
+        r = results[student]
+        assert r.cell_scores["sigmoid_prime_values"] == (2.0, 2.0), (student, r.messages)
+        assert r.notes and "sigmoid_prime_values" not in r.messages, (student, r.notes)
 
 
 def test_submissions_are_never_modified(graded):
@@ -213,26 +235,29 @@ def test_submissions_are_never_modified(graded):
 
 # -- the real lessons, through `course check` ---------------------------------------------
 
-LESSON_CASES = [
+LESSON_CASES = [  # (assignment, answers, status, words in a flag (tampered) or a note)
     ("03_softmax_jacobian", {"softmax_jacobian_answer": (
         "import numpy.testing\nnumpy.testing.assert_allclose = lambda *a, **k: None\n"
         "np.isclose = lambda *a, **k: np.ones(np.broadcast(*a[:2]).shape, bool)\n"
-        "def softmax_jacobian(z):\n    return np.zeros((len(z), len(z)))")}, "np.isclose"),
+        "def softmax_jacobian(z):\n    return np.zeros((len(z), len(z)))")}, "ok",
+        "np.isclose"),
     ("04_backprop_mlp", {"dense_forward_answer": (
-        "from course_lib.reference.mlp import dense_forward")}, "course_lib.reference"),
+        "from course_lib.reference.mlp import dense_forward")}, "ok", "course_lib.reference"),
 ]
 
 
-@pytest.mark.parametrize("assignment,answers,flag", LESSON_CASES,
-                         ids=[a for a, _, _ in LESSON_CASES])
-def test_tampering_in_a_lesson_is_flagged_and_scores_nothing_for_it(assignment, answers, flag,
-                                                                  tmp_path):
+@pytest.mark.parametrize("assignment,answers,status,flag", LESSON_CASES,
+                         ids=[a for a, *_ in LESSON_CASES])
+def test_tampering_in_a_lesson_buys_nothing_and_is_named(assignment, answers, status, flag,
+                                                         tmp_path):
     result = grade(make_submission(assignment, answers, tmp_path), assignment)
-    assert result.status == "tampered", (result.status, result.flags)
-    assert any(flag in f for f in result.flags), result.flags
+    assert result.status == status, (result.status, result.flags, result.notes)
+    assert any(flag in f for f in (result.flags if status == "tampered" else result.notes)), \
+        (result.flags, result.notes)
     answered = {gid.removesuffix("_answer") for gid in answers}
-    for cell in result.cells:
-        if any(cell.grade_id.startswith(name + "_") for name in answered):
+    for cell in result.cells:  # np.zeros((n, n)) does have the Jacobian's shape: that part stands
+        if any(cell.grade_id.startswith(name + "_") for name in answered) \
+                and not cell.grade_id.endswith("_shape"):
             assert cell.score == 0, cell
 
 
@@ -272,6 +297,6 @@ def test_the_report_lists_each_tampered_submission_with_its_reason(graded, tmp_p
     _, results, _ = graded
     page = html.unescape(write_report(list(results.values()), tmp_path / "r.html").read_text())
     problems = page.split('id="problems"', 1)[1].split('id="students"', 1)[0]
-    for student, (_, _, status, flag) in CASES.items():
-        if status == "tampered":
+    for student, (*_, flag) in CASES.items():
+        if flag is not None:  # tampered: why it scored 0; else the note, for a look
             assert student in problems and flag in problems, student

@@ -1,15 +1,22 @@
 """Lesson 01 (the chain rule): its grading checks, its figures, and graded submissions.
 
 Fast tests: every check passes the reference implementation and names each known
-mistake. Slow tests: notebooks that make the lesson's common mistakes lose exactly
-the affected cells' points, and the failing cells' messages name the mistake.
+mistake; every rule the lesson states is graded by behaviour, by the parts its text
+says; the visible test cells build their own inputs and explain every failure.
+Slow tests: notebooks that make the lesson's common mistakes, or break its rules,
+lose exactly the affected cells' points, and the failing cells' messages name the
+mistake or the rule.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
+
+import nbformat
 import numpy as np
 import pytest
-from lessons import grade, make_submission
+from lessons import grade, make_submission, source_path
 
 import course_lib.reference as R
 from course_lib import nets
@@ -284,7 +291,8 @@ MISTAKES = [
     ("matmul_l2_forward_backward", matmul_no_two, "values", "factor 2 is missing"),
     ("matmul_l2_forward_backward", matmul_W_not_WT, "values", "instead of its transpose"),
     ("matmul_l2_forward_backward", matmul_norm, "values", "the length"),
-    ("ssr_output_grads", ssr_minus_two_ssr, "values", "-2·SSR, the seed's mistake"),
+    ("ssr_output_grads", ssr_minus_two_ssr, "values",
+     "-2·SSR, the mistake of the worked example in section 7"),
     ("ssr_output_grads", ssr_seed_forward, "values", "y_orange computed with w1, b1"),
     ("ssr_output_grads", ssr_sign, "values", "sign is flipped"),
     ("ssr_output_grads", ssr_mean, "values", "you divided by n"),
@@ -318,6 +326,192 @@ def test_check_reports_the_students_exception():
 
     with pytest.raises(AssertionError, match="raised ValueError"):
         G.check_neuron_forward_backward(broken)
+
+
+# ---------------------------------------------------------------------------
+# the rules the lesson states, graded by behaviour, by the parts it says
+# ---------------------------------------------------------------------------
+
+def changes_an_argument(fn):
+    """The reference answer of ``fn``, which then adds 1 to its first array argument."""
+    right = getattr(R, fn)
+
+    def wrong(*args):
+        out = right(*args)
+        for a in args:
+            if isinstance(a, np.ndarray):
+                a += 1.0
+                break
+        return out
+
+    return wrong
+
+
+@pytest.mark.parametrize("fn, part", [(f, p) for f, parts in CHECKS.items() for p in parts])
+def test_changing_an_argument_in_place_fails_every_part_of_its_exercise(fn, part):
+    # the text: "a function that changes an argument in place fails every graded cell of
+    # its exercise, with a message that names the argument"
+    check = getattr(G, f"check_{fn}")
+    with pytest.raises(AssertionError, match=r"modified its argument \w+ in place"):
+        check(changes_an_argument(fn), part=part)
+
+
+def ssr_updates_b3(x, y, params):
+    g = R.ssr_output_grads(x, y, params)
+    params["b3"] = params["b3"] - 0.01 * g["b3"]
+    return g
+
+
+@pytest.mark.parametrize("part", CHECKS["ssr_output_grads"])
+def test_changing_params_fails_both_cells_of_exercise_7_naming_the_key(part):
+    with pytest.raises(AssertionError, match=r"changed the dict params it was given: expected "
+                                             r"it unchanged, got params\['b3'\] = "):
+        G.check_ssr_output_grads(ssr_updates_b3, part=part)
+
+
+def add_dout_itself(dout):
+    (d,) = f64(dout)
+    return d, d.copy()
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (add_same_array, "expected two independent arrays, got the same array in memory"),
+    (add_dout_itself, "expected dx to be a new array, got the array dout itself"),
+])
+def test_add_gate_that_shares_memory_loses_only_the_copies_point(wrong, words):
+    G.check_add_gate_backward(wrong, part="shape")
+    G.check_add_gate_backward(wrong, part="values")
+    with pytest.raises(AssertionError, match=words):
+        G.check_add_gate_backward(wrong, part="copies")
+
+
+def matmul_square_only(W, x):
+    W, x = f64(W, x)
+    q = W @ x
+    n = len(x)  # the transpose built with n rows and n columns: right for a square W only
+    WT = np.array([[W[j, i] for j in range(n)] for i in range(n)])
+    return float(q @ q), np.outer(2 * q, x), WT @ (2 * q)
+
+
+def test_matmul_that_works_for_square_W_only_fails_both_cells():
+    # the text: "must work for any (m, n) ... both graded cells use non-square W too"
+    for part in CHECKS["matmul_l2_forward_backward"]:
+        with pytest.raises(AssertionError,
+                           match=r"raised \w+Error(.|\n)*inputs: W of shape \(\d, \d\)"):
+            G.check_matmul_l2_forward_backward(matmul_square_only, part=part)
+    right_for_square = R.matmul_l2_forward_backward(np.eye(3) + 1.0, np.ones(3))
+    np.testing.assert_allclose(matmul_square_only(np.eye(3) + 1.0, np.ones(3))[2],
+                               right_for_square[2])
+
+
+def test_each_hidden_test_grades_its_own_function_alone():
+    # a check is handed one function, the one its cell's exercise asks for, and calls it
+    # on its own inputs: a mistake elsewhere cannot change its verdict
+    import re
+
+    for cell in filter(_is_test_cell, _cells()):
+        gid = cell.metadata["nbgrader"]["grade_id"]
+        hidden = cell.source.split("### BEGIN HIDDEN TESTS")[1]
+        calls = re.findall(r"grading\.check_(\w+)\((.*?)\)", hidden)
+        assert calls, gid
+        for fn, args in calls:
+            assert gid.startswith(fn + "_") and args.split(",")[0] == fn, (gid, fn, args)
+
+
+# ---------------------------------------------------------------------------
+# the visible test cells: their own inputs, and a message for every failure
+# ---------------------------------------------------------------------------
+
+def _cells():
+    return nbformat.read(str(source_path(ASSIGNMENT)), as_version=4).cells
+
+
+def _is_test_cell(cell) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
+
+
+def _visible(source: str) -> str:
+    return source.split("### BEGIN HIDDEN TESTS")[0]
+
+
+def _bound_and_read(tree) -> tuple[set[str], set[str]]:
+    """Names a piece of code binds (anywhere in it) and names it reads."""
+    bound, read = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return bound, read
+
+
+# what a visible test may take from the cells above it: modules, the course's helpers
+# and the student's graded functions, never a value (an array a wrong function could
+# have changed in place)
+SHARED_NAMES = {"np", "nets", "assert_gradient", "numerical_gradient", *CHECKS}
+
+
+def test_visible_tests_build_their_own_inputs():
+    for cell in filter(_is_test_cell, _cells()):
+        bound, read = _bound_and_read(ast.parse(_visible(cell.source)))
+        outside = read - bound - set(dir(builtins))
+        assert outside <= SHARED_NAMES, (cell.metadata["nbgrader"]["grade_id"], outside)
+
+
+def test_no_cell_reads_a_value_that_a_test_cell_made():
+    made_by_test = set()
+    for cell in _cells():
+        if cell.cell_type != "code":
+            continue
+        bound, read = _bound_and_read(ast.parse(_visible(cell.source)))
+        if _is_test_cell(cell):
+            made_by_test |= bound - SHARED_NAMES
+        else:
+            assert not (read - bound) & made_by_test, (cell.source[:80], read & made_by_test)
+            made_by_test -= bound
+
+
+def _text_of(node) -> tuple[str, bool]:
+    """The literal text of a message and whether it interpolates a value."""
+    if isinstance(node, ast.Constant):
+        return str(node.value), False
+    if isinstance(node, ast.JoinedStr):
+        parts = [_text_of(v) if not isinstance(v, ast.FormattedValue) else ("{}", True)
+                 for v in node.values]
+        return "".join(t for t, _ in parts), any(i for _, i in parts)
+    if isinstance(node, ast.BinOp):
+        (a, ia), (b, ib) = _text_of(node.left), _text_of(node.right)
+        return a + b, ia or ib
+    return "", False
+
+
+def test_every_visible_assert_says_what_was_expected_and_what_came_back():
+    for cell in filter(_is_test_cell, _cells()):
+        gid = cell.metadata["nbgrader"]["grade_id"]
+        for node in ast.walk(ast.parse(_visible(cell.source))):
+            if isinstance(node, ast.Assert):
+                assert node.msg is not None, (gid, ast.unparse(node))
+                text, interpolates = _text_of(node.msg)
+                if isinstance(node.test, ast.UnaryOp) and isinstance(node.test.op, ast.Not):
+                    assert len(text) > 30, (gid, ast.unparse(node))  # names the mistake
+                else:
+                    assert "expected" in text and interpolates, (gid, ast.unparse(node))
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "assert_gradient":
+                assert any(k.arg == "name" for k in node.keywords), (gid, ast.unparse(node))
+
+
+def test_markdown_names_no_seed_document():
+    import re
+
+    for cell in _cells():
+        if cell.cell_type == "markdown":
+            assert not re.search(r"seed \d{3}|the seed\b", cell.source), cell.source[:200]
+    assert _cells()[-1].source.startswith("## References")
 
 
 # ---------------------------------------------------------------------------
@@ -481,7 +675,7 @@ def test_submission_with_max_both_fanout_overwritten_and_others(tmp_path):
         "mul_gate_backward_values": "must swap",
         "matmul_l2_forward_backward_shape": "the transpose of W's",
         "matmul_l2_forward_backward_values": "transposed",
-        "ssr_output_grads_values": "-2·SSR, the seed's mistake",
+        "ssr_output_grads_values": "-2·SSR, the worked example's mistake",
     })
     assert "SUM of both paths" in result.cell("fanout_forward_backward_values").message
 
@@ -509,3 +703,116 @@ def test_submission_with_tie_to_y_max_path_only_and_others(tmp_path):
         "add_gate_backward_copies": "independent copies",
         "neuron_forward_backward_values": "f(1 - f) is missing",
     })
+
+
+# the rules of the lesson's "Before the exercises" cell, each broken by one answer
+MUL_CHANGES_DOUT = '''
+def mul_gate_backward(x, y, dout):
+    x, y, dout = (np.asarray(v, dtype=float) for v in (x, y, dout))
+    dx, dy = y * dout, x * dout          # the right values ...
+    dout *= 0.0                          # ... but the caller's dout is cleared
+    return dx, dy
+'''
+
+ADD_DOUT_ITSELF = '''
+def add_gate_backward(dout):
+    dout = np.asarray(dout, dtype=float)
+    return dout, dout.copy()             # dx is the caller's dout itself
+'''
+
+NEURON_WITH_TORCH = '''
+def neuron_forward_backward(w, x):
+    import torch
+    wt = torch.tensor(np.asarray(w, dtype=float), requires_grad=True)
+    xt = torch.tensor(np.asarray(x, dtype=float), requires_grad=True)
+    f = torch.sigmoid(wt[0] * xt[0] + wt[1] * xt[1] + wt[2])
+    f.backward()
+    return float(f), wt.grad.numpy(), xt.grad.numpy()
+'''
+
+SSR_UPDATES_PARAMS = '''
+def ssr_output_grads(x, y, params):
+    fwd = nets.ssr_forward(x, params)
+    d = -2.0 * (y - fwd["y_green"])
+    g = {"b3": float(d.sum()), "w3": float(d @ fwd["y_blue"]), "w4": float(d @ fwd["y_orange"])}
+    params["b3"] -= 0.01 * g["b3"]       # the update belongs to the caller
+    return g
+'''
+
+TORCH_SCRATCH = '''
+import torch                             # a scratch cell comparing with autograd
+t = torch.tensor([2.0], requires_grad=True)
+print(t * 3)
+'''
+
+
+@pytest.mark.slow
+def test_submission_breaking_each_stated_rule_loses_exactly_the_stated_cells(tmp_path):
+    path = make_submission(ASSIGNMENT, {
+        "mul_gate_backward_answer": MUL_CHANGES_DOUT,
+        "add_gate_backward_answer": ADD_DOUT_ITSELF,
+        "neuron_forward_backward_answer": NEURON_WITH_TORCH,
+        "ssr_output_grads_answer": SSR_UPDATES_PARAMS,
+    }, tmp_path)
+    nb = nbformat.read(str(path), as_version=4)
+    at = next(i for i, c in enumerate(nb.cells)
+              if c.metadata.get("nbgrader", {}).get("grade_id") == "add_gate_backward_answer")
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(TORCH_SCRATCH.strip()))  # costs nothing
+    nbformat.write(nb, str(path))
+    result = grade(path, ASSIGNMENT)
+    _assert_scores(result, zero={
+        "mul_gate_backward_shape", "mul_gate_backward_values",      # every cell of exercise 2
+        "add_gate_backward_copies",                                 # the copies point only
+        "neuron_forward_backward_shape", "neuron_forward_backward_values",
+        "ssr_output_grads_keys", "ssr_output_grads_values",
+    }, contains={
+        "mul_gate_backward_shape": "modified its argument dout in place",
+        "mul_gate_backward_values": "changed its argument dout in place",
+        "add_gate_backward_copies": "changed the caller's dout",
+        "neuron_forward_backward_shape": "torch is not available while this lesson is graded",
+        "ssr_output_grads_keys": "changed the dict params: expected it unchanged",
+        "ssr_output_grads_values": "changed the dict params",
+    })
+
+
+class _ElsewhereFunction:
+    """The student's function as a sealed grading run sees it: each call crosses a boundary.
+
+    Arguments go over as plain data (judge.wire) and only the arrays the function
+    changed come back (judge.server._copy_back): a change to a dict does not.
+    """
+
+    judge_remote = True
+
+    def __init__(self, fn):
+        self.fn, self.__name__ = fn, fn.__name__
+
+    def __call__(self, *args):
+        from course_lib.judge import wire
+        from course_lib.judge.server import _copy_back
+
+        theirs = wire.decode(wire.encode(args))
+        out = self.fn(*theirs)
+        _copy_back(args, wire.decode(wire.encode(theirs)))
+        return wire.decode(wire.encode(out, theirs), args)
+
+    def run_experiment(self, name, inputs):
+        from course_lib.judge import wire
+        from course_lib.judge.experiments import run_experiment
+
+        return wire.decode(wire.encode(run_experiment(self.fn, name,
+                                                      wire.decode(wire.encode(inputs)))))
+
+
+def test_changed_params_is_seen_when_the_function_runs_elsewhere():
+    wrong = _ElsewhereFunction(ssr_updates_b3)
+    for part in CHECKS["ssr_output_grads"]:
+        with pytest.raises(AssertionError, match=r"params\['b3'\] = .* after two calls"):
+            G.check_ssr_output_grads(wrong, part=part)
+    G.check_ssr_output_grads(_ElsewhereFunction(R.ssr_output_grads))
+
+
+def test_copies_point_grades_memory_not_values():
+    # a wrong value is the values cell's business: the copies part looks only at memory
+    for wrong in (add_local_only, add_split):
+        G.check_add_gate_backward(wrong, part="copies")

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 
+import nbformat
 import numpy as np
 import pytest
-from lessons import grade, make_submission, notebook_answers
+from lessons import grade, grade_id, make_submission, notebook_answers, source_path
 
 from course_lib import reference as R
 from course_lib.grading import sigmoid as G
@@ -243,7 +244,7 @@ def test_submission_unstable_sigmoid_sigma_for_derivative_relu_at_zero_missing_1
     assert_scores(result, failing={
         "sigmoid_edge": "overflow",
         "sigmoid_prime_values": "the sigmoid itself",
-        "relu_prime_edge": r"ReLU'\(0\) must be 0",
+        "relu_prime_edge": r"rule broken, ReLU'\(0\) = 0",
         "bce_sigmoid_delta_values": r"the 1/N of the batch mean is missing",
     }, also_zero={"sigmoid_prime_edge", "bce_sigmoid_delta_edge"})
 
@@ -284,3 +285,118 @@ def test_submission_sigma_prime_of_the_activation_and_edge_only_mistakes(tmp_pat
         "bce_edge": r"0·log 0",
         "bce_sigmoid_delta_edge": "the long way",
     }, also_zero={"sigmoid_prime_edge"})
+
+
+# ---------------------------------------------------------------------------
+# every rule the lesson states is graded, and costs exactly its cell's points
+# ---------------------------------------------------------------------------
+
+def mirrored_delta(z, y):
+    """Cancelled on paper, but with the mirrored σ: NaN at z = +800 only."""
+    z = f64(z)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (np.exp(z) / (1 + np.exp(z)) - y) / np.shape(z)[0]
+
+
+def clipped_in_place_bce(y_hat, y):
+    y_hat = np.asarray(y_hat)
+    np.clip(y_hat, 1e-12, 1 - 1e-12, out=y_hat)  # changes the caller's array
+    return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))
+
+
+# (function, an answer that breaks only its rule): each fails the edge part, and only it
+RULE_BREAKERS = [
+    ("sigmoid", naive_sigmoid),
+    ("sigmoid", mirrored_sigmoid_quiet),
+    ("sigmoid_prime", quotient_sigmoid_prime),
+    ("relu_prime", lambda z: (f64(z) >= 0).astype(float)),
+    ("bce", naive_bce),
+    ("bce_sigmoid_delta", long_way_delta),
+    ("bce_sigmoid_delta", mirrored_delta),
+]
+
+
+@pytest.mark.parametrize(("name", "wrong"), RULE_BREAKERS,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(RULE_BREAKERS)])
+def test_an_answer_breaking_a_rule_fails_the_edge_part_with_the_rule_named(name, wrong):
+    with pytest.raises(AssertionError) as caught:
+        check(name)(wrong, part="edge")
+    assert str(caught.value).startswith(f"{name}("), str(caught.value)
+    assert f"(rule: {G.RULES[name]})" in str(caught.value).splitlines()[0], str(caught.value)
+    check(name)(wrong, part="values")  # the values part does not depend on the rule
+
+
+def test_every_rule_is_stated_in_the_lesson_text():
+    nb = nbformat.read(str(source_path(ASSIGNMENT)), as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for name, rule in G.RULES.items():
+        assert f"**{rule}**" in text.replace("$z$", "z"), \
+            f"expected the rule of {name}, {rule!r}, in bold in the lesson's text; it is not there"
+
+
+def test_saturated_inputs_reach_the_bce_and_delta_rules():
+    """σ(±800) is exactly 0 or 1: the delta's edge wants ±1/N there, with both labels, so
+    an answer right wherever |z| < 709 (the mirrored σ) still loses it."""
+    with pytest.raises(AssertionError, match=r"rule: exact for saturated z.*NaN"):
+        G.check_bce_sigmoid_delta(mirrored_delta, part="edge")
+    with pytest.raises(AssertionError, match=r"rule: a prediction equal to its label costs 0"):
+        G.check_bce(naive_bce, part="edge")
+
+
+def test_changing_an_argument_in_place_is_reported():
+    with pytest.raises(AssertionError, match="modified its argument y_hat in place"):
+        G.check_bce(clipped_in_place_bce, part="edge")
+    G.check_bce(clipped_in_place_bce, part="values")  # nothing to clip in (0.02, 0.98)
+
+
+def test_points_table_lists_every_graded_cell_with_its_points():
+    nb = nbformat.read(str(source_path(ASSIGNMENT)), as_version=4)
+    points = {grade_id(c): c.metadata["nbgrader"]["points"] for c in nb.cells
+              if c.metadata.get("nbgrader", {}).get("grade")}
+    table = next(c.source for c in nb.cells if "| exercise | graded cells (points) |" in c.source)
+    listed = {g: float(p) for g, p in re.findall(r"`(\w+)` \((\d+(?:\.\d+)?)\)", table)}
+    assert listed == points, f"expected the metadata's points {points}, got {listed}"
+    total = re.search(r"\*\*total\*\*.*\*\*(\d+)\*\*", table)
+    assert total and int(total.group(1)) == sum(points.values()), \
+        f"expected a total of {sum(points.values())}, got {total and total.group(1)}"
+    first_exercise = next(i for i, c in enumerate(nb.cells)
+                          if (grade_id(c) or "").endswith("_answer"))
+    rules_at = next(i for i, c in enumerate(nb.cells) if "What you may use" in c.source)
+    assert rules_at < first_exercise, "the rules must come before the first exercise"
+
+
+NAIVE_EDGES = {
+    "sigmoid_answer": "def sigmoid(z):\n"
+                      "    return 1 / (1 + np.exp(-np.asarray(z, dtype=float)))\n",
+    "sigmoid_prime_answer": "def sigmoid_prime(z):\n"
+                            "    e = np.exp(-np.asarray(z, dtype=float))\n"
+                            "    return e / (1 + e) ** 2\n",
+    "relu_prime_answer": "def relu_prime(z):\n"
+                         "    return (np.asarray(z, dtype=float) >= 0).astype(float)\n",
+    "bce_answer": "def bce(y_hat, y):\n"
+                  "    return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))\n",
+    "bce_sigmoid_delta_answer": "def bce_sigmoid_delta(z, y):\n"
+                                "    y_hat = sigmoid(z)\n"
+                                "    dl_dyhat = -y / y_hat + (1 - y) / (1 - y_hat)\n"
+                                "    return dl_dyhat * y_hat * (1 - y_hat) / len(z)\n",
+}
+
+
+def test_submission_naive_answers_lose_exactly_the_points_of_their_rules(tmp_path):
+    """Naive formulas, right for moderate inputs: each loses its edge cell, nothing else."""
+    result = grade(make_submission(ASSIGNMENT, NAIVE_EDGES, tmp_path), ASSIGNMENT)
+    edges = {f"{name}_edge": G.RULES[name] for name in G.RULES}
+    assert_scores(result, failing={gid: re.escape(rule) for gid, rule in edges.items()})
+    lost = sum(c.max_score - c.score for c in result.cells if c.autograded)
+    expected_loss = sum(result.cell(gid).max_score for gid in edges)
+    assert lost == expected_loss == 6, f"expected to lose 6 points (the edge cells), lost {lost}"
+
+
+def test_submission_in_place_clip_loses_only_the_bce_edge_cell(tmp_path):
+    result = grade(make_submission(ASSIGNMENT, {
+        "bce_answer": "def bce(y_hat, y):\n"
+                      "    y_hat = np.asarray(y_hat)\n"
+                      "    np.clip(y_hat, 1e-12, 1 - 1e-12, out=y_hat)\n"
+                      "    return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))\n",
+    }, tmp_path), ASSIGNMENT)
+    assert_scores(result, failing={"bce_edge": "no argument changed in place|in place"})

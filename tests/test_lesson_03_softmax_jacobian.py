@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 
+import nbformat
 import numpy as np
 import pytest
-from lessons import grade, make_submission, notebook_answers
+from lessons import grade, grade_id, make_submission, notebook_answers, source_path
 
 from course_lib import reference as R
 from course_lib.grading import softmax as G
@@ -25,7 +26,7 @@ PARTS = {
     "softmax_jacobian": ("shape", "values"),
     "softmax_backward": ("values", "batched", "no_matrix"),
     "cross_entropy": ("values", "labels", "stable"),
-    "softmax_cross_entropy_grad": ("values", "labels"),
+    "softmax_cross_entropy_grad": ("values", "labels", "stable"),
 }
 
 
@@ -272,6 +273,69 @@ def grad_onehot_only(Z, Y):
     return (R.softmax(Z) - Y) / Z.shape[0]
 
 
+# Answers that break a stated rule and are otherwise right (each loses exactly one part).
+
+def softmax_in_place(z):  # the template's np.asarray does not copy: this shifts the caller's z
+    z = np.asarray(z, dtype=float)
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_in_place_exp(z):
+    z = np.asarray(z, dtype=float)
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def _jac_via(z):  # a right Jacobian from a softmax that shifts z in place
+    s = softmax_in_place(z)
+    return np.diag(s) - np.outer(s, s)
+
+
+def back_in_place_dout(z, dout):
+    s = R.softmax(z)
+    dout -= np.sum(dout * s, axis=-1, keepdims=True)
+    return s * dout
+
+
+def ce_in_place(Z, Y):  # the template's copy removed, then a stable log-softmax in place
+    Z = np.asarray(Z, dtype=float)
+    Z -= Z.max(axis=1, keepdims=True)
+    return float(-(_onehot(Z, Y) * (Z - np.log(np.exp(Z).sum(axis=1, keepdims=True)))).sum()
+                 / Z.shape[0])
+
+
+def grad_in_place(Z, Y):
+    return (softmax_in_place(Z) - _onehot(Z, Y)) / Z.shape[0]
+
+
+def ce_unshifted_logsumexp(Z, Y):
+    Y = _onehot(Z, Y)
+    return float((np.log(np.exp(Z).sum(axis=1)) - (Y * Z).sum(axis=1)).mean())
+
+
+def _vjp(s, dout):  # the VJP as a student writes it (no check that dout is finite)
+    return s * (dout - np.sum(dout * s, axis=-1, keepdims=True))
+
+
+def grad_long_way(Z, Y):  # ∂ℓ/∂s = -Y/S, then through the softmax Jacobian
+    S = R.softmax(Z)
+    return _vjp(S, -_onehot(Z, Y) / S) / Z.shape[0]
+
+
+def grad_long_way_with_jacobians(Z, Y):
+    S, Y = R.softmax(Z), _onehot(Z, Y)
+    return np.stack([R.softmax_jacobian(z).T @ (-y / s) for z, y, s in zip(Z, Y, S, strict=True)]
+                    ) / Z.shape[0]
+
+
+def grad_unstable_softmax(Z, Y):
+    E = np.exp(Z)
+    return (E / E.sum(axis=1, keepdims=True) - _onehot(Z, Y)) / Z.shape[0]
+
+
 MISTAKES = [
     # (check, wrong function, part, the message must contain (regex))
     ("softmax", softmax_naive, "stable", r"not stabilised.*overflows to inf"),
@@ -323,6 +387,96 @@ def test_known_mistake_is_named(name, wrong, part, message):
     text = str(info.value)
     assert re.search(message, text, flags=re.S), text
     assert "known mistake" in text, text
+
+
+NO_CHANGE = "Rule: a graded function must not change its arguments"
+OVERFLOW = "overflow-safe for any finite input"
+RULE_BREAKERS = [
+    # (check, an answer right in every way but one rule, the one part it fails, the rule's
+    #  words and the diagnosis its message must contain (regex))
+    ("softmax", softmax_in_place, "values", NO_CHANGE, r"z minus each row's maximum"),
+    ("softmax", softmax_in_place_exp, "values", NO_CHANGE, r"exp\(z - max\)"),
+    ("softmax_jacobian", _jac_via, "values", NO_CHANGE,
+     r"If softmax_jacobian passes z to your softmax, the change happens there"),
+    ("softmax_backward", back_in_place_dout, "values", NO_CHANGE, r"argument dout in place"),
+    ("cross_entropy", ce_in_place, "values", NO_CHANGE, r"Z minus each row's maximum"),
+    ("softmax_cross_entropy_grad", grad_in_place, "values", NO_CHANGE,
+     r"Z minus each row's maximum"),
+    ("softmax", softmax_naive, "stable", OVERFLOW, r"not stabilised"),
+    ("softmax", softmax_global_max, "stable", OVERFLOW, r"maximum of the whole array"),
+    ("softmax_backward", back_builds_j, "no_matrix", "must not build an n×n matrix",
+     r"you built the Jacobian.*O\(n\) memory"),
+    ("cross_entropy", ce_log_of_softmax, "stable", OVERFLOW, r"you took log\(softmax\(Z\)\)"),
+    ("cross_entropy", ce_unshifted_logsumexp, "stable", OVERFLOW,
+     r"log Σ_k e\^\{z_k\} without shifting"),
+    ("cross_entropy", ce_clipped, "stable", OVERFLOW, r"clipped the probabilities"),
+    ("softmax_cross_entropy_grad", grad_long_way, "stable", OVERFLOW,
+     r"This matches a known mistake: you went the long way, through ∂ℓ/∂s = -Y/S"),
+    ("softmax_cross_entropy_grad", grad_long_way_with_jacobians, "stable", OVERFLOW,
+     r"you went the long way"),
+    ("softmax_cross_entropy_grad", grad_unstable_softmax, "stable", OVERFLOW,
+     r"This matches a known mistake: the softmax is not stabilised"),
+]
+
+
+@pytest.mark.parametrize("name, wrong, part, rule, diagnosis", RULE_BREAKERS,
+                         ids=[f"{m[0]}-{m[1].__name__}" for m in RULE_BREAKERS])
+def test_an_answer_that_breaks_one_rule_loses_only_that_rules_part(name, wrong, part, rule,
+                                                                   diagnosis):
+    """The lesson states each rule with the one cell that grades it: an answer that breaks
+    only that rule passes every other part, and the failing part's message names the rule
+    and says what was expected and what came back."""
+    for other in PARTS[name]:
+        if other != part:
+            check(name)(wrong, part=other)
+    with pytest.raises(AssertionError) as info:
+        check(name)(wrong, part=part)
+    text = str(info.value)
+    assert rule in text, text
+    assert re.search(diagnosis, text, flags=re.S), text
+    assert re.search(r"expected .* got ", text, flags=re.S), text
+
+
+def test_the_rules_are_stated_with_the_cell_and_points_that_grade_them():
+    """Each graded rule is stated in the lesson, next to the name of the cell that grades
+    it and that cell's points as the nbgrader metadata gives them."""
+    nb = nbformat.read(str(source_path(ASSIGNMENT)), as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    points = {grade_id(c): c.metadata["nbgrader"]["points"] for c in nb.cells
+              if c.metadata.get("nbgrader", {}).get("grade")}
+    for cell, rule in [("softmax_values", "no change to the argument"),
+                       ("softmax_stable", "overflow-safe for any finite input"),
+                       ("softmax_jacobian_values", "unchanged after the call"),
+                       ("softmax_backward_values", "No change to the arguments"),
+                       ("softmax_backward_no_matrix", "No $n \\times n$ matrix"),
+                       ("cross_entropy_values", "no change to the arguments"),
+                       ("cross_entropy_stable", "overflow-safe for any finite input"),
+                       ("softmax_cross_entropy_grad_values", "no change to the arguments"),
+                       ("softmax_cross_entropy_grad_stable", "overflow-safe for any finite input")]:
+        p = points[cell]
+        stated = f"`{cell}` ({p:g} point{'s' if p != 1 else ''})"
+        assert stated in text, f"expected the lesson to state {stated!r} (rule: {rule})"
+        assert rule in text, f"expected the lesson to state the rule {rule!r}"
+    assert "must not change its arguments" in text and "ImportError" in text
+
+
+def test_the_points_table_matches_the_metadata():
+    """The table at the top lists every graded cell with the points nbgrader gives it."""
+    nb = nbformat.read(str(source_path(ASSIGNMENT)), as_version=4)
+    table = nb.cells[0].source
+    points = {grade_id(c): c.metadata["nbgrader"]["points"] for c in nb.cells
+              if c.metadata.get("nbgrader", {}).get("grade")}
+    for name in PARTS:
+        row = next(line for line in table.splitlines() if line.startswith("| ")
+                   and f"`{name}(" in line)
+        listed = dict(re.findall(r"`(\w+)` \((\d+)\)", row))
+        assert {f"{name}_{p}": float(v) for p, v in listed.items()} == \
+            {f"{name}_{p}": points[f"{name}_{p}"] for p in PARTS[name]}, row
+        total = sum(points[f"{name}_{p}"] for p in PARTS[name])
+        assert row.rstrip().endswith(f"| {total:g} |"), (row, total)
+    autograded = sum(p for g, p in points.items() if not g.startswith("written_"))
+    assert f"**autograded total** | | | **{autograded:g}**" in table, autograded
+    assert f"**total** | | | **{sum(points.values()):g}**" in table
 
 
 def test_building_the_jacobian_fails_only_where_it_cannot_fit():
@@ -465,6 +619,11 @@ def assert_graded(result, failing: dict[str, str]):
     assert not set(failing) - {c.grade_id for c in result.cells}
 
 
+def autograded_max(result) -> float:
+    """The points of the autograded cells (the written answers are graded by hand)."""
+    return sum(c.max_score for c in result.cells if not c.grade_id.startswith("written_"))
+
+
 def test_submission_unstable_softmax_jacobian_without_diagonal_and_forgotten_1_over_n(tmp_path):
     result = grade(make_submission(ASSIGNMENT, SUBMISSION_A, tmp_path), ASSIGNMENT)
     assert_graded(result, {
@@ -477,6 +636,8 @@ def test_submission_unstable_softmax_jacobian_without_diagonal_and_forgotten_1_o
         "cross_entropy_stable": r"summed the loss over the samples",
         "softmax_cross_entropy_grad_values": r"1/N missing",
         "softmax_cross_entropy_grad_labels": r"1/N of the batch mean is missing",
+        # its own softmax gives nan for logits 1000 apart
+        "softmax_cross_entropy_grad_stable": r"overflow-safe for any finite input",
     })
     assert result.score == 1 + 1 + 1 + 2  # softmax shape and values, Jacobian shape, VJP values
 
@@ -491,6 +652,7 @@ def test_submission_flipped_jacobian_diagonal_only_vjp_1_over_n_twice_integer_la
         "cross_entropy_labels": r"integer labels of shape \(N,\) are not handled",
         "softmax_cross_entropy_grad_values": r"applied twice",
         "softmax_cross_entropy_grad_labels": r"1/N is applied twice",
+        "softmax_cross_entropy_grad_stable": r"expected\s+\[\[ 0\.5 .*got\s+\[\[ 0\.25",
     })
 
 
@@ -514,6 +676,91 @@ def test_submission_that_builds_the_jacobian_loses_only_no_matrix(tmp_path):
         "softmax_backward_no_matrix": r"shape \(2, 60000\) ran out of memory \(\w*MemoryError: "
                                       r"Unable to allocate.*you built the Jacobian",
     })
+
+
+SOFTMAX_IN_PLACE = {  # right values; the template's np.asarray does not copy, so -= shifts z
+    "softmax_answer": HEADER + """
+def softmax(z):
+    z = np.asarray(z, dtype=float)
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+""",
+}
+
+SOFTMAX_IN_PLACE_FOR_BATCHES = {  # the same, for batches only: the visible test (a vector) passes
+    "softmax_answer": HEADER + """
+def softmax(z):
+    z = np.asarray(z, dtype=float)
+    if z.ndim > 1:
+        z -= z.max(axis=-1, keepdims=True)
+    else:
+        z = z - z.max()
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+""",
+}
+
+
+def test_submission_whose_only_mistake_is_an_in_place_softmax_loses_only_softmax_values(
+        tmp_path):
+    # The rule "a graded function must not change its arguments" is graded in softmax_values
+    # (1 point, as the lesson states). The later exercises call this softmax too, but their
+    # templates copy their arguments and their tests build their own inputs: they keep
+    # every point.
+    result = grade(make_submission(ASSIGNMENT, SOFTMAX_IN_PLACE, tmp_path), ASSIGNMENT)
+    assert_graded(result, {
+        "softmax_values": r"softmax changed its argument in place: expected z to stay \[1\. 2\. "
+                          r"3\.\], got \[-2\. -1\.  0\.\]\. Rule: a graded function must not "
+                          r"change its arguments",
+    })
+    assert result.score == autograded_max(result) - 1
+
+
+def test_in_place_change_that_only_the_hidden_check_sees_costs_only_softmax_values(tmp_path):
+    # The judge's call copies the kernel's changes back (judge.server), and the check of
+    # softmax's values compares them: the message names the rule and the shift.
+    result = grade(make_submission(ASSIGNMENT, SOFTMAX_IN_PLACE_FOR_BATCHES, tmp_path),
+                   ASSIGNMENT)
+    assert_graded(result, {
+        "softmax_values": r"softmax\(z\) changed its argument z in place .*expected z\[.*\] to "
+                          r"stay .* got .*Rule: a graded function must not change its "
+                          r"arguments.*z minus each row's maximum",
+    })
+    assert result.score == autograded_max(result) - 1
+
+
+NAIVE_LOSSES = {  # right for ordinary logits; inf or nan for logits about ±1000
+    "cross_entropy_answer": HEADER + """
+def cross_entropy(Z, Y):
+    Z, Y = np.array(Z, dtype=float), np.asarray(Y)
+    if Y.ndim == 1:
+        Y = np.eye(Z.shape[1])[Y]
+    return float(-np.sum(Y * np.log(softmax(Z))) / Z.shape[0])    # log of the probabilities
+""",
+    "softmax_cross_entropy_grad_answer": HEADER + """
+def softmax_cross_entropy_grad(Z, Y):
+    Z, Y = np.array(Z, dtype=float), np.asarray(Y)
+    if Y.ndim == 1:
+        Y = np.eye(Z.shape[1])[Y]
+    S = softmax(Z)
+    return softmax_backward(Z, -Y / S) / Z.shape[0]              # the long way, through -Y/S
+""",
+}
+
+
+def test_submission_with_naive_losses_loses_exactly_the_two_stable_cells(tmp_path):
+    # "Overflow-safe for any finite input" is graded by cross_entropy_stable and
+    # softmax_cross_entropy_grad_stable (1 point each, as the lesson states); everything
+    # else of these answers is right.
+    result = grade(make_submission(ASSIGNMENT, NAIVE_LOSSES, tmp_path), ASSIGNMENT)
+    assert_graded(result, {
+        "cross_entropy_stable": r"expected the finite loss 1000, got inf.*"
+                                r"overflow-safe for any finite input",
+        "softmax_cross_entropy_grad_stable": r"expected the finite gradient.*got.*nan.*"
+                                             r"overflow-safe for any finite input",
+    })
+    assert result.score == autograded_max(result) - 2
 
 
 # ---------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 
+import nbformat
 import numpy as np
 import pytest
-from lessons import grade, make_submission, notebook_answers
+from lessons import grade, make_submission, notebook_answers, source_path
 
 from course_lib import nets
 from course_lib import reference as R
@@ -25,7 +26,7 @@ ASSIGNMENT = "04_backprop_mlp"
 PARTS = {
     "dense_forward": ("shape", "values"),
     "dense_backward": ("shapes", "single", "batch"),
-    "backprop": ("shapes", "mse", "classification", "edge"),
+    "backprop": ("shapes", "mse", "classification", "edge", "saturated"),
     "sgd_step": ("values", "inputs"),
 }
 SEEDS = ("20261125", "1", "987654321")
@@ -151,7 +152,9 @@ MISTAKES = [
      "b was not updated"),
     ("sgd_step", "values", sgd_with(lambda x, d, lr: lr * d, lambda x, d, lr: lr * d),
      "you returned the step"),
-    ("sgd_step", "inputs", sgd_in_place, "modified params in place"),
+    ("sgd_step", "inputs", sgd_in_place,
+     r"(?s)changed its argument params in place, which the rules forbid.*layer 1's W, entry "
+     r"\[0, 0\] changed: expected"),
 ]
 
 
@@ -222,12 +225,21 @@ def make_backprop(mistake=None):
                     raise ValueError("operands could not be broadcast together")
                 Y = np.eye(Z.shape[1])[Y]
             logits = A if mistake == "ce_on_A" else Z
-            J = R.cross_entropy(logits, Y)
+            if mistake == "naive_ce":      # log of a (shifted) softmax: log(0) when saturated
+                J = -np.sum(Y * np.log(R.softmax(logits))) / N
+            else:
+                J = R.cross_entropy(logits, Y)
             dZ = (R.softmax(logits) - Y) / N
             if mistake == "ce_on_A":
                 dZ = R.softmax_backward(Z, dZ)
         elif loss == "bce":
-            J = -np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A)) / N
+            if mistake == "naive_bce":     # log(sigmoid): log(0) when saturated
+                J = -np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A)) / N
+            elif mistake == "clipped_bce":
+                Ac = np.clip(A, 1e-12, 1 - 1e-12)
+                J = -np.sum(Y * np.log(Ac) + (1 - Y) * np.log(1 - Ac)) / N
+            else:
+                J = np.sum(np.logaddexp(0.0, Z) - Y * Z) / N
             dZ = (A - Y) / N
             if mistake == "bce_extra_prime":
                 dZ = dZ * A * (1 - A)
@@ -296,7 +308,12 @@ BACKPROP_MISTAKES = [
     ("backward_order", "shapes", "backward order"),
     ("backward_order", "mse", "backward order"),
     ("loss_sum", "mse", "summed the losses over the samples"),
-    ("in_place", "shapes", "modified params in place"),
+    ("in_place", "shapes", "changed its argument params in place, which the rules forbid"),
+    ("naive_bce", "saturated", r"(?s)the loss value: expected [\d.]+, got nan.*This cell "
+                               "grades the rule for losses: they must not overflow"),
+    ("naive_ce", "saturated",
+     r"(?s)the loss value: expected [\d.]+, got (nan|inf).*must not overflow"),
+    ("clipped_bce", "saturated", r"you clipped the probabilities to \[1e-12, 1 - 1e-12\]"),
 ]
 
 
@@ -317,6 +334,93 @@ def test_backprop_mistake_is_named(mistake, part, message):
 ])
 def test_backprop_partial_credit(mistake, part):
     G.check_backprop(make_backprop(mistake), part=part)
+
+
+@pytest.mark.parametrize(("mistake", "its_part"), [
+    ("naive_bce", "saturated"),      # the rule: losses must not overflow
+    ("naive_ce", "saturated"),
+    ("clipped_bce", "saturated"),
+    ("in_place", "shapes"),          # the rule: backprop leaves params unchanged
+])
+def test_a_broken_rule_costs_only_its_own_part(mistake, its_part):
+    """The text says which cell grades each rule; every other part still passes."""
+    with pytest.raises(AssertionError):
+        G.check_backprop(make_backprop(mistake), part=its_part)
+    for part in PARTS["backprop"]:
+        if part != its_part:
+            G.check_backprop(make_backprop(mistake), part=part)
+
+
+def dense_forward_in_place(A_prev, W, b):
+    A_prev *= 2.0          # changes the caller's array
+    return A_prev / 2.0 @ W.T + b
+
+
+def dense_backward_in_place(dZ, A_prev, W):
+    out = (dZ @ W, dZ.T @ A_prev, dZ.sum(axis=0))
+    dZ[...] = 0.0          # right results, but the caller's dZ is gone
+    return out
+
+
+@pytest.mark.parametrize(("name", "wrong", "arg"), [
+    ("dense_forward", dense_forward_in_place, "A_prev"),
+    ("dense_backward", dense_backward_in_place, "dZ"),
+])
+def test_dense_in_place_costs_every_cell_of_its_exercise(name, wrong, arg):
+    """The text of Exercises 1 and 2: every check of the exercise compares the arguments
+    before and after the call, so an in-place change fails each of its parts."""
+    for part in PARTS[name]:
+        with pytest.raises(AssertionError, match=f"modified its argument {arg} in place"):
+            check(name)(wrong, part=part)
+
+
+@pytest.mark.parametrize("mistake", ["tanh_prime_1_minus_A", "sigma_prime_of_A",
+                                     "no_hidden_prime", "half_output_error"])
+def test_saturated_part_grades_only_the_overflow_rule(mistake):
+    """A gradient mistake unrelated to overflow is charged elsewhere, not in "saturated"."""
+    with pytest.raises(AssertionError):
+        G.check_backprop(make_backprop(mistake), part="mse")
+    G.check_backprop(make_backprop(mistake), part="saturated")
+
+
+def test_saturated_networks_overflow_a_naive_loss():
+    """Each saturated case has a finite exact loss that log(sigmoid) or log(softmax) loses."""
+    rng = np.random.default_rng(0)
+    for last, loss in (("sigmoid", "bce"), ("softmax", "cross_entropy"),
+                       ("identity", "cross_entropy")):
+        params, X, Y, acts = G._saturated_net(rng, last, loss, 5)
+        J, grads = R.backprop(params, X, Y, acts, loss)
+        assert np.isfinite(J) and J > 30, (loss, J)
+        assert all(np.all(np.isfinite(g)) for pair in grads for g in pair)
+        with np.errstate(all="ignore"):
+            assert not np.isfinite(make_backprop(f"naive_{loss[:3].replace('cro', 'ce')}")(
+                params, X, Y, acts, loss)[0])
+
+
+def test_integer_label_note_only_when_labels_are_the_problem():
+    """A tanh' mistake in the edge part's label networks gets no note about labels."""
+    with pytest.raises(AssertionError) as info:
+        G.check_backprop(make_backprop("tanh_prime_1_minus_A"), part="edge")
+    assert "act = 'tanh'" in str(info.value)
+    assert "integer class labels" not in str(info.value)
+    assert "one-hot" not in str(info.value)
+    with pytest.raises(AssertionError, match=r"(?s)With one-hot rows .* the same network gives the "
+                                             r"right result; here Y holds integer class labels"):
+        G.check_backprop(make_backprop("no_integer_labels"), part="edge")
+
+
+def test_sgd_step_that_changes_grads_is_told_the_rule():
+    def sgd_eats_grads(params, grads, lr):
+        new = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads, strict=True)]
+        grads[0][1][...] = 0.0
+        return new
+
+    with pytest.raises(AssertionError, match=r"(?s)changed its argument grads in place, which the "
+                                             r"rules forbid.*layer 1's db, entry \[0\] changed: "
+                                             r"expected -?[\d.]+ \(its value before the call\), "
+                                             r"got 0"):
+        G.check_sgd_step(sgd_eats_grads, part="inputs")
+    G.check_sgd_step(sgd_eats_grads, part="values")
 
 
 def test_backprop_message_says_which_layer_and_where_to_look():
@@ -431,7 +535,8 @@ def backprop(params, X, Y, activations, loss):
         if Y.ndim == 1:
             Y = np.eye(Z.shape[1])[Y]
         S = act("softmax", Z)
-        J = -np.sum(Y * np.log(S)) / N
+        Zs = Z - Z.max(axis=1, keepdims=True)
+        J = {ce_loss}
         dZ = {out_error_ce}
     elif loss == "bce":
         J = np.sum(np.logaddexp(0, Z) - Y * Z) / N
@@ -445,13 +550,16 @@ def backprop(params, X, Y, activations, loss):
         grads[k] = (dZ.T @ A_prev, dZ.sum(axis=0))
         if k > 0:
             dZ = act_back(activations[k - 1], cache[k - 1][1], A_prev, dZ @ params[k][0])
+    {after}
     return J, grads
 '''
 
 
 def self_contained_backprop(**mistake):
     parts = {"sigmoid_back": "return dA * A * (1 - A)", "out_error_ce": "(S - Y) / N",
-             "out_error_bce": "(A - Y) / N", "out_error_mse": "(A - Y) / N"}
+             "out_error_bce": "(A - Y) / N", "out_error_mse": "(A - Y) / N",
+             "ce_loss": "-np.sum(Y * (Zs - np.log(np.exp(Zs).sum(axis=1, keepdims=True)))) / N",
+             "after": "pass"}
     parts.update(mistake)
     return SELF_CONTAINED_BACKPROP.format(**parts)
 
@@ -528,3 +636,92 @@ def test_submission_sigma_prime_of_the_activation_1_over_n_twice_and_no_bias(tmp
         "dense_backward_batch": "the 1/N twice",
         "dense_forward_values": "the bias is missing",
     }, also_zero={"backprop_classification"})  # seed 001's sigmoid hidden layer
+
+
+def test_submission_each_broken_rule_costs_exactly_its_own_cell(tmp_path):
+    """The two rules of Exercise 3, as its text states them: a loss that overflows on
+    saturated logits costs `backprop_saturated` (1 point) and an in-place change of params
+    costs `backprop_shapes` (1 point); nothing else is lost, and each message names its rule."""
+    path = make_submission(ASSIGNMENT, {
+        "backprop_answer": self_contained_backprop(ce_loss="-np.sum(Y * np.log(S)) / N",
+                                                   after="params[0][1][...] += 0.0 * J + 1.0"),
+    }, tmp_path)
+    result = grade(path, ASSIGNMENT)
+    assert_scores(result, failing={
+        "backprop_saturated": r"the rule: the loss must not overflow\): expected 1000.0, "
+                              r"got (inf|nan)",
+        "backprop_shapes": r"(?s)backprop changed params in place.*expected W = .* as before "
+                           r"the call",
+    })
+    points = {c.grade_id: c.max_score for c in result.cells}
+    assert points["backprop_saturated"] == 1 and points["backprop_shapes"] == 1
+
+
+# ---------------------------------------------------------------------------
+# the lesson's text
+# ---------------------------------------------------------------------------
+
+def lesson_text():
+    return nbformat.read(str(source_path(ASSIGNMENT)), as_version=4)
+
+
+def test_points_table_matches_the_cells_metadata():
+    nb = lesson_text()
+    graded = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    intro = nb.cells[0].source
+    for gid, points in graded.items():
+        assert f"`{gid}` ({points:g})" in intro, (gid, points)
+    auto = sum(p for g, p in graded.items() if not g.startswith("written_"))
+    manual = sum(p for g, p in graded.items() if g.startswith("written_"))
+    assert (f"| **total** | {auto:g} graded automatically, {manual:g} by hand | "
+            f"**{auto + manual:g}** |") in intro
+
+
+def test_text_cites_references_not_seeds():
+    """Students never see the seed documents: the text cites [1]-[4] and ends with them."""
+    nb = lesson_text()
+    for cell in nb.cells:  # the code names nets.seed000() ... stay
+        assert not re.search(r"(?i)\bseeds? 0\d\d\b|\bthe seed('s)?\b", cell.source), \
+            cell.get("id")
+    assert nb.cells[-1].source.startswith("## References")
+    for n in range(1, 5):
+        assert f"\n{n}. " in nb.cells[-1].source
+        assert any(f"[{n}]" in c.source for c in nb.cells[:-1] if c.cell_type == "markdown"), n
+
+
+def test_the_loss_is_J_and_L_counts_layers():
+    """One meaning per symbol: J (and ℓ per sample) is the loss, L the number of layers."""
+    nb = lesson_text()
+    for cell in nb.cells:
+        assert "\\partial L" not in cell.source and "∂L" not in cell.source, cell.get("id")
+        assert "dL_d" not in cell.source, cell.get("id")
+
+
+def test_training_numbers_in_the_text():
+    """Section 10's numbers, recomputed with the lesson's own training loop."""
+    from course_lib import data
+
+    X, y = data.spirals(n_per_class=100, n_classes=3, noise=0.2, seed=0)
+
+    def train(hidden, lr, steps=400):
+        P = nets.init_params((2, hidden, 3), seed=0, scale="he")
+        losses, dead = [], []
+        for _ in range(steps):
+            J, grads = R.backprop(P, X, y, ("relu", "softmax"), "cross_entropy")
+            losses.append(J)
+            dead.append(int(np.all(X @ P[0][0].T + P[0][1] <= 0, axis=0).sum()))
+            P = R.sgd_step(P, grads, lr)
+        return np.array(losses), dead
+
+    losses, _ = train(32, 1.0)
+    assert (round(losses[0], 2), round(losses[-1], 2)) == (1.09, 0.10)
+    losses, _ = train(4, 1.0)
+    assert round(losses[-1], 2) == 0.43
+    losses, dead = train(32, 20.0)
+    assert round(losses[1], 1) == 10.2 and round(losses.max(), 1) == 26.1
+    assert int(np.argmax(losses)) == 5 and dead[5] < 32 and dead[6] == 32
+    assert round(losses[-1], 2) == 6.65 and np.ptp(losses[-50:]) < 0.01
+    text = next(c.source for c in lesson_text().cells if c.get("id") == "cell-48")
+    for number in ("1.09", "0.10", "0.43", "10.2", "26.1", "6.65", "all 32 ReLU units"):
+        assert number in text, number

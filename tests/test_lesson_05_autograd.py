@@ -175,6 +175,37 @@ def test_float32_values_cast_to_float64_get_the_precision_hint():
         G.check_torch_backprop(cast, part="values")
 
 
+def updating_params_in_place(*args):
+    """The right gradients, then a gradient step done in place on the caller's arrays."""
+    J, grads = R.torch_backprop(*args)
+    for (W, b), (dW, db) in zip(args[0], grads, strict=True):
+        W -= 0.1 * dW
+        b -= 0.1 * db
+    return J, grads
+
+
+def test_changing_params_in_place_costs_only_the_repeat_part():
+    # The text's rule "leave the arguments alone" is graded by comparing params before and
+    # after a call, in the repeat cell (1 point); the other parts give every call a copy.
+    for part in ("shapes", "values"):
+        G.check_torch_backprop(updating_params_in_place, part=part)
+    with pytest.raises(AssertionError, match="it modified the arrays in params"):
+        G.check_torch_backprop(updating_params_in_place, part="repeat")
+
+
+def test_changing_X_in_place_costs_only_the_repeat_part():
+    def scaling_X_in_place(params, X, Y, activations, loss):
+        out = R.torch_backprop(params, X, Y, activations, loss)
+        X *= 2.0  # the caller's array
+        return out
+
+    for part in ("shapes", "values"):
+        G.check_torch_backprop(scaling_X_in_place, part=part)
+    with pytest.raises(AssertionError, match="it modified its argument X in place: expected X "
+                                             "unchanged"):
+        G.check_torch_backprop(scaling_X_in_place, part="repeat")
+
+
 def test_torch_backprop_loss_as_tensor_and_wrong_structure():
     def tensor_loss(*args):
         J, grads = R.torch_backprop(*args)
@@ -261,6 +292,16 @@ def float32_forward(ctx, z):
     return s
 
 
+def overflowing_forward(ctx, z):
+    s = torch.exp(z) / (1 + torch.exp(z))  # inf / inf = nan once e^z overflows
+    ctx.save_for_backward(s)
+    return s
+
+
+def unchanged_backward(ctx, g):
+    return g
+
+
 def test_sigmoid_built_from_parts_passes():
     G.check_MySigmoid(sigmoid_function(save_output, right_backward))
 
@@ -281,6 +322,34 @@ def test_sigmoid_built_from_parts_passes():
 def test_sigmoid_mistakes_are_named(wrong, part, message):
     with pytest.raises(AssertionError, match=message):
         G.check_MySigmoid(wrong, part=part)
+
+
+def test_an_overflowing_forward_costs_only_the_forward_part():
+    # The rule "σ(z) for any finite z" is graded on saturated inputs (z = ±800), in the
+    # forward cell only: backward and saved see moderate z.
+    wrong = sigmoid_function(overflowing_forward, right_backward)
+    with pytest.raises(AssertionError) as info:
+        G.check_MySigmoid(wrong, part="forward")
+    assert "must be right for any finite z" in str(info.value), info.value
+    assert "overflows for large |z|" in str(info.value), info.value
+    assert re.search(r"expected \[.*\], got \[.*nan", str(info.value)), info.value
+    G.check_MySigmoid(wrong, part="backward")
+    G.check_MySigmoid(wrong, part="saved")
+
+
+def test_backward_returning_grad_out_unchanged_is_named():
+    wrong = sigmoid_function(save_output, unchanged_backward)
+    G.check_MySigmoid(wrong, part="forward")
+    with pytest.raises(AssertionError) as info:
+        G.check_MySigmoid(wrong, part="backward")
+    assert ("This matches a known mistake: backward returned grad_out unchanged: the local "
+            "derivative σ'(z) = s(1 - s) is missing") in str(info.value), info.value
+    # Such a backward uses nothing that forward saved: the saved part has no evidence to award
+    # its point on, and says so (the text states it).
+    with pytest.raises(AssertionError) as info:
+        G.check_MySigmoid(wrong, part="saved")
+    assert "got grad_out itself" in str(info.value), info.value
+    assert "graded once backward computes from the saved s" in str(info.value), info.value
 
 
 def test_saving_the_input_still_gives_right_gradients():
@@ -557,6 +626,29 @@ def grad_fn_chain(t):
 '''.strip("\n")
 
 
+IN_PLACE_STEP = """
+_right_torch_backprop = torch_backprop
+
+
+def torch_backprop(params, X, Y, activations, loss):
+    J, grads = _right_torch_backprop(params, X, Y, activations, loss)
+    for (W, b), (dW, db) in zip(params, grads):  # a gradient step on the caller's arrays
+        W -= 0.1 * dW
+        b -= 0.1 * db
+    return J, grads"""
+OVERFLOWING_SIGMOID = """
+class MySigmoid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z):
+        s = torch.exp(z) / (1 + torch.exp(z))
+        ctx.save_for_backward(s)
+        return s
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (s,) = ctx.saved_tensors
+        return grad_out * s * (1 - s)"""
+
 SUBMISSIONS = {
     # name: ({answer cell: code}, {graded cell that must score 0: what its message names})
     "mean_factor_sum_leaves": (
@@ -577,13 +669,20 @@ SUBMISSIONS = {
              "return grad_out * torch.sigmoid(s) * (1 - torch.sigmoid(s))"),
          "MyLinear_answer": linear_code("return dZ @ W, X.T @ dZ, dZ.sum(0)"),
          "grad_fn_chain_answer": chain_code("names.append(str(node))")},
+        # Leaves kept between calls cost the repeat cell only: the values cell gives every call
+        # fresh copies of the arrays (its finite differences too), so no leaf is reused there.
         {"torch_backprop_repeat": "gradients accumulated across calls",
-         "torch_backprop_values": None,  # its finite-difference check sees frozen leaves
          "MySigmoid_backward": r"σ'\(σ\(z\)\)",
          "MyLinear_backward": "transpose",
          "MyLinear_autograd": None,  # autograd refuses a gradient of the wrong shape
          "grad_fn_chain_values": "printed form",
          "grad_fn_chain_edge": None}),
+    # Two rules the text states, each broken alone: each costs only its own cell.
+    "params_changed_in_place_sigmoid_overflows": (
+        {"torch_backprop_answer": backprop_code() + "\n" + IN_PLACE_STEP,
+         "MySigmoid_answer": OVERFLOWING_SIGMOID.strip("\n")},
+        {"torch_backprop_repeat": "modified its argument params in place",
+         "MySigmoid_forward": r"σ\(±800\).*your formula overflows"}),
 }
 
 

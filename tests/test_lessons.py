@@ -76,7 +76,8 @@ def graded_by_hand(assignment) -> set[str]:
 def test_source_graded_as_a_submission_gets_full_marks(assignment, capsys, monkeypatch):
     result = course_check_json(source_path(assignment), assignment, capsys, monkeypatch)
     assert result["status"] == "ok" and result["assignment"] == assignment
-    assert set(result) == {"assignment", "score", "max_score", "status", "cells", "flags"}
+    assert set(result) == {"assignment", "score", "max_score", "status", "cells", "flags", "notes"}
+    assert result["flags"] == ["needs_manual_grading"] and result["notes"] == [], result
     manual = graded_by_hand(assignment)
     assert manual, "no hand-graded written answer"
     auto = [c for c in result["cells"] if c["grade_id"] not in manual]

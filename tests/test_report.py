@@ -256,7 +256,7 @@ def test_save_load_round_trip_is_exact(tmp_path):
     data = json.loads(path.read_text(encoding="utf-8"))
     assert len(data) == len(RESULTS)
     assert list(data[0]) == ["student", "assignment", "score", "max_score", "status", "reason",
-                             "messages", "cell_scores", "flags", "sealed"]
+                             "messages", "cell_scores", "flags", "notes", "sealed"]
     assert data[4]["score"] == 7.5 and data[0]["cell_scores"]["add"] == [2.0, 2.0]
     save_results(loaded, tmp_path / "again.json")
     assert (tmp_path / "again.json").read_bytes() == path.read_bytes()

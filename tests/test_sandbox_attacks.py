@@ -1335,7 +1335,7 @@ class Attack:
     body: str | Callable[[Target], nbformat.NotebookNode]
     score: float
     status: str
-    flag: str | None = None  # words that must be in a flag; None: no flag at all
+    flag: str | None = None  # words in a flag (status tampered) or else in a note; None: neither
     why: str | None = None  # an error the attack met, as printed in the answer cell
     answer: str | None = None  # RIGHT/WRONG; None: right only if the attack stole it
     before: tuple[str, ...] = ()  # cells ahead of the answer cell
@@ -1369,7 +1369,7 @@ ATTACKS: dict[str, Attack] = {
                                           why="unable to open database file"),
     "read_gradebook_by_its_name": Attack(
         "read", lambda t: notebook(READ_GRADEBOOK_BY_NAME, t, course_literal=repr(t.course)),
-        0, "tampered", flag="gradebook", why=ENOENT),
+        *BLOCKED, flag="gradebook", why=ENOENT),
     "read_other_students_work": Attack("read", READ_OTHER_STUDENT, *BLOCKED, why=ENOENT),
     "read_by_walking_the_whole_filesystem": Attack("read", GLOB_THE_FILESYSTEM, *BLOCKED,
                                                    why="DONE walk /: []"),
@@ -1383,7 +1383,7 @@ ATTACKS: dict[str, Attack] = {
                                                           why="torch is not available"),
     # -- starting programs ---------------------------------------------------------------
     "spawn_subprocess": Attack("spawn", SPAWN_SUBPROCESS, *BLOCKED, why=EPERM),
-    "spawn_subprocess_imported": Attack("spawn", SPAWN_SUBPROCESS_IMPORTED, 0, "tampered",
+    "spawn_subprocess_imported": Attack("spawn", SPAWN_SUBPROCESS_IMPORTED, *BLOCKED,
                                         flag="imports subprocess", why=EPERM),
     "spawn_os_system_and_popen": Attack("spawn", SPAWN_OS_SYSTEM, *BLOCKED,
                                         why="DONE os.system: 32512"),
@@ -1393,7 +1393,7 @@ ATTACKS: dict[str, Attack] = {
     "spawn_from_a_thread": Attack("spawn", SPAWN_FROM_A_THREAD, *BLOCKED, why=EPERM),
     "spawn_ctypes_libc_system_fork_execve": Attack("spawn", SPAWN_CTYPES_LIBC, *BLOCKED,
                                                    why="BLOCKED execve: errno 1"),
-    "spawn_ctypes_imported": Attack("spawn", SPAWN_CTYPES_IMPORTED, 0, "tampered",
+    "spawn_ctypes_imported": Attack("spawn", SPAWN_CTYPES_IMPORTED, *BLOCKED,
                                     flag="imports ctypes"),
     "spawn_raw_syscalls_clone_clone3_x32": Attack("spawn", SPAWN_RAW_SYSCALLS, *BLOCKED,
                                                   why="BLOCKED clone (a process): -1 errno 1"),
@@ -1687,8 +1687,10 @@ def test_each_attack_gets_exactly_its_score_status_and_flag(graded, student):
                                                                   _answer_output(course, student))
     if attack.flag is None:
         assert r.flags == [], r.flags
-    else:
+    elif attack.status == "tampered":
         assert any(attack.flag in f for f in r.flags), r.flags
+    else:  # what the tamper reader saw is a note: the sandbox, not the reader, held
+        assert r.flags == [] and any(attack.flag in n for n in r.notes), (r.flags, r.notes)
     assert getattr(r, "sealed", True)
 
 

@@ -166,8 +166,8 @@ def test_the_explorers_are_stable_far_out():
         net = NetworkLogic(nets.seed001())
         v = net.update(**{"W2[0,0]": 900.0, "W2[0,1]": 900.0})  # the output saturates
     L, grads = torch_loss_and_grads(net)
-    close(v["L"], L)
-    close(v["dL/dW2[0,0]"], grads[1][0][0, 0])
+    close(v["J"], L)
+    close(v["dJ/dW2[0,0]"], grads[1][0][0, 0])
 
 
 def test_a_function_that_drops_the_imaginary_part_is_refused():
@@ -415,21 +415,21 @@ def torch_loss_and_grads(lg: NetworkLogic):
 
 def check_network_values(lg: NetworkLogic, v: dict, fd: bool = True):
     L, grads = torch_loss_and_grads(lg)
-    close(v["L"], L)
+    close(v["J"], L)
     for layer, (dW, db) in enumerate(grads, start=1):
         for kind, g in (("W", dW), ("b", db)):
             for ix in np.ndindex(g.shape):
                 name = f"{kind}{layer}[{','.join(map(str, ix))}]"
-                close(v[f"dL/d{name}"], g[ix])
+                close(v[f"dJ/d{name}"], g[ix])
                 if fd:
-                    close(v[f"dL/d{name} (finite diff)"], g[ix], rtol=FD_TOL, atol=1e-9)
+                    close(v[f"dJ/d{name} (finite diff)"], g[ix], rtol=FD_TOL, atol=1e-9)
 
 
 def test_network_reproduces_seed000():
     v = NetworkLogic().values()
-    close(v["L"], 0.2343997, rtol=1e-6)
-    close([v["dL/db2[0]"], v["dL/db2[1]"]], [-0.241831, 0.241831], rtol=1e-5)
-    close([v[f"dL/db1[{j}]"] for j in range(4)], [-0.029322, 0.036886, 0.011221, -0.035471],
+    close(v["J"], 0.2343997, rtol=1e-6)
+    close([v["dJ/db2[0]"], v["dJ/db2[1]"]], [-0.241831, 0.241831], rtol=1e-5)
+    close([v[f"dJ/db1[{j}]"] for j in range(4)], [-0.029322, 0.036886, 0.011221, -0.035471],
           rtol=1e-4)
     close([v[f"a1[{j}]"] for j in range(4)], [0.413382, 0.679179, 0.365864, 0.425557],
           rtol=1e-5)
@@ -455,12 +455,12 @@ def test_network_sgd_step_and_reset():
     v0 = lg.values()
     W1 = lg.params[0][0].copy()
     v1 = lg.sgd_step()
-    close(lg.params[0][0], W1 - 0.5 * np.array([[v0[f"dL/dW1[{j},{k}]"] for k in range(3)]
+    close(lg.params[0][0], W1 - 0.5 * np.array([[v0[f"dJ/dW1[{j},{k}]"] for k in range(3)]
                                                for j in range(4)]), rtol=1e-12)
-    assert v1["L"] < v0["L"]
+    assert v1["J"] < v0["J"]
     lg.sgd_step(9)
     assert len(lg.history) == 11 and lg.history[-1] < lg.history[0]
-    assert lg.reset()["L"] == v0["L"] and lg.history == []
+    assert lg.reset()["J"] == v0["J"] and lg.history == []
     with pytest.raises(ValueError, match="lr"):
         lg.set("lr", -1)
 
@@ -473,9 +473,9 @@ def test_network_student_backprop():
 
     lg = NetworkLogic(student_backprop=mine)
     v = lg.set("W2[1,3]", 0.8)
-    assert v["L (yours)"] == pytest.approx(v["L"], rel=1e-12)
+    assert v["J (yours)"] == pytest.approx(v["J"], rel=1e-12)
     for p in lg.plist:
-        close(v[f"dL/d{p.name} (yours)"], v[f"dL/d{p.name}"])
+        close(v[f"dJ/d{p.name} (yours)"], v[f"dJ/d{p.name}"])
 
     def todo(*args):
         raise NotImplementedError
@@ -588,8 +588,8 @@ def test_network_widget_slider_dropdown_and_buttons():
     e.value_slider.value = 0.25
     assert e.logic.params[1][0][0, 1] == 0.25
     v = e.logic.values()
-    assert f"dL/dW2[0,1] = {v['dL/dW2[0,1]']:.4g}" in e.readout.value
-    assert "dL/dW2[0,1] (finite diff) = " in e.readout.value
+    assert f"dJ/dW2[0,1] = {v['dJ/dW2[0,1]']:.4g}" in e.readout.value
+    assert "dJ/dW2[0,1] (finite diff) = " in e.readout.value
     e.step_button.click()
     e.step10_button.click()
     assert len(e.logic.history) == 12

@@ -423,13 +423,15 @@ def _ssr_at(ex, params, b3: float) -> float:
 
 @draws
 def plot_seed003(show: bool = True):
-    """Seed 003's example: its predictions, and its b3 "derivative" against the SSR curve.
+    """The worked example of lesson 1, section 7: predictions, and its b3 "derivative".
 
-    Left: the data, the prediction curve of the seed's code (y_orange computed
-    with w1, b1, so both hidden units are the same curve) and of the fixed
-    forward pass. Right: SSR as a function of b3 (the seed's forward values, as
-    in its printout), the true tangent at b3 = 0 (slope measured by central
-    differences), the seed's line of slope -2·SSR, and where each update lands.
+    ``nets.seed003()`` builds that example (a published softplus network with
+    mistakes; the lesson's references say where). Left: the data, the prediction
+    curve of the example's code (y_orange computed with w1, b1, so both hidden
+    units are the same curve) and of the fixed forward pass. Right: SSR as a
+    function of b3 (the example's forward values, as in its printout), the true
+    tangent at b3 = 0 (slope measured by central differences), the example's line
+    of slope -2·SSR, and where each update lands.
     """
     ex = nets.seed003()
     seed_params = dict(ex.params, w2=ex.params["w1"], b2=ex.params["b1"])
@@ -437,7 +439,7 @@ def plot_seed003(show: bool = True):
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.3))
     left.plot(ex.x, ex.y, "o", color="black", ms=8, label="data (x, y)", zorder=3)
-    for params, style, name in ((seed_params, "--", "the seed's code (y_orange uses w1, b1)"),
+    for params, style, name in ((seed_params, "--", "the example's code (y_orange uses w1, b1)"),
                                 (ex.params, "-", "fixed (y_orange uses w2, b2)")):
         pred = nets.ssr_forward(grid, params)["y_green"]
         ssr = nets.ssr(ex.y, nets.ssr_forward(ex.x, params)["y_green"])
@@ -456,16 +458,16 @@ def plot_seed003(show: bool = True):
                                           theta)[0])
     seed_slope = -2.0 * ssr0
     lr = ex.learning_rate
-    right.plot(b3, curve, color="black", lw=2, label="SSR(b3), the seed's forward values")
+    right.plot(b3, curve, color="black", lw=2, label="SSR(b3), the example's forward values")
     right.plot(b3, ssr0 + true_slope * b3, color=VALUE_COLOR, lw=1.5,
                label=f"true tangent at 0: slope {true_slope:.5f}")
     right.plot(b3, ssr0 + seed_slope * b3, color=GRAD_COLOR, lw=1.5, ls="--",
-               label=f"the seed's 'derivative' -2·SSR = {seed_slope:.5f}")
+               label=f"the example's 'derivative' -2·SSR = {seed_slope:.5f}")
     right.plot([0.0], [ssr0], "o", color="black")
-    seed_b3 = 0.0 + lr * seed_slope  # the seed ADDED the step
+    seed_b3 = 0.0 + lr * seed_slope  # the example ADDED the step
     good_b3 = 0.0 - lr * true_slope
     right.plot([seed_b3], [_ssr_at(ex, seed_params, seed_b3)], "v", color=GRAD_COLOR, ms=9,
-               label=f"the seed's update: b3 = {seed_b3:.5f}, "
+               label=f"the example's update: b3 = {seed_b3:.5f}, "
                      f"SSR = {_ssr_at(ex, seed_params, seed_b3):.5f}")
     right.plot([good_b3], [_ssr_at(ex, seed_params, good_b3)], "^", color=VALUE_COLOR, ms=9,
                label=f"b3 - lr·(true slope) = {good_b3:.5f}, "

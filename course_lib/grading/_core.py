@@ -86,10 +86,24 @@ def call(fn: Callable, fn_name: str, args: Mapping[str, object]):
                              f"  inputs: {describe_inputs(args)}") from None
     for k, v in args.items():
         if isinstance(v, np.ndarray) and not np.array_equal(copies[k], v, equal_nan=True):
-            raise AssertionError(f"{where} modified its argument {k} in place. Compute new arrays "
+            raise AssertionError(f"{where} modified its argument {k} in place: expected {k} "
+                                 f"unchanged, {_first_change(k, v, copies[k])}. Compute new arrays "
                                  f"instead (e.g. `x = x * 2`, not `x *= 2`): the caller still "
                                  f"needs the original.")
     return out
+
+
+def _first_change(name: str, before: np.ndarray, after: np.ndarray) -> str:
+    """'got x[1] = 0.5 (it was 2)': the first entry of ``name`` that changed."""
+    after = np.asarray(after)
+    if after.shape != before.shape:
+        return f"got shape {shape_str(after.shape)} (it was {shape_str(before.shape)})"
+    same = after == before
+    if np.issubdtype(before.dtype, np.floating):
+        same |= np.isnan(after) & np.isnan(before)
+    ix = tuple(int(i) for i in np.argwhere(~same)[0]) if before.ndim else ()
+    at = "[" + ", ".join(map(str, ix)) + "]" if ix else ""
+    return f"got {name}{at} = {fmt(after[ix])} (it was {fmt(before[ix])})"
 
 
 def describe_inputs(args: Mapping[str, object]) -> str:
@@ -109,8 +123,8 @@ def expect_tuple(out, fn_name: str, names: tuple[str, ...]):
     if not isinstance(out, (tuple, list)) or len(out) != len(names):
         got = (f"a {type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list))
                else f"a {type(out).__name__}")
-        raise AssertionError(f"{fn_name} must return {len(names)} values ({', '.join(names)}); "
-                             f"it returned {got}.")
+        raise AssertionError(f"{fn_name} must return {len(names)} values ({', '.join(names)}): "
+                             f"expected a tuple of {len(names)}, got {got}.")
     return tuple(out)
 
 

@@ -311,7 +311,8 @@ def check_torch_backprop(torch_backprop, part="all"):
         # Copies of each result come back, taken when it was returned ("first", "second") and
         # the first one's arrays again after the second call.
         runs = _attempt(where, lambda: experiment(
-            torch_backprop, "call_twice", args=(copy.deepcopy(params), X, Y, acts, "bce")))
+            torch_backprop, "call_twice", args=(copy.deepcopy(params), X.copy(), Y.copy(), acts,
+                                                "bce")))
         first = _as_result(runs["first"], where, len(params))
         saved = copy.deepcopy(first)
         second = _as_result(runs["second"], where, len(params))
@@ -323,6 +324,14 @@ def check_torch_backprop(torch_backprop, part="all"):
                 raise AssertionError(f"{where}: it modified the arrays in params. Copy them into "
                                      "new tensors (torch.tensor(W) copies; torch.from_numpy(W) "
                                      "shares the memory) and do not update them in place.")
+        for label, got, original in (("X", runs["args_after"][1], X),
+                                     ("Y", runs["args_after"][2], Y)):
+            if not np.array_equal(np.asarray(got), np.asarray(original)):
+                raise AssertionError(f"{where}: it modified its argument {label} in place: "
+                                     f"expected {label} unchanged ({fmt(original)}), got "
+                                     f"{fmt(got)} after the calls. Compute new arrays or tensors "
+                                     "instead (torch.tensor copies; torch.from_numpy shares "
+                                     "the memory).")
         same_as_first(second, saved, where)
         _, first_later = _as_result(runs["first_later"], where, len(params))
         for (dW, db), (dW0, db0) in zip(first_later, saved[1], strict=True):
@@ -352,6 +361,8 @@ SIGMOID_TWICE = ("backward applied σ' to the saved output s = σ(z), computing 
 SIGMOID_NO_S = ("backward returned grad_out * (1 - s): the factor s of σ'(z) = s (1 - s) is "
                 "missing")
 SIGMOID_SIGN = "the sign is flipped: ∂L/∂z = + grad_out · s (1 - s)"
+SIGMOID_UNCHANGED = ("backward returned grad_out unchanged: the local derivative σ'(z) = s(1 - s) "
+                     "is missing")
 
 
 SAVED_INPUT = ("MySigmoid.forward saved its input z instead of its output s = σ(z) "
@@ -420,10 +431,19 @@ def check_MySigmoid(MySigmoid, part="all"):
             _close(where, s, torch.sigmoid(z).numpy(), mistakes={
                 "you computed 1/(1 + e^{z}) = σ(-z): the minus sign in e^{-z} is missing":
                     torch.sigmoid(-z).numpy()})
+        # Saturated inputs: the rule "σ(z) for any finite z" is seen where e^{±z} overflows.
         z = _t([-800.0, -40.0, 0.0, 40.0, 800.0])
         s = _tensor_out("MySigmoid.apply(z) for large |z|",
                         apply(cls, "MySigmoid.apply(z)", z.numpy())["out"], z.shape)
-        _close(f"MySigmoid.apply(z) for z = {fmt(z.numpy())}", s, torch.sigmoid(z).numpy())
+        where = (f"MySigmoid.apply(z) for z = {fmt(z.numpy())} (σ(z) must be right for any finite "
+                 "z, also where e^z overflows)")
+        got = _numbers(s)
+        if got is not None and not np.all(np.isfinite(got)):
+            raise AssertionError(
+                f"{where}: expected {fmt(torch.sigmoid(z).numpy())}, got {fmt(got)}. Your formula "
+                "overflows for large |z| (e.g. e^z / (1 + e^z) = inf / inf = nan); use "
+                "torch.sigmoid(z), which is numerically stable.")
+        _close(where, s, torch.sigmoid(z).numpy())
 
     def backward():
         cls = _function_class(MySigmoid, "MySigmoid")
@@ -446,7 +466,7 @@ def check_MySigmoid(MySigmoid, part="all"):
                 SIGMOID_MISSING: gn * s_n,
                 SIGMOID_TWICE: gn * ss * (1 - ss),
                 SIGMOID_NO_S: gn * (1 - s_n),
-                "backward returned grad_out unchanged: multiply it by σ'(z) = s (1 - s)": gn,
+                SIGMOID_UNCHANGED: gn,
                 "backward applied a(1 - a) to the input z instead of the output s = σ(z)":
                     gn * z.detach().numpy() * (1 - z.detach().numpy()),
                 SIGMOID_SIGN: -gn * s_n * (1 - s_n),
@@ -483,6 +503,13 @@ def check_MySigmoid(MySigmoid, part="all"):
         if dz is None:
             raise AssertionError(f"{where}: z.grad is None after backward(); does "
                                  "MySigmoid.backward return the gradient?")
+        if _first_match(dz, {SIGMOID_UNCHANGED: g}) is not None:
+            # Nothing of what forward saved reaches such a gradient, so this part has no
+            # evidence to award its point on; the backward part names the mistake.
+            raise AssertionError(
+                f"{where}: got grad_out itself. {SIGMOID_UNCHANGED}, so the gradients show nothing "
+                "of what forward saved: this part is graded once backward computes from the saved "
+                "s (see the backward part).")
         formula = _first_match(dz, {name: f(s, g) for name, f in formulas.items()})
         if formula is None:
             kept = _first_match(dz, {name: f(s_changed, g) for name, f in formulas.items()})
@@ -585,7 +612,10 @@ def check_MyLinear(MyLinear, part="all"):
             applied = _attempt("MyLinear.apply(X, W, b)", lambda X=Xn, W=Wn, b=bn: experiment(
                 cls, "function_apply", args=[X, W, b], requires_grad=[True, True, True]))
             if not isinstance(applied["out"], torch.Tensor) or not applied["has_grad_fn"]:
-                raise AssertionError("MyLinear.apply(X, W, b) returned no tensor with a grad_fn.")
+                got = ("a tensor without grad_fn" if isinstance(applied["out"], torch.Tensor)
+                       else type(applied["out"]).__name__)
+                raise AssertionError("MyLinear.apply(X, W, b) for inputs that require grad: "
+                                     f"expected a tensor with a grad_fn, got {got}.")
             # Z.grad_fn is the ctx that forward filled: the experiment calls backward on it
             # directly, so that we see exactly what it returns (autograd would sum a
             # (N, n_out) db).

@@ -1,10 +1,19 @@
 """Checks for lesson 01: gates, a fan-out, one sigmoid neuron, f = ‖Wx‖², seed 003.
 
-Each check calls the student's function on fresh random inputs, compares it with
-``course_lib.reference`` and, when it differs, says which known mistake the
-answer matches (a max gate that feeds both inputs, an overwritten fan-out
-gradient, a mul gate that does not swap, a transposed dW, a missing factor 2,
-the seed's -2·SSR, ...).
+Each check calls the student's function alone (never another graded function)
+on fresh random inputs, compares it with ``course_lib.reference`` and, when it
+differs, says which known mistake the answer matches (a max gate that feeds
+both inputs, an overwritten fan-out gradient, a mul gate that does not swap, a
+transposed dW, a missing factor 2, seed 003's -2·SSR, ...).
+
+Students never see the seed documents, so no message names a seed: seed 003 is
+"the worked example of section 7" in what a student reads.
+
+The rules a check applies besides the values, each stated in the lesson's text:
+the arguments are left unchanged (``_core.call`` compares them after every call,
+so a function that changes one fails every part of its check); the add gate
+returns independent copies (its part "copies"); a max gate's tie goes to x (the
+parts "ties"); ``ssr_output_grads`` leaves its dict ``params`` unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import numpy as np
 
 from .. import nets
 from .. import reference as R
-from ._core import call, expect_close, expect_tuple, rng_for, run_parts, shape_str
+from ._core import call, expect_close, expect_tuple, experiment, rng_for, run_parts, shape_str
 
 __all__ = [
     "check_add_gate_backward",
@@ -111,16 +120,18 @@ def check_add_gate_backward(add_gate_backward, part="all"):
         dx, dy = expect_tuple(out, "add_gate_backward", ("dx", "dy"))
         if isinstance(dx, np.ndarray) and isinstance(dy, np.ndarray) and np.shares_memory(dx, dy):
             raise AssertionError(
-                f"{name}: dx and dy are the same array in memory (returning `dout, dout` does "
-                "that). They must be independent: when a later step accumulates into one of them "
-                "in place (`dx += ...`, as at a fan-out), the other would silently change too. "
-                "Return two copies, e.g. `dout.copy(), dout.copy()`.")
+                f"{name}: expected two independent arrays, got the same array in memory as dx "
+                "and dy (returning `dout, dout` does that). The rule: return independent copies. "
+                "When a later step accumulates into one of them in place (`dx += ...`, as at a "
+                "fan-out), the other would silently change too. Return two copies, e.g. "
+                "`dout.copy(), dout.copy()`.")
         for label, g in (("dx", dx), ("dy", dy)):
             if isinstance(g, np.ndarray) and np.shares_memory(g, received):
                 raise AssertionError(
-                    f"{name}: {label} is the array dout itself (or a view of it). Return a new "
-                    f"array (e.g. `dout.copy()`): accumulating into {label} in place would "
-                    "otherwise change the caller's dout as well.")
+                    f"{name}: expected {label} to be a new array, got the array dout itself (or "
+                    f"a view of it). The rule: return independent copies (e.g. `dout.copy()`); "
+                    f"accumulating into {label} in place would otherwise change the caller's "
+                    "dout as well.")
 
     run_parts(part, {"shape": shape, "values": values, "copies": copies})
 
@@ -449,7 +460,7 @@ def check_matmul_l2_forward_backward(matmul_l2_forward_backward, part="all"):
 
 
 # ---------------------------------------------------------------------------
-# seed 003: the output layer's gradients of the SSR
+# seed 003 (the worked example of section 7): the output layer's gradients of the SSR
 # ---------------------------------------------------------------------------
 
 _SSR_OUT = ("b3", "w3", "w4")
@@ -477,8 +488,9 @@ def _ssr_mistakes(x, y, params):
         g = feature[k]
         wrong = {}
         if k == "b3":
-            wrong["you used -2·SSR, the seed's mistake: the derivative of (y_i - ŷ_i)² with "
-                  "respect to ŷ_i is -2(y_i - ŷ_i), the residual itself, not its square. So "
+            wrong["you used -2·SSR, the mistake of the worked example in section 7: the "
+                  "derivative of (y_i - ŷ_i)² with respect to ŷ_i is -2(y_i - ŷ_i), the "
+                  "residual itself, not its square. So "
                   "∂SSR/∂b3 = Σ_i -2(y_i - ŷ_i), not -2·Σ_i (y_i - ŷ_i)²"] = -2.0 * ssr
         if k == "w3":
             wrong["you used y_orange where y_blue belongs (w3 multiplies y_blue, so "
@@ -487,8 +499,8 @@ def _ssr_mistakes(x, y, params):
             wrong["you used y_blue where y_orange belongs (w4 multiplies y_orange, so "
                   "∂ŷ/∂w4 = y_orange)"] = float(-2.0 * r @ fwd["y_blue"])
         wrong.update({
-            "your forward pass is the seed's: y_orange computed with w1, b1 instead of w2, b2 "
-            "(use nets.ssr_forward, which is correct)": seed[k],
+            "your forward pass repeats the worked example's mistake: y_orange computed with w1, "
+            "b1 instead of w2, b2 (use nets.ssr_forward, which is correct)": seed[k],
             "the sign is flipped: ∂(y_i - ŷ_i)²/∂ŷ_i = -2(y_i - ŷ_i), with a minus":
                 float(2.0 * r @ g),
             "the factor 2 is missing: ∂(y_i - ŷ_i)²/∂ŷ_i = -2(y_i - ŷ_i)": float(-r @ g),
@@ -501,6 +513,34 @@ def _ssr_mistakes(x, y, params):
     return out
 
 
+def _dict_change(before: Mapping, after: Mapping) -> str:
+    """What differs between two dicts, for a message: "params['b3'] = 0.1 (it was 0.0)"."""
+    changes = [f"params[{k!r}] = {after[k]!r} (it was {before[k]!r})"
+               for k in before if k in after and after[k] != before[k]]
+    changes += [f"params[{k!r}] removed" for k in before if k not in after]
+    changes += [f"params[{k!r}] added" for k in after if k not in before]
+    return "; ".join(changes)
+
+
+def _params_after_call(ssr_output_grads, x, y, params: Mapping) -> Mapping:
+    """The dict ``params`` as the student's function leaves it.
+
+    In a sealed run the function gets its own copy of the dict in the kernel, and a
+    call brings back only the arrays it changed; the probe ``call_twice`` reports the
+    arguments after the calls. This can only take points away: an answer that leaves
+    ``params`` alone reports it unchanged.
+    """
+    try:
+        after = experiment(ssr_output_grads, "call_twice",
+                           args=[np.array(x, dtype=np.float64), np.array(y, dtype=np.float64),
+                                 dict(params)])["args_after"][2]
+    except Exception:  # noqa: BLE001 - the function already ran once; its verdict is call's
+        # (the probe also fails when the notebook imported the torch stub: then the
+        # visible tests of both cells, which compare params too, still apply the rule)
+        return dict(params)
+    return after if isinstance(after, Mapping) else dict(params)
+
+
 def check_ssr_output_grads(ssr_output_grads, part="all"):
     """ssr_output_grads(x, y, params) -> {"b3", "w3", "w4"}: gradients of the SSR."""
     rng = rng_for("ssr_output_grads")
@@ -510,18 +550,24 @@ def check_ssr_output_grads(ssr_output_grads, part="all"):
         given = dict(params)
         out = call(ssr_output_grads, "ssr_output_grads",
                    {"x": x, "y": y, "params": given})
+        after_calls = ""
+        if given == params:
+            given = _params_after_call(ssr_output_grads, x, y, params)
+            after_calls = " after two calls"
         if given != params:
-            raise AssertionError(f"{name} changed the dict params it was given. Compute the "
-                                 "gradients without updating the parameters: the caller decides "
-                                 "what to do with them.")
+            raise AssertionError(f"{name} changed the dict params it was given: expected it "
+                                 f"unchanged, got {_dict_change(params, given)}{after_calls}. "
+                                 "The rule: "
+                                 "compute the gradients without updating the parameters; the "
+                                 "caller decides what to do with them.")
         if not isinstance(out, Mapping):
-            raise AssertionError(f"{name} must return a dict with keys 'b3', 'w3', 'w4'; it "
-                                 f"returned a {type(out).__name__}.")
+            raise AssertionError(f"{name} must return a dict: expected a dict with keys 'b3', "
+                                 f"'w3', 'w4', got a {type(out).__name__}.")
         missing = [k for k in _SSR_OUT if k not in out]
         if missing:
-            raise AssertionError(f"{name} must return a dict with keys 'b3', 'w3', 'w4'; "
-                                 f"key(s) {', '.join(map(repr, missing))} missing (it has "
-                                 f"{', '.join(map(repr, out)) or 'none'}).")
+            raise AssertionError(f"{name} must return a dict with keys 'b3', 'w3', 'w4': "
+                                 f"expected those keys, got {', '.join(map(repr, out)) or 'none'} "
+                                 f"(key(s) {', '.join(map(repr, missing))} missing).")
         return out
 
     def keys():
@@ -544,7 +590,7 @@ def check_ssr_output_grads(ssr_output_grads, part="all"):
 
     def values():
         ex = nets.seed003()
-        cases = [(ex.x, ex.y, ex.params, "seed 003's data and parameters")]
+        cases = [(ex.x, ex.y, ex.params, "the data and parameters of section 7's example")]
         for n in (1, 3, 12):
             x, y, params = _random_ssr_case(rng, n)
             cases.append((x, y, params, f"random parameters and {n} data point(s)"))

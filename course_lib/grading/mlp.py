@@ -11,6 +11,14 @@ wrong quantity in backward order (the loss value, then the output layer's dW
 and db, then the layer before it, ...), which says where the mistake is: in
 the output error (BP1), in moving the error back a layer (BP2), or in turning
 dZ into dW and db (BP3, BP4).
+
+Two rules the lesson states are graded by behaviour, each in one part only, so that
+breaking one costs that cell's point and nothing else: backprop leaves ``params``
+unchanged (part "shapes" compares them before and after the call), and its loss does
+not overflow (part "saturated": output logits of hundreds, where the exact loss is
+finite and log(sigmoid) or log(softmax) is not; results the student gets right on the
+same network with small logits must stay right, everything else must stay finite).
+sgd_step's rule (arguments unchanged) is its part "inputs".
 """
 
 from __future__ import annotations
@@ -434,19 +442,41 @@ def _deep_copy_params(params):
     return [(np.array(W, copy=True), np.array(b, copy=True)) for W, b in params]
 
 
-def _call_backprop(backprop, params, X, Y, acts, loss):
-    """Call the student's backprop on copies; fail if params were modified in place."""
+def _call_backprop(backprop, params, X, Y, acts, loss, check_params=False):
+    """Call the student's backprop on copies of params (the reference keeps the originals).
+
+    check_params: fail if the copies were changed in place. Only the "shapes" part
+    asks, so that this one mistake costs that part's point and no other.
+    """
     mine = _deep_copy_params(params)
     Y_in = Y.copy()
     out = call(backprop, "backprop", {"params": mine, "X": X.copy(), "Y": Y_in,
                                       "activations": tuple(acts), "loss": loss})
-    for k, ((W, b), (W0, b0)) in enumerate(zip(mine, params, strict=True)):
-        if not (np.array_equal(W, W0) and np.array_equal(b, b0)):
-            raise AssertionError(
-                f"{_describe_net(params, acts, loss, X.shape[0])}: backprop modified params "
-                f"in place (layer {k + 1}'s {'W' if not np.array_equal(W, W0) else 'b'} "
-                "changed). It must only read the parameters.")
+    if check_params:
+        _expect_unchanged(f"{_describe_net(params, acts, loss, X.shape[0])}: backprop",
+                          "params", params, mine,
+                          "backprop must only read the parameters; `W -= ...` or "
+                          "`b += ...` writes into the caller's arrays")
     return out
+
+
+def _expect_unchanged(where, arg, before, after, why):
+    """Rule: a graded function leaves its list of (X, x) pairs unchanged; say which entry moved."""
+    for k, ((W0, b0), (W, b)) in enumerate(zip(before, after, strict=True)):
+        for name, x0, x in (("W", W0, W), ("b", b0, b)):
+            x = np.asarray(x)
+            if x.shape == x0.shape and np.array_equal(x, x0):
+                continue
+            if x.shape != x0.shape:
+                got = f"shape {shape_str(x.shape)} instead of {shape_str(x0.shape)}"
+            else:
+                idx = tuple(int(i) for i in np.argwhere(x != x0)[0])
+                got = (f"entry {list(idx)} changed: expected {fmt(x0[idx])} (its value before "
+                       f"the call), got {fmt(x[idx])}")
+            label = name if arg == "params" else "d" + name
+            raise AssertionError(
+                f"{where} changed its argument {arg} in place, which the rules forbid (the "
+                f"arguments must be left unchanged): layer {k + 1}'s {label}, {got}. {why}.")
 
 
 def _check_structure(out, params, where):
@@ -497,7 +527,7 @@ def _match_all(grads, variant):
     return True
 
 
-def _compare_backprop(out, params, X, Y, acts, loss):
+def _compare_backprop(out, params, X, Y, acts, loss, extra_loss_mistakes=None):
     """Compare a student's (loss_value, grads) with the reference; explain the first error."""
     N = X.shape[0]
     where = _describe_net(params, acts, loss, N)
@@ -535,7 +565,8 @@ def _compare_backprop(out, params, X, Y, acts, loss):
         if ok[key]:
             continue
         if key is None:
-            mistakes = _loss_mistakes(params, X, Y, acts, loss, ref_loss)
+            mistakes = {**_loss_mistakes(params, X, Y, acts, loss, ref_loss),
+                        **(extra_loss_mistakes or {})}
         elif named:
             mistakes = None
         else:
@@ -615,6 +646,111 @@ def _run_backprop(backprop, rng, last_act, loss, hidden, N, n_out=None):
     _compare_backprop(out, params, X, Y, acts, loss)
 
 
+SATURATION_RULE = ("the rule for losses: they must not overflow for any finite logits; compute "
+                   "BCE from the logits, np.logaddexp(0, z) - y*z, and cross-entropy from the "
+                   "log-softmax, Z - max - log(sum(exp(Z - max)))")
+
+
+def _saturated_net(rng, last_act, loss, N):
+    """A 2-layer network whose output logits are hundreds (up to about ±1000) in size.
+
+    The targets are chosen so that some samples sit on the wrong side of a saturated
+    output: the exact loss is large but finite (about the size of the logit), while
+    log(sigmoid(z)), log(1 - sigmoid(z)) or log(softmax(z)) rounds to log(0) = -inf.
+    """
+    n_in, n_h = int(rng.integers(2, 5)), int(rng.integers(2, 5))
+    n_out = 2 if loss == "bce" else int(rng.integers(3, 5))
+    W1 = rng.normal(0.0, 1.0, size=(n_h, n_in))
+    b1 = rng.normal(0.0, 0.5, size=n_h)
+    W2 = rng.normal(0.0, 1.0, size=(n_out, n_h))
+    if loss == "bce":   # 1 - sigmoid(z) rounds to 0 for z > 37, sigmoid(z) for z < -745
+        b2 = np.array([rng.uniform(60.0, 900.0), -rng.uniform(800.0, 950.0)])
+    else:               # class logits spread over [-500, 500]: exp(-1000) rounds to 0
+        b2 = rng.permutation(np.linspace(-500.0, 500.0, n_out))
+    params = [(W1, b1), (W2, b2)]
+    X = rng.normal(0.0, 1.0, size=(N, n_in))
+    Z = R.mlp_forward(params, X, ("tanh", last_act))[-1][0]
+    if loss == "bce":
+        Y = (Z < 0).astype(np.float64)   # every target on the wrong side of its logit
+        Y[0] = (Z[0] > 0)                # ... but the first sample: right and saturated
+    else:
+        Y = np.eye(n_out)[Z.argmin(axis=1)]      # the least likely class ...
+        Y[0] = np.eye(n_out)[Z[0].argmax()]      # ... but the first sample: the likeliest
+    return params, X, Y, ("tanh", last_act)
+
+
+def _is_close(got, expected):
+    try:
+        g = np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return bool(g.shape == np.shape(expected) and np.all(np.isfinite(g))
+                and np.allclose(g, expected, rtol=1e-7, atol=1e-10))
+
+
+def _compare_saturated(out, out_tame, params, tame, X, Y, acts, loss):
+    """The overflow rule, and nothing else: on saturated logits every result must be finite,
+    and each result the student gets right on the tame network must be right here too."""
+    N = X.shape[0]
+    where = _describe_net(params, acts, loss, N)
+    loss_value, grads = _check_structure(out, params, where)
+    tame_value, tame_grads = _check_structure(out_tame, tame, where)
+    ref_value, ref_grads = R.backprop(params, X, Y, acts, loss)
+    ref_tame_value, ref_tame_grads = R.backprop(tame, X, Y, acts, loss)
+    Z = R.mlp_forward(params, X, acts)[-1][0]
+    L = len(params)
+    items = [("the loss value", loss_value, ref_value, tame_value, ref_tame_value)]
+    for k in range(L - 1, -1, -1):
+        for i, name in ((0, "dW"), (1, "db")):
+            items.append((f"layer {k + 1}: {name} = grads[{k}][{i}]", grads[k][i],
+                          ref_grads[k][i], tame_grads[k][i], ref_tame_grads[k][i]))
+    for label, got, exp, got_tame, exp_tame in items:
+        right_when_tame = _is_close(got_tame, exp_tame)
+        arr = np.asarray(got, dtype=np.float64)
+        if right_when_tame:
+            if _is_close(got, exp):
+                continue
+            mistakes = (_clipped_losses(params, X, Y, acts, loss)
+                        if label == "the loss value" else None)
+            if arr.shape == np.shape(exp) and not np.all(np.isfinite(arr)):
+                problem = (f"{label}: expected {fmt(exp)}, got {fmt(arr)} (NaN or inf where "
+                           "the exact values are finite: an overflow, or log(0)).")
+            else:
+                try:
+                    _close(label, got, exp, mistakes=mistakes, check_dtype=False)
+                    problem = f"{label}: expected {fmt(exp)}, got {fmt(arr)}."
+                except AssertionError as exc:
+                    problem = str(exc)
+            note = ("It is right on the same network with small logits, so the saturated "
+                    "outputs are what breaks it.")
+        elif np.all(np.isfinite(arr)):
+            continue    # wrong for another reason, which other cells grade; finite here
+        else:
+            problem = (f"{label}: expected finite values (exactly {fmt(exp)}), got "
+                       f"{fmt(arr)}.")
+            note = "(Its values are also wrong on small logits, which other cells grade.)"
+        raise AssertionError(
+            f"{where}, whose output logits are saturated (|Z| up to {np.abs(Z).max():.0f}):\n"
+            f"  {problem}\n  {note}\n  This cell grades {SATURATION_RULE}.")
+
+
+def _clipped_losses(params, X, Y, acts, loss):
+    """{description: value} for losses computed from probabilities clipped to [eps, 1 - eps]."""
+    Z, A = R.mlp_forward(params, X, acts)[-1]
+    N = X.shape[0]
+    P = A if loss == "bce" else R.softmax(Z)
+    out = {}
+    for eps in (1e-15, 1e-12, 1e-10, 1e-9, 1e-8, 1e-7):
+        Pc = np.clip(P, eps, 1.0 - eps)
+        if loss == "bce":
+            v = -np.sum(Y * np.log(Pc) + (1 - Y) * np.log(1 - Pc)) / N
+        else:
+            v = -np.sum(Y * np.log(Pc)) / N
+        out[f"you clipped the probabilities to [{eps:g}, 1 - {eps:g}] before the log: that "
+            "keeps the loss finite but changes its value where the output saturates"] = v
+    return out
+
+
 def check_backprop(backprop, part="all"):
     """backprop(params, X, Y, activations, loss) -> (loss_value, grads), any depth."""
     rng = rng_for("backprop")
@@ -625,7 +761,7 @@ def check_backprop(backprop, part="all"):
                                           ("softmax", "cross_entropy"), ("tanh", "mse")]):
             params, X, Y, acts = _random_net(rng, last, loss, hidden[(2 * i + 2) % 8],
                                              [1, 6][i % 2])
-            out = _call_backprop(backprop, params, X, Y, acts, loss)
+            out = _call_backprop(backprop, params, X, Y, acts, loss, check_params=True)
             _check_structure(out, params, _describe_net(params, acts, loss, X.shape[0]))
 
     def mse():
@@ -659,22 +795,40 @@ def check_backprop(backprop, part="all"):
             acts = ("relu", "relu", last)
             out = _call_backprop(backprop, params, X, Y, acts, loss)
             _compare_backprop(out, params, X, Y, acts, loss)
-        # Integer class labels for cross_entropy: Y of shape (N,).
+        # Integer class labels for cross_entropy: Y of shape (N,). The same network is
+        # tried with one-hot rows first, so that a mistake unrelated to the labels (in a
+        # tanh layer, say) is reported as itself, without a note about labels.
         for last in ("softmax", "identity"):
             params, X, P, acts = _random_net(rng, last, "cross_entropy", ("tanh",), 7, 4)
             labels = P.argmax(axis=1)
+            out = _call_backprop(backprop, params, X, P, acts, "cross_entropy")
+            _compare_backprop(out, params, X, P, acts, "cross_entropy")
             try:
                 out = _call_backprop(backprop, params, X, labels, acts, "cross_entropy")
                 _compare_backprop(out, params, X, labels, acts, "cross_entropy")
             except AssertionError as exc:
                 raise AssertionError(
-                    f"{exc}\n  (Here Y holds integer class labels of shape (N,) = "
-                    f"{shape_str(labels.shape)}, e.g. {fmt(labels[:4])}: with loss "
-                    "'cross_entropy', turn them into one-hot rows first, e.g. "
-                    "Y = np.eye(C)[Y].)") from None
+                    f"{exc}\n  With one-hot rows Y = np.eye({P.shape[1]})[labels] the same "
+                    f"network gives the right result; here Y holds integer class labels of "
+                    f"shape (N,) = {shape_str(labels.shape)}, e.g. {fmt(labels[:4])}: with "
+                    "loss 'cross_entropy', turn them into one-hot rows first, e.g. "
+                    "Y = np.eye(C)[Y].") from None
+
+    def saturated():
+        # Rule: the loss must not overflow. Output logits of hundreds; the exact loss and
+        # gradients are finite, a loss written as log(sigmoid) or log(softmax) is inf or NaN.
+        for last, loss in (("sigmoid", "bce"), ("softmax", "cross_entropy"),
+                           ("identity", "cross_entropy")):
+            params, X, Y, acts = _saturated_net(rng, last, loss, 5)
+            # The same network with its output layer scaled down to logits of size 1:
+            # whatever the student gets right there must stay right when saturated.
+            tame = [params[0], (params[1][0] / 500.0, params[1][1] / 500.0)]
+            out = _call_backprop(backprop, params, X, Y, acts, loss)
+            out_tame = _call_backprop(backprop, tame, X, Y, acts, loss)
+            _compare_saturated(out, out_tame, params, tame, X, Y, acts, loss)
 
     run_parts(part, {"shapes": shapes, "mse": mse, "classification": classification,
-                     "edge": edge})
+                     "edge": edge, "saturated": saturated})
 
 
 def _seed004():
@@ -735,18 +889,13 @@ def check_sgd_step(sgd_step, part="all"):
                     })
 
     def inputs():
+        # Rule: sgd_step returns new arrays and leaves params and grads unchanged.
         for _ in range(2):
             params, grads, lr, p_in, g_in, _ = run()
-            for k, ((W, b), (W1, b1)) in enumerate(zip(params, p_in, strict=True)):
-                if not (np.array_equal(W, W1) and np.array_equal(b, b1)):
-                    raise AssertionError(
-                        f"sgd_step(params, grads, lr={lr}) modified params in place (layer "
-                        f"{k + 1}'s {'W' if not np.array_equal(W, W1) else 'b'} changed): "
-                        "`W -= lr * dW` writes into the caller's array. Build new arrays, "
-                        "`W - lr * dW`, and return them in a new list.")
-            for k, ((dW, db), (dW1, db1)) in enumerate(zip(grads, g_in, strict=True)):
-                if not (np.array_equal(dW, dW1) and np.array_equal(db, db1)):
-                    raise AssertionError(f"sgd_step(params, grads, lr={lr}) modified grads in "
-                                         f"place (layer {k + 1}); it must only read them.")
+            where = f"sgd_step(params, grads, lr={lr})"
+            _expect_unchanged(where, "params", params, p_in,
+                              "`W -= lr * dW` writes into the caller's array; build new "
+                              "arrays, `W - lr * dW`, and return them in a new list")
+            _expect_unchanged(where, "grads", grads, g_in, "sgd_step must only read them")
 
     run_parts(part, {"values": values, "inputs": inputs})

@@ -5,12 +5,18 @@ Each ``check_<function>(fn, part)`` compares the student's function with
 and a 3-D array for the elementwise functions; batches of 1, a few and many
 samples for the losses). The parts match the lesson's graded cells:
 
-    sigmoid            values, edge   (edge: no overflow warning for any finite z)
-    sigmoid_prime      values, edge   (edge: the saturated tails, |z| up to 800)
+    sigmoid            values, edge   (edge: no warning for any finite z)
+    sigmoid_prime      values, edge   (edge: finite in the saturated tails, |z| up to 800)
     relu_prime         values, edge   (edge: ReLU'(0) = 0, also for -0.0)
     tanh_prime         values
-    bce                values, edge   (edge: 0·log 0 = 0, a perfect prediction costs 0)
-    bce_sigmoid_delta  values, edge   (edge: saturated z, where the long way gives 0/0)
+    bce                values, edge   (edge: a prediction equal to its label costs 0, not NaN)
+    bce_sigmoid_delta  values, edge   (edge: exact for saturated z = ±40, ±800, both labels)
+
+Each edge part grades the rule the lesson states for that exercise, by a behaviour
+observed deterministically (a warning raised, a NaN returned, a value at an input
+where a naive formula breaks), and its messages start with the rule's name, as in
+RULES below. ``call`` (``_core``) also grades the rule every exercise shares: no
+argument changed in place.
 
 Every check names the common mistakes of the lesson when an answer matches
 one: σ(z) returned for σ'(z), σ' applied to the activation instead of the
@@ -26,6 +32,16 @@ import numpy as np
 
 from .. import reference as R
 from ._core import call, describe_inputs, expect_close, fmt, rng_for, run_parts
+
+# The rule each edge part grades, as the lesson states it; every edge message starts
+# with "<function>(...) (rule: <rule>)", so that a lost point names its rule.
+RULES = {
+    "sigmoid": "no warning for any finite z",
+    "sigmoid_prime": "finite in the saturated tails",
+    "relu_prime": "ReLU'(0) = 0",
+    "bce": "a prediction equal to its label costs 0, not NaN",
+    "bce_sigmoid_delta": "exact for saturated z",
+}
 
 
 def _shapes(rng):
@@ -43,8 +59,10 @@ def _elementwise(fn, fn_name, ref, rng, mistakes_for, scale=4.0):
         expect_close(f"{fn_name}(z)", out, ref(z), inputs={"z": z}, mistakes=mistakes_for(z))
 
 
-def _call_no_warnings(fn, fn_name, args, overflow_advice):
-    """Call fn with every warning turned into an error; explain a warning it raises."""
+def _call_no_warnings(label, fn, fn_name, args, overflow_advice):
+    """Call fn with every warning turned into an error; explain a warning it raises.
+
+    The message starts with ``label`` (the rule), then what the call raised."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
@@ -57,8 +75,8 @@ def _call_no_warnings(fn, fn_name, args, overflow_advice):
             advice = overflow_advice if "overflow" in text else (
                 f"{fn_name} must not produce any warning for finite inputs: each warning marks "
                 "an inf or NaN computed along the way.")
-            raise AssertionError(f"{first_line}\n  for {describe_inputs(args)}.\n  {advice}") \
-                from None
+            raise AssertionError(f"{label}: {first_line}\n  for {describe_inputs(args)}.\n"
+                                 f"  {advice}") from None
 
 
 def _expect_finite(label, out, inputs, advice):
@@ -105,13 +123,14 @@ def check_sigmoid(sigmoid, part="all"):
         })
 
     def edge():
-        label = "sigmoid(z) (edge case: huge |z|)"
+        label = f"sigmoid(z) (rule: {RULES['sigmoid']})"
         for z in (np.array([-1e4, -800.0, -710.0, -40.0, 0.0, 40.0, 710.0, 800.0, 1e4]),
                   np.array([[-1000.0], [1000.0]]), -1000.0):
-            out = _call_no_warnings(sigmoid, "sigmoid", {"z": z}, _OVERFLOW_ADVICE)
+            out = _call_no_warnings(label, sigmoid, "sigmoid", {"z": z}, _OVERFLOW_ADVICE)
             _expect_finite(label, out, {"z": z},
-                           "e^{z}/(1 + e^{z}) is inf/inf = NaN for z > 709, and e^{-z}/(1 + e^{-z})"
-                           " for z < -709: take the exponential of -|z| only.")
+                           "A common cause: e^{z}/(1 + e^{z}) is inf/inf = NaN for z > 709, and "
+                           "e^{-z}/(1 + e^{-z}) for z < -709 (with the warnings silenced): take "
+                           "the exponential of -|z| only.")
             expect_close(label, out, R.sigmoid(z), inputs={"z": np.asarray(z)})
 
     run_parts(part, {"values": values, "edge": edge})
@@ -144,13 +163,14 @@ def check_sigmoid_prime(sigmoid_prime, part="all"):
                      _sigmoid_prime_mistakes)
 
     def edge():
-        label = "sigmoid_prime(z) (edge case: saturated tails)"
+        label = f"sigmoid_prime(z) (rule: {RULES['sigmoid_prime']})"
         for z in (np.array([-800.0, -50.0, -20.0, 0.0, 20.0, 50.0, 800.0]), 800.0):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the sigmoid check is where warnings count
                 out = call(sigmoid_prime, "sigmoid_prime", {"z": z})
             _expect_finite(label, out, {"z": z},
-                           "e^{-z}/(1 + e^{-z})² is inf/inf = NaN when e^{-z} overflows "
+                           "σ'(z) is tiny there but finite. A common cause: the quotient "
+                           "e^{-z}/(1 + e^{-z})², which is inf/inf = NaN when e^{-z} overflows "
                            "(z < -709). Write σ'(z) = σ(z)(1 - σ(z)) with a stable σ: far out "
                            "in either tail σ'(z) is tiny but finite (exactly 0 in float64 "
                            "beyond |z| ≈ 745).")
@@ -199,7 +219,7 @@ def check_relu_prime(relu_prime, part="all"):
                          mistakes=_relu_prime_mistakes(z))
 
     def edge():
-        label = "relu_prime(z) (edge case: at the kink z = 0)"
+        label = f"relu_prime(z) (rule: {RULES['relu_prime']})"
         for z in (np.array([-2.0, -0.0, 0.0, 1e-300, -1e-300, 3.0]),
                   np.array([[0.0, 1.0], [-1.0, 0.0]]), 0.0):
             out = call(relu_prime, "relu_prime", {"z": z})
@@ -263,11 +283,15 @@ def check_bce(bce, part="all"):
                 })
 
     def edge():
-        # Exact 0/1 predictions that are right cost nothing: 0·log 0 is 0 (its limit).
+        # The rule: a prediction equal to its label costs 0 (0·log 0 is 0, its limit), for
+        # the exact 0.0 and 1.0 a saturated sigmoid returns: σ(±800) and σ(40) in float64.
         # Tolerance atol=1e-6: clipping ŷ into [ε, 1 - ε] with ε <= 1e-6 is accepted too.
-        label = "bce(y_hat, y) (edge case: exact 0/1 predictions)"
-        for y_hat, y in ((np.array([1.0, 0.0, 0.3, 1.0, 0.0]), np.array([1.0, 0.0, 1.0, 1.0, 0.0])),
-                         (np.array([[1.0], [0.0]]), np.array([[1.0], [0.0]]))):
+        label = f"bce(y_hat, y) (rule: {RULES['bce']})"
+        saturated = R.sigmoid(np.array([800.0, -800.0, 40.0, -40.0, 0.0]))  # 1, 0, 1, ~0, 1/2
+        cases = [(saturated, np.array([1.0, 0.0, 1.0, 0.0, 1.0])),
+                 (np.array([1.0, 0.0, 0.3, 1.0, 0.0]), np.array([1.0, 0.0, 1.0, 1.0, 0.0])),
+                 (np.array([[1.0], [0.0]]), np.array([[1.0], [0.0]]))]
+        for y_hat, y in cases:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # log(0) warnings are fine if the value is
                 out = call(bce, "bce", {"y_hat": y_hat, "y": y})
@@ -315,17 +339,23 @@ def check_bce_sigmoid_delta(bce_sigmoid_delta, part="all"):
                              inputs={"z": z, "y": y}, mistakes=_delta_mistakes(z, y))
 
     def edge():
-        label = "bce_sigmoid_delta(z, y) (edge case: saturated z)"
-        z = np.array([[-800.0], [-40.0], [40.0], [800.0], [-40.0], [40.0]])
-        y = np.array([[0.0], [0.0], [1.0], [1.0], [1.0], [0.0]])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = call(bce_sigmoid_delta, "bce_sigmoid_delta", {"z": z, "y": y})
-        _expect_finite(label, out, {"z": z, "y": y},
-                       "Did you compute δ the long way, (∂ℓ/∂ŷ)·σ'(z) = (ŷ - y)/(ŷ(1 - ŷ)) · "
-                       "ŷ(1 - ŷ)? At z = 40, ŷ rounds to exactly 1.0, 1 - ŷ = 0, and it gives NaN. "
-                       "Cancel the ŷ(1 - ŷ) on paper first: δ = (σ(z) - y)/N, with a stable σ.")
-        expect_close(label, out, R.bce_sigmoid_delta(z, y), inputs={"z": z, "y": y},
-                     mistakes=_delta_mistakes(z, y))
+        # The rule: exact for saturated z. σ(40) and σ(800) are exactly 1.0 in float64,
+        # σ(-800) exactly 0.0 (σ(-40) is 4.2e-18), so δ is ±1/N or (almost) 0 there, with
+        # both labels; the long way, (ŷ - y)/(ŷ(1 - ŷ)) · ŷ(1 - ŷ), is 0/0 or inf·0 = NaN
+        # wherever ŷ is exactly 0 or 1.
+        label = f"bce_sigmoid_delta(z, y) (rule: {RULES['bce_sigmoid_delta']})"
+        z = np.array([-800.0, -40.0, 40.0, 800.0, -40.0, 40.0, 800.0, -800.0])
+        y = np.array([0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+        for zz, yy in ((z[:, None], y[:, None]), (z, y), (z[[6, 7]][:, None], y[[6, 7]][:, None])):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = call(bce_sigmoid_delta, "bce_sigmoid_delta", {"z": zz, "y": yy})
+            _expect_finite(label, out, {"z": zz, "y": yy},
+                           "Did you compute δ the long way, (∂ℓ/∂ŷ)·σ'(z) = (ŷ - y)/(ŷ(1 - ŷ)) · "
+                           "ŷ(1 - ŷ)? At z = 40, ŷ rounds to exactly 1.0, 1 - ŷ = 0, and it gives "
+                           "NaN. Cancel the ŷ(1 - ŷ) on paper first: δ = (σ(z) - y)/N, with a "
+                           "stable σ.")
+            expect_close(label, out, R.bce_sigmoid_delta(zz, yy), inputs={"z": zz, "y": yy},
+                         mistakes=_delta_mistakes(zz, yy))
 
     run_parts(part, {"values": values, "edge": edge})

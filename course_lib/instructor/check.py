@@ -51,6 +51,7 @@ class CheckResult:
     status: str  # "ok", or why it could not be graded normally
     cells: list[CellResult] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # suspicious code that cost nothing
 
     def to_json(self) -> str:
         """The JSON object `course check --json` prints (cells without `autograded`)."""
@@ -114,7 +115,8 @@ def check_notebook(path, assignment: str, course_root: Path | None = None,
                         autograded=gid not in by_hand)
              for gid, (score, max_score) in graded.cell_scores.items()]
     status = "ok" if graded.status in NORMAL else graded.status
-    result = CheckResult(assignment, graded.score, graded.max_score, status, cells)
+    result = CheckResult(assignment, graded.score, graded.max_score, status, cells,
+                         notes=list(graded.notes))
     if graded.status == "needs_manual_grading":
         result.flags.append("needs_manual_grading")
     result.flags.extend(graded.flags)

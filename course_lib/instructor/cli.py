@@ -122,6 +122,8 @@ def _check(args, root: Path) -> int:
                   + ("" if c.autograded else "  (graded by hand)"))
             if c.message:
                 print("      " + c.message.replace("\n", "\n      "))
+        for note in result.notes:
+            print(f"  note (costs nothing): {note}")
     return 0 if result.status == "ok" else 1
 
 

@@ -12,8 +12,11 @@ says how far grading got:
     timeout               a cell ran past the time limit (graded as far as it got)
     kernel_died           the kernel died (os._exit, segfault, out of memory); the
                           test cells that ran before keep their grades
-    tampered              the notebook changed its tests or the grading (see
-                          course_lib.judge.tamper); what it touched scores 0
+    tampered              the notebook deleted or changed a test cell's grading, or
+                          kept a hidden test from reaching the judge (or hid its
+                          failure); what it touched scores 0. Code that only looks
+                          suspicious (exec, inspect, a patched module) is a note,
+                          not a cost: course_lib.judge.tamper says why
     error                 nbgrader itself failed; ``reason`` holds its message
 
 Grading is sealed (course_lib.judge): the kernel runs the student's code with
@@ -56,7 +59,8 @@ class SubmissionResult:
     reason: str = ""
     messages: dict[str, str] = field(default_factory=dict)  # grade_id -> failed test's message
     cell_scores: dict[str, tuple[float, float]] = field(default_factory=dict)
-    flags: list[str] = field(default_factory=list)  # tampering found, with where
+    flags: list[str] = field(default_factory=list)  # tampering that cost points, with where
+    notes: list[str] = field(default_factory=list)  # suspicious code that cost nothing
     sealed: bool = True  # False: graded by stock nbgrader (--unsealed), the code unconfined
 
 
@@ -181,9 +185,11 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
     finally:
         record = sealed.end() if sealed is not None else Record()
     findings = inspect_submission(submitted, source_nb)
+    notes = [str(f) for f in findings if not f.costs_points]
+    findings = [f for f in findings if f.costs_points]
     if not outcome["success"]:
         result = _failed(outcome, student, assignment, max_score, source_nb, expected, record)
-        result.sealed = sealed is not None
+        result.sealed, result.notes = sealed is not None, notes
         flags = _flags(findings, record)
         if flags:  # a tampered notebook keeps nothing, even what ran before the failure
             result.flags, result.score = flags, 0.0
@@ -209,6 +215,9 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
     if zeroed:
         _zero_in_gradebook(api, assignment, student, zeroed)
         _mark_cells(graded_path, graded, zeroed, messages)
+    warned = _only_warned(graded, zeroed)
+    if warned:
+        _full_in_gradebook(api, assignment, student, warned)
     score, cell_scores, needs_manual = _read_grades(api, assignment, student, graded)
     if score is None:
         return SubmissionResult(student, assignment, 0.0, max_score, "error",
@@ -218,7 +227,7 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
     elif status == "ok" and needs_manual:
         status = "needs_manual_grading"
     return SubmissionResult(student, assignment, score, max_score, status, reason, messages,
-                            cell_scores, flags, sealed is not None)
+                            cell_scores, flags, notes, sealed is not None)
 
 
 def _is_test_cell(cell) -> bool:
@@ -268,17 +277,47 @@ def _flags(findings, record) -> list[str]:
     return list(dict.fromkeys([str(f) for f in findings] + [str(f) for f in record.flags]))
 
 
+def _only_warned(graded, zeroed) -> set[str]:
+    """Test cells that nbgrader scored 0 only because something printed to stderr.
+
+    nbgrader fails a code cell with any stderr output (utils.determine_grade), so
+    a numpy RuntimeWarning or a logging line inside a right answer would cost the
+    cell with no message: a rule no lesson states. Such a cell ran without an
+    error, and (sealed) every hidden check in it reached a passing verdict, or it
+    would be in ``zeroed``: it keeps its points.
+    """
+    warned = set()
+    for cell in graded.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if not _is_test_cell(cell) or gid in zeroed:
+            continue
+        outputs = cell.get("outputs", [])
+        if any(o.get("output_type") == "stream" and o.get("name") == "stderr" for o in outputs) \
+                and not any(o.get("output_type") == "error" for o in outputs):
+            warned.add(gid)
+    return warned
+
+
 def _zero_in_gradebook(api, assignment, student, zeroed) -> None:
+    _set_auto_scores(api, assignment, student, zeroed, full=False)
+
+
+def _full_in_gradebook(api, assignment, student, cells) -> None:
+    _set_auto_scores(api, assignment, student, cells, full=True)
+
+
+def _set_auto_scores(api, assignment, student, cells, full: bool) -> None:
+    """Each of ``cells``' autograded score to 0, or to its full points."""
     from nbgrader.api import Gradebook, MissingEntry
 
     cd = api.coursedir
     with Gradebook(cd.db_url, cd.course_id) as gb:
-        for gid in zeroed:
+        for gid in cells:
             try:
                 grade = gb.find_grade(gid, assignment, assignment, student)
             except MissingEntry:
                 continue
-            grade.auto_score = 0.0
+            grade.auto_score = grade.max_score if full else 0.0
         gb.db.commit()
 
 

@@ -86,7 +86,7 @@ def _result_to_json(r: SubmissionResult) -> dict:
             value = _number(value, f"{where}: {f.name}")
         elif f.name == "messages":
             value = {str(k): str(v) for k, v in value.items()}
-        elif f.name == "flags":
+        elif f.name in ("flags", "notes"):
             value = [str(x) for x in value]
         elif f.name == "cell_scores":
             value = {str(k): [_number(s, f"{where}: cell_scores[{k!r}]"),
@@ -121,10 +121,10 @@ def _result_from_json(obj, where: str) -> SubmissionResult:
         elif name == "sealed":
             if not isinstance(value, bool):
                 raise ValueError(f"{where}: sealed must be true or false")
-        elif name == "flags":
+        elif name in ("flags", "notes"):
             if not isinstance(value, list):
-                raise ValueError(f"{where}: flags must be a list")
-            value = [_text(v, f"{where}: flags") for v in value]
+                raise ValueError(f"{where}: {name} must be a list")
+            value = [_text(v, f"{where}: {name}") for v in value]
         elif name == "cell_scores":
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: cell_scores must be an object")
@@ -609,9 +609,19 @@ def _messages_section(results) -> str:
 def _problems_section(results) -> str:
     bad = sorted((r for r in results if not _is_normal(r)),
                  key=lambda r: (r.assignment, r.student))
+    noted = sorted((r for r in results if _is_normal(r) and r.notes),
+                   key=lambda r: (r.assignment, r.student))
+    notes = "" if not noted else (
+        f"<p>{len(noted)} submission{'s' * (len(noted) != 1)} graded normally hold code worth a "
+        "look (it cost nothing: every grade is the judge's verdict on the values returned).</p>"
+        '<div class="scroll"><table class="problems notes"><thead><tr><th scope="col">Student'
+        '</th><th scope="col">Assignment</th><th scope="col">Note</th></tr></thead><tbody>'
+        + "".join(f"<tr><td>{_e(r.student)}</td><td>{_e(r.assignment)}</td>"
+                  f'<td class="reason">{_e("; ".join(r.notes))}</td></tr>' for r in noted)
+        + "</tbody></table></div>")
     if not bad:
         return _section("problems", "Not graded normally",
-                        _none("none: every submission was graded normally."))
+                        _none("none: every submission was graded normally.") + notes)
     rows = "".join(
         f'<tr class="{_STATUS_CLASS.get(r.status, "st-other")}"><td>{_e(r.student)}</td>'
         f"<td>{_e(r.assignment)}</td><td>{_status_badge(r.status)}</td>"
@@ -622,7 +632,7 @@ def _problems_section(results) -> str:
             '<div class="scroll"><table class="problems"><thead><tr><th scope="col">Student</th>'
             '<th scope="col">Assignment</th><th scope="col">Status</th><th scope="col">Reason'
             f"</th></tr></thead><tbody>{rows}</tbody></table></div>")
-    return _section("problems", "Not graded normally", body)
+    return _section("problems", "Not graded normally", body + notes)
 
 
 def _students_section(results, students, assignments) -> str:

@@ -68,6 +68,16 @@ def _leaves(args, requires_grad):
     return [_leaf(a, rg) for a, rg in zip(args, requires_grad, strict=True)]
 
 
+def _tensor_class():
+    """torch.Tensor, or None: no tensor can exist before torch is imported, nor while
+    a lesson of manual gradients is graded ("torch" is then a stub whose every
+    attribute raises ImportError, judge.sandbox.NO_TORCH)."""
+    try:
+        return sys.modules["torch"].Tensor
+    except (KeyError, ImportError, AttributeError):
+        return None
+
+
 def _snapshot(value):
     """``value`` with every tensor detached and copied and every array copied.
 
@@ -79,8 +89,8 @@ def _snapshot(value):
     """
     import numpy as np
 
-    torch = sys.modules.get("torch")  # no tensor can exist before torch is imported
-    if torch is not None and isinstance(value, torch.Tensor):
+    tensor = _tensor_class()
+    if tensor is not None and isinstance(value, tensor):
         return value.detach().clone()
     if isinstance(value, np.ndarray):
         return value.copy()

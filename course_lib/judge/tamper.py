@@ -3,24 +3,26 @@
 Two kinds of finding, each a ``Finding`` with the test cells it costs:
 
 - **The test cells themselves** (compared with the gradebook's copy): a test
-  cell deleted, edited, duplicated, or its nbgrader metadata changed (points,
-  grade, locked). nbgrader restores the cell before running it, so these would
-  otherwise go unnoticed; here they cost that cell's points and are reported.
+  cell deleted or duplicated, or its nbgrader metadata changed (points, grade,
+  locked, type). These cost that cell's points and are reported. A test cell
+  whose code was edited is only noted: nbgrader runs the gradebook's copy in
+  its place, so the edit changes nothing.
 - **The student's code** (every code cell that is not the course's own,
   unchanged): replacing attributes of numpy, the checks or other modules;
   IPython hooks that could skip or rewrite later cells (input or AST
   transformers, event callbacks, custom exception handlers); importing the
   answers (``course_lib.reference``, ``course_lib.grading``); code built at run time
   (exec, eval, __import__); reaching into the interpreter (gc, frames,
-  ctypes); reading the gradebook or the course's notebooks from disk.
-
-Global tampering (patching a module, an IPython hook, dynamic code) costs
-every autograded cell; importing the answers costs the test cells of the
-exercise it appears in. None of this is what keeps a grade honest: the
-kernel's sandbox (judge.sandbox) holds no answers, and every verdict is
-reached outside it (judge.server). This reading names what a notebook tried,
-cell by cell, for the report. Torch in a lesson of manual gradients is not a
-finding: it is simply not there while such a lesson is graded.
+  ctypes, inspect); reading the gradebook or the course's notebooks from disk.
+  These are **notes** (a Finding whose ``scope`` is empty): they cost nothing
+  by themselves. An honest student may well use ``inspect`` or ``exec`` in a
+  scratch cell, and none of it can buy a point: the kernel's sandbox
+  (judge.sandbox) holds no answers, and every verdict is reached outside it
+  (judge.server), on values the student's functions return for inputs the
+  judge chose. What the code manages to do is graded by that behaviour (a
+  hidden test that never reaches the judge, or whose failure the kernel hid,
+  costs the notebook: instructor.grade). The notes name, cell by cell, what a
+  notebook tried, for the instructor's report.
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ class Finding:
     what: str  # test-cell, metadata, patch, hook, answers, dynamic, introspection, file
     detail: str
     cell: str  # grade_id or "#n" of the cell where it is
-    scope: set[str] = field(default_factory=set)  # grade_ids it costs, or {ALL}
+    scope: set[str] = field(default_factory=set)  # grade_ids it costs, {ALL}, or none: a note
+
+    @property
+    def costs_points(self) -> bool:
+        return bool(self.scope)
 
     def __str__(self) -> str:
         return f"{self.what}: {self.detail} (in cell {self.cell})"
@@ -110,7 +116,8 @@ def check_test_cells(submission, source_nb) -> list[Finding]:
                                     + ", ".join(changed) + ")", gid, scope))
         if is_test and _norm(mine.get("source", "")) not in (_norm(strip_hidden(cell.source)),
                                                               _norm(cell.source)):
-            findings.append(Finding("test-cell", f"test cell {gid} was edited", gid, {gid}))
+            findings.append(Finding("edited-test", f"test cell {gid} was edited (nbgrader runs "
+                                    "the original)", gid))
     return findings
 
 
@@ -199,11 +206,8 @@ def scan_code(source: str, aliases: dict[str, str]):
     return list(dict.fromkeys(out))
 
 
-LOCAL = {"answers"}  # cost only the exercise they appear in
-
-
 def check_code(submission, source_nb) -> list[Finding]:
-    """Suspicious code in the cells the student wrote or changed."""
+    """Suspicious code in the cells the student wrote or changed: notes, never a cost."""
     course_cells = {_norm(c.source) for c in source_nb.cells if c.cell_type == "code"}
     course_cells |= {_norm(strip_hidden(c.source)) for c in source_nb.cells
                      if c.cell_type == "code"}
@@ -214,9 +218,6 @@ def check_code(submission, source_nb) -> list[Finding]:
                 aliases.update(_imported_modules(ast.parse(_python(cell.get("source", "")))))
             except SyntaxError:
                 pass
-    tests = [(i, _meta(c).get("grade_id")) for i, c in enumerate(submission.cells)
-             if _meta(c).get("grade") and not _meta(c).get("solution")
-             and c.get("cell_type") == "code"]
     findings = []
     for i, cell in enumerate(submission.cells):
         meta = _meta(cell)
@@ -225,23 +226,8 @@ def check_code(submission, source_nb) -> list[Finding]:
         if _norm(cell.get("source", "")) in course_cells:
             continue  # the course's own code, unchanged
         for what, detail in scan_code(cell.get("source", ""), aliases):
-            scope = {ALL}
-            if what in LOCAL:
-                scope = _exercise_tests(i, submission.cells, tests) or {ALL}
-            findings.append(Finding(what, detail, _name(cell, i), scope))
+            findings.append(Finding(what, detail, _name(cell, i)))  # a note: costs nothing
     return findings
-
-
-def _exercise_tests(index: int, cells, tests) -> set[str]:
-    """The test cells after cell ``index``, up to the next answer cell."""
-    following = set()
-    for j in range(index + 1, len(cells)):
-        meta = _meta(cells[j])
-        if meta.get("solution") and cells[j].get("cell_type") == "code":
-            break
-        if (j, meta.get("grade_id")) in tests:
-            following.add(meta["grade_id"])
-    return following
 
 
 def inspect_submission(submission, source_nb) -> list[Finding]:

@@ -1,10 +1,10 @@
-"""Lesson 04: grab one weight of a small network and watch the loss and every ∂L/∂w move.
+"""Lesson 04: grab one weight of a small network and watch the loss and every ∂J/∂w move.
 
 The network is drawn with every weight on its edge and the gradient of the
-loss with respect to it beside it (edge colour: the sign of ∂L/∂w, red for
+loss with respect to it beside it (edge colour: the sign of ∂J/∂w, red for
 positive, blue for negative; width: its size). A dropdown picks one weight or
 bias, a slider sets its value; the panel on the right shows the loss as a
-function of that one parameter, with the tangent whose slope is ∂L/∂θ, and
+function of that one parameter, with the tangent whose slope is ∂J/∂θ, and
 a central finite-difference check of it. A button takes one SGD step with
 all the gradients, and the loss history grows below.
 
@@ -75,7 +75,7 @@ def _on_grid(values) -> np.ndarray:
 
 
 class NetworkLogic(Logic):
-    """The numbers of :class:`NetworkExplorer`: a network, its loss and every ∂L/∂θ.
+    """The numbers of :class:`NetworkExplorer`: a network, its loss and every ∂J/∂θ.
 
     Args:
         net: a :class:`course_lib.nets.SeedNet` (default ``nets.seed000()``);
@@ -98,11 +98,11 @@ class NetworkLogic(Logic):
 
     ``state`` maps every parameter name and ``"lr"`` to its value;
     ``set("W1[0,0]", 0.3)`` moves one. ``selected`` is the parameter the
-    widget's slider holds. :meth:`values` returns ``"L"``; ``"dL/dW1[0,0]"``
-    ... for every parameter (complex step) and ``"dL/dW1[0,0] (finite
+    widget's slider holds. :meth:`values` returns ``"J"``; ``"dJ/dW1[0,0]"``
+    ... for every parameter (complex step) and ``"dJ/dW1[0,0] (finite
     diff)"`` (central differences); the forward values ``"x[k]"``,
     ``"a1[j]"`` ..., ``"y[j]"`` of sample ``sample``; and, with a student
-    function, ``"L (yours)"`` and ``"dL/dW1[0,0] (yours)"`` ...
+    function, ``"J (yours)"`` and ``"dJ/dW1[0,0] (yours)"`` ...
     """
 
     def __init__(self, net=None, student_backprop: Callable | None = None, lr: float = 0.5,
@@ -224,7 +224,7 @@ class NetworkLogic(Logic):
 
     def _loss(self, perturb: str | None = None):
         """The loss (mean over samples) at the current parameters, complex-safe; with
-        ``perturb``, that parameter gets ``+ih`` and Im(L) / h is ∂L/∂(it)."""
+        ``perturb``, that parameter gets ``+ih`` and Im(J) / h is ∂J/∂(it)."""
         Z, A = self._forward(perturb)[-1]
         Y, N = self.Y, self.Y.shape[0]
         if self.loss == "mse":
@@ -244,11 +244,11 @@ class NetworkLogic(Logic):
         return -np.sum(Y * log_s) / N
 
     def gradients(self) -> dict[str, float]:
-        """∂L/∂θ for every parameter θ, by complex step: one forward pass each."""
+        """∂J/∂θ for every parameter θ, by complex step: one forward pass each."""
         return {p.name: float(np.imag(self._loss(p.name)) / cs.H) for p in self.plist}
 
     def loss_along(self, name: str, thetas) -> np.ndarray:
-        """L as a function of one parameter (the others fixed), at each of ``thetas``."""
+        """J as a function of one parameter (the others fixed), at each of ``thetas``."""
         p = self.by_name[name]
         arr = self._array(p)
         old = arr[p.index]
@@ -284,7 +284,7 @@ class NetworkLogic(Logic):
 
     def values(self) -> dict[str, float]:
         cache = self._forward()
-        out: dict[str, float] = {"L": float(np.real(self._loss()))}
+        out: dict[str, float] = {"J": float(np.real(self._loss()))}
         s = self.sample
         for k in range(self.sizes[0]):
             out[f"x[{k}]"] = float(self.X[s, k])
@@ -299,8 +299,8 @@ class NetworkLogic(Logic):
         fd = self._finite_differences()
         for p in self.plist:
             out[p.name] = self._ref(p)
-            out[f"dL/d{p.name}"] = grads[p.name]
-            out[f"dL/d{p.name} (finite diff)"] = fd[p.name]
+            out[f"dJ/d{p.name}"] = grads[p.name]
+            out[f"dJ/d{p.name} (finite diff)"] = fd[p.name]
         out.update(self._student())
         return out
 
@@ -316,7 +316,7 @@ class NetworkLogic(Logic):
             return {}
         try:
             loss, grads = result
-            out = {"L (yours)": float(as_array(loss))}
+            out = {"J (yours)": float(as_array(loss))}
             for layer, ((W, b), pair) in enumerate(zip(self.params, grads, strict=True), 1):
                 dW, db = (as_array(g) for g in pair)
                 if dW.shape != W.shape or db.shape != b.shape:
@@ -324,14 +324,14 @@ class NetworkLogic(Logic):
                                      f"got {dW.shape} and {db.shape}")
                 for kind, g in (("W", dW), ("b", db)):
                     for ix in np.ndindex(g.shape):
-                        out[f"dL/d{Param(layer, kind, ix).name} (yours)"] = float(g[ix])
+                        out[f"dJ/d{Param(layer, kind, ix).name} (yours)"] = float(g[ix])
         except (TypeError, ValueError) as exc:
             self.student_error = f"expected (loss_value, [(dW, db), ...]): {exc}"
             return {}
         return out
 
     def sgd_step(self, steps: int = 1) -> dict[str, float]:
-        """``steps`` steps of θ ← θ - lr · ∂L/∂θ (complex-step gradients); returns values()."""
+        """``steps`` steps of θ ← θ - lr · ∂J/∂θ (complex-step gradients); returns values()."""
         for _ in range(steps):
             if not self.history:
                 self.history.append(float(np.real(self._loss())))
@@ -377,7 +377,7 @@ def _place_labels(segments, obstacles, w: float, h: float) -> list[float]:
 
 
 class NetworkExplorer(Explorer):
-    """A dropdown and a slider for one weight or bias; the network with every ∂L/∂w.
+    """A dropdown and a slider for one weight or bias; the network with every ∂J/∂w.
 
     Args:
         net: a SeedNet (default ``nets.seed000()``; ``nets.seed004()`` and
@@ -385,9 +385,9 @@ class NetworkExplorer(Explorer):
         student_backprop: optional, your ``backprop``; see :class:`NetworkLogic`.
         lr: starting learning rate of the SGD buttons.
 
-    Displays (readout text): ``L = 0.2344``; for the chosen parameter
-    ``dL/dW1[0,0] = -0.002932`` (class ``cl-grad``), ``dL/dW1[0,0] (finite
-    diff) = ...`` (``cl-fd``) and with a student function ``dL/dW1[0,0]
+    Displays (readout text): ``J = 0.2344``; for the chosen parameter
+    ``dJ/dW1[0,0] = -0.002932`` (class ``cl-grad``), ``dJ/dW1[0,0] (finite
+    diff) = ...`` (``cl-fd``) and with a student function ``dJ/dW1[0,0]
     (yours) = ...`` (``cl-student``); then a table of every parameter with
     its value and the same three gradients. Controls: ``parameter``
     (dropdown), ``value`` (slider), ``learning rate`` (slider), buttons
@@ -400,7 +400,7 @@ class NetworkExplorer(Explorer):
         self.title = (f"{getattr(logic.net, 'name', 'network')}: "
                       f"{'-'.join(str(n) for n in logic.sizes)} network, "
                       f"{', '.join(logic.activations)}, loss {logic.loss}. Pick a weight, "
-                      "drag it, watch L and every ∂L/∂w")
+                      "drag it, watch J and every ∂J/∂w")
         self._slice_for = None
         super().__init__(logic)
 
@@ -508,8 +508,8 @@ class NetworkExplorer(Explorer):
         self._pos = pos
         note = (f"   nodes: sample {lg.sample} of {lg.X.shape[0]} (X[{lg.sample}])"
                 if lg.X.shape[0] > 1 else "")
-        fig.text(0.01, 0.955, "edge: weight (grey) and ∂L/∂w (red > 0, blue < 0; "
-                 f"width ∝ |∂L/∂w|){note}", fontsize=8.5, color=COLORS["local"], va="center")
+        fig.text(0.01, 0.955, "edge: weight (grey) and ∂J/∂w (red > 0, blue < 0; "
+                 f"width ∝ |∂J/∂w|){note}", fontsize=8.5, color=COLORS["local"], va="center")
 
         r_pt = 15  # node radius, points
         k_px = fig.dpi / 72.0
@@ -573,7 +573,7 @@ class NetworkExplorer(Explorer):
         ax.text(last + 0.62, -(tall - 1) / 2 + 0.12, "loss (mean over samples)", ha="center",
                 fontsize=8, color=COLORS["local"])
 
-        # right: L along the chosen parameter, and the loss history
+        # right: J along the chosen parameter, and the loss history
         ax1 = fig.add_axes((0.675, 0.58, 0.31, 0.33))
         ax2 = fig.add_axes((0.675, 0.1, 0.31, 0.31))
         self._ax1, self._ax2 = ax1, ax2
@@ -581,7 +581,7 @@ class NetworkExplorer(Explorer):
         self._tangent = bf.dynamic(ax1.plot([], [], color=COLORS["grad"], lw=1.4)[0])
         self._slice_pt = bf.dynamic(ax1.plot([], [], "o", color=COLORS["grad"], ms=6,
                                              zorder=5)[0])
-        ax1.set_ylabel("L", fontsize=9)
+        ax1.set_ylabel("J", fontsize=9)
         ax1.tick_params(labelsize=7.5)
         ax1.ticklabel_format(axis="y", useOffset=False)
         self._slice_title = ax1.set_title("", fontsize=9.5)
@@ -597,7 +597,7 @@ class NetworkExplorer(Explorer):
         return bf
 
     def _update_slice(self) -> None:
-        """Recompute L along the chosen parameter; this changes the static background."""
+        """Recompute J along the chosen parameter; this changes the static background."""
         lg: NetworkLogic = self.logic
         lo, hi = self.value_slider.min, self.value_slider.max
         thetas = np.linspace(lo, hi, 121)
@@ -608,7 +608,7 @@ class NetworkExplorer(Explorer):
         half = max(1.08 * half, 0.02 * abs(mid), 1e-3)  # a flat slice stays readable
         self._ax1.set_ylim(mid - half, mid + half)
         self._ax1.set_xlabel(lg.selected, fontsize=9)
-        self._slice_title.set_text(f"L as a function of {lg.selected} (all else fixed)")
+        self._slice_title.set_text(f"J as a function of {lg.selected} (all else fixed)")
         hist = lg.history
         if hist:
             self._hist.set_data(np.arange(len(hist)), hist)
@@ -636,9 +636,9 @@ class NetworkExplorer(Explorer):
         theta = lg._ref(lg.by_name[lg.selected])
         if self._background_key() != getattr(self, "_slice_key", None):
             self._update_slice()
-        gmax = max(abs(v[f"dL/d{p.name}"]) for p in lg.plist) or 1.0
+        gmax = max(abs(v[f"dJ/d{p.name}"]) for p in lg.plist) or 1.0
         for name, (hl, line, wl, gl) in self._edges.items():
-            g = v[f"dL/d{name}"]
+            g = v[f"dJ/d{name}"]
             line.set_color(COLORS["pos"] if g > 0 else COLORS["neg"] if g < 0 else "#d0d7de")
             line.set_zorder(2 if g else 1.5)
             line.set_linewidth(0.6 + 5.0 * np.sqrt(abs(g) / gmax))
@@ -647,7 +647,7 @@ class NetworkExplorer(Explorer):
             gl.text = fmt(g, 2)
             gl.color = _sign_color(g, COLORS)
         for name, (hb, bl, gl) in self._bias.items():
-            g = v[f"dL/d{name}"]
+            g = v[f"dJ/d{name}"]
             hb.set_visible(name == lg.selected)
             bl.text = f"b {fmt(v[name], 3)}"
             gl.text = fmt(g, 2)
@@ -659,33 +659,33 @@ class NetworkExplorer(Explorer):
                 lab.text = fmt(v[f"x[{j}]"], 3)
             else:
                 lab.text = fmt(v[f"a{layer}[{j}]"], 3)
-        self._loss_lab.text = f"L = {fmt(v['L'], 4)}"
-        g = v[f"dL/d{lg.selected}"]
-        L = v["L"]
+        self._loss_lab.text = f"J = {fmt(v['J'], 4)}"
+        g = v[f"dJ/d{lg.selected}"]
+        J = v["J"]
         lo, hi = self._ax1.get_xlim()
         half = 0.12 * (hi - lo)
         t = np.array([theta - half, theta + half])
-        self._tangent.set_data(t, L + g * (t - theta))
-        self._slice_pt.set_data([theta], [L])
-        self._slope_lab.text = f"slope ∂L/∂{lg.selected} = {fmt(g, 4)}"
+        self._tangent.set_data(t, J + g * (t - theta))
+        self._slice_pt.set_data([theta], [J])
+        self._slope_lab.text = f"slope ∂J/∂{lg.selected} = {fmt(g, 4)}"
         self._hist_lab.text = (f"{len(lg.history) - 1} steps, lr = {fmt(lg.lr, 3)}"
                                if lg.history else f"press SGD step (lr = {fmt(lg.lr, 3)})")
 
     def _readout(self, v) -> str:
         lg: NetworkLogic = self.logic
         sel = lg.selected
-        g, fd = v[f"dL/d{sel}"], v[f"dL/d{sel} (finite diff)"]
-        parts = [f'<div class="cl-big">{num_span("L", v["L"], "value")} &nbsp; '
-                 f"{num_span(f'dL/d{sel}', g)}</div>",
-                 f"<div>{num_span(f'dL/d{sel} (finite diff)', fd, 'fd')} "
+        g, fd = v[f"dJ/d{sel}"], v[f"dJ/d{sel} (finite diff)"]
+        parts = [f'<div class="cl-big">{num_span("J", v["J"], "value")} &nbsp; '
+                 f"{num_span(f'dJ/d{sel}', g)}</div>",
+                 f"<div>{num_span(f'dJ/d{sel} (finite diff)', fd, 'fd')} "
                  f"{check_span(rel_err(g, fd))}</div>"]
-        has_student = f"dL/d{sel} (yours)" in v
+        has_student = f"dJ/d{sel} (yours)" in v
         if has_student:
-            mine = v[f"dL/d{sel} (yours)"]
-            parts.append(f"<div>{num_span(f'dL/d{sel} (yours)', mine, 'student')} "
+            mine = v[f"dJ/d{sel} (yours)"]
+            parts.append(f"<div>{num_span(f'dJ/d{sel} (yours)', mine, 'student')} "
                          f"{check_span(rel_err(g, mine), 1e-7)}</div>")
             bad = [p.name for p in lg.plist
-                   if rel_err(v[f"dL/d{p.name}"], v[f"dL/d{p.name} (yours)"]) > 1e-7]
+                   if rel_err(v[f"dJ/d{p.name}"], v[f"dJ/d{p.name} (yours)"]) > 1e-7]
             if bad:
                 parts.append(f'<div class="cl-bad">your backprop differs on {len(bad)} of '
                              f"{len(lg.plist)} parameters: {html.escape(', '.join(bad[:8]))}"
@@ -706,15 +706,15 @@ class NetworkExplorer(Explorer):
         for i, p in enumerate(lg.plist):
             if p.name == sel:
                 selected = i
-            gp, fdp = v[f"dL/d{p.name}"], v[f"dL/d{p.name} (finite diff)"]
+            gp, fdp = v[f"dJ/d{p.name}"], v[f"dJ/d{p.name} (finite diff)"]
             row = [p.name, num_span(p.name, v[p.name], "value", bare=True),
-                   num_span(f"dL/d{p.name}", gp),
-                   num_span(f"dL/d{p.name} (finite diff)", fdp, "fd", bare=True)]
+                   num_span(f"dJ/d{p.name}", gp),
+                   num_span(f"dJ/d{p.name} (finite diff)", fdp, "fd", bare=True)]
             if has_student:
-                row.append(num_span(f"dL/d{p.name} (yours)", v[f"dL/d{p.name} (yours)"],
+                row.append(num_span(f"dJ/d{p.name} (yours)", v[f"dJ/d{p.name} (yours)"],
                                     "student", bare=True))
             rows.append(row)
-        header = ["parameter", "value", "∂L/∂θ (complex step)", "finite differences"]
+        header = ["parameter", "value", "∂J/∂θ (complex step)", "finite differences"]
         if has_student:
             header.append("your backprop")
         parts.append('<div style="max-height:230px;overflow-y:auto;margin-top:4px">'
