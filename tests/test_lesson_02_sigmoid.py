@@ -267,17 +267,23 @@ def test_submission_derivative_at_the_activation_and_1_over_n_twice(tmp_path):
     }, also_zero={"sigmoid_prime_edge", "bce_sigmoid_delta_edge", "bce_edge"})
 
 
+# log(ŷ) with no guard (0·log 0 is NaN), and δ the long way through ∂ℓ/∂ŷ (inf/inf when σ
+# saturates): right on moderate inputs, wrong where the lesson's rules say they must not be
+NAIVE_BCE = ("def bce(y_hat, y):\n"
+             "    return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))\n")
+LONG_WAY_DELTA = ("def bce_sigmoid_delta(z, y):\n"
+                  "    y_hat = sigmoid(z)\n"
+                  "    dl_dyhat = -y / y_hat + (1 - y) / (1 - y_hat)\n"
+                  "    return dl_dyhat * y_hat * (1 - y_hat) / len(z)\n")
+
+
 def test_submission_sigma_prime_of_the_activation_and_edge_only_mistakes(tmp_path):
     path = make_submission(ASSIGNMENT, {
         "sigmoid_prime_answer": "def sigmoid_prime(z):\n"
                                 "    a = sigmoid(z)\n"
                                 "    return sigmoid(a) * (1 - sigmoid(a))\n",
-        "bce_answer": "def bce(y_hat, y):\n"
-                      "    return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))\n",
-        "bce_sigmoid_delta_answer": "def bce_sigmoid_delta(z, y):\n"
-                                    "    y_hat = sigmoid(z)\n"
-                                    "    dl_dyhat = -y / y_hat + (1 - y) / (1 - y_hat)\n"
-                                    "    return dl_dyhat * y_hat * (1 - y_hat) / len(z)\n",
+        "bce_answer": NAIVE_BCE,
+        "bce_sigmoid_delta_answer": LONG_WAY_DELTA,
     }, tmp_path)
     result = grade(path, ASSIGNMENT)
     assert_scores(result, failing={
@@ -373,12 +379,8 @@ NAIVE_EDGES = {
                             "    return e / (1 + e) ** 2\n",
     "relu_prime_answer": "def relu_prime(z):\n"
                          "    return (np.asarray(z, dtype=float) >= 0).astype(float)\n",
-    "bce_answer": "def bce(y_hat, y):\n"
-                  "    return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))\n",
-    "bce_sigmoid_delta_answer": "def bce_sigmoid_delta(z, y):\n"
-                                "    y_hat = sigmoid(z)\n"
-                                "    dl_dyhat = -y / y_hat + (1 - y) / (1 - y_hat)\n"
-                                "    return dl_dyhat * y_hat * (1 - y_hat) / len(z)\n",
+    "bce_answer": NAIVE_BCE,
+    "bce_sigmoid_delta_answer": LONG_WAY_DELTA,
 }
 
 
