@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
 .PHONY: setup sandbox test test-fast test-stress test-repeat lint demo seeds release browser postgres clean help \
-	lab bench student-wheel
+	lab formgrader bench student-wheel
 
 help:
 	@echo "make demo         set up, release, grade a simulated class: feedback, grades.csv, report"
@@ -17,6 +17,8 @@ help:
 	@echo "make test-stress  the kernel-starting tests while every core is kept busy"
 	@echo "make test-repeat  each lesson run headless 10 times in a row (LESSON_RUNS=n)"
 	@echo "make setup        create .venv with the pinned requirements (safe to run twice)"
+	@echo "make lab          the student's JupyterLab on a copy of release/ kept outside the repo"
+	@echo "make formgrader   nbgrader's formgrader on the course, for grading by hand"
 
 setup: $(STAMP) sandbox
 
@@ -112,20 +114,25 @@ clean:
 release: setup
 	$(PY) -m course_lib.instructor.release
 
-# JupyterLab on the student notebooks (release/), sliders and all, on 127.0.0.1 only.
-# Open the URL it prints; Ctrl-C stops it. Another port: make lab LAB_PORT=8890
+# The student's JupyterLab: a copy of release/ kept outside the repository, in
+# $XDG_DATA_HOME/course-student-lab/backprop/notebooks (~/.local/share/...; LAB_DIR=... or
+# COURSE_STUDENT_LAB sets another), copied once and never overwritten (a newer release/
+# is announced, and replaced only when the student says yes); Validate and the
+# assignment list, no formgrader (course_lib/instructor/student_lab.py). Its kernel is
+# the students' Python, without the answers. Open the URL it prints; Ctrl-C stops it.
+# Another port: make lab LAB_PORT=8890
 LAB_PORT ?= 8888
-# The notebooks' kernel is the students' Python: course_lib without the answers
-# (course_lib/instructor/student_env.py writes it into .student-env/).
+LAB_DIR ?=
 lab: setup
-	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(24))'); \
-	  env_dir=$$($(PY) -m course_lib.instructor.student_env .student-env) || exit 1; \
-	  echo "JupyterLab on release/: http://127.0.0.1:$(LAB_PORT)/lab?token=$$token  (Ctrl-C stops it)"; \
-	  JUPYTER_PATH=$$env_dir exec $(VENV)/bin/jupyter lab --KernelSpecManager.ensure_native_kernel=False \
-	    --ServerApp.root_dir=release --ServerApp.ip=127.0.0.1 \
-	    --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 --ServerApp.allow_root=True \
-	    --IdentityProvider.token=$$token \
-	    --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
+	$(PY) -m course_lib.instructor.student_lab --release release --port $(LAB_PORT) \
+	  $(if $(LAB_DIR),--folder $(LAB_DIR))
+
+# nbgrader's formgrader on the course folder, for grading written answers by hand
+# (`course formgrader`: 127.0.0.1, a random token; the gradebook created or repaired
+# first; its Autograde button grades sealed). Another port: make formgrader FORMGRADER_PORT=8891
+FORMGRADER_PORT ?= 0
+formgrader: setup
+	$(PY) -m course_lib.instructor.formgrader --port $(FORMGRADER_PORT)
 
 # The students' course_lib: helpers without the reference answers, grading or tooling.
 student-wheel: setup

@@ -63,8 +63,16 @@ if os.environ.get("COURSE_UNSEALED") != "1":
 
     c.Autograde.autograde_preprocessors = refuse_unsealed()
 
-# Feedback shows answers, scores and the tests' messages, never the hidden
-# tests' code (see course_lib/instructor/feedback.py).
-from course_lib.instructor.feedback import feedback_preprocessors  # noqa: E402
+# Feedback: one page per student and notebook, made for the student (each exercise by
+# its function's name, each test passed or failed with its message, written answers with
+# the grader's comment), never the hidden tests' code, and the maths rendered without
+# internet (MathJax inlined): see course_lib/instructor/feedback.py.
+from course_lib.instructor import feedback as _feedback  # noqa: E402
 
-c.GenerateFeedback.preprocessors = feedback_preprocessors()
+# Only on the feedback's own exporter: the formgrader draws its grading pages with
+# HTMLExporter and this same config.
+c.GenerateFeedback.preprocessors = _feedback.feedback_preprocessors()
+c.GenerateFeedback.exporter_class = _feedback.FeedbackExporter
+c.FeedbackExporter.template_name = _feedback.TEMPLATE_NAME
+c.FeedbackExporter.template_file = _feedback.TEMPLATE_FILE
+c.FeedbackExporter.extra_template_basedirs = _feedback.template_basedirs()

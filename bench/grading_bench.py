@@ -171,7 +171,7 @@ def course_scores(root: Path) -> tuple[dict[tuple[str, str], float], dict[str, s
         for row in csv.DictReader(f):
             key = (row["student"], row["assignment"])
             scores[key] = float(row["score"])
-            if row["status"] not in ("ok", "needs_manual_grading"):
+            if row["status"] not in ("ok", "awaiting_hand_grading"):
                 odd["/".join(key)] = f"{row['status']}: {row['reason']}"
     return scores, odd
 

@@ -136,6 +136,29 @@ def _wrong_{name}(*args, **kwargs):
 '''
 
 
+# A graded function of a lesson of gradients by hand that computes with torch: right
+# with the real torch, but torch is a stub while such a lesson is graded.
+WITH_TORCH = '''
+_right_{name} = {name}
+
+
+def _with_torch_{name}(*args, **kwargs):
+    import torch
+    torch.zeros(1)  # any use of torch: ImportError while the lesson is graded
+    return _right_{name}(*args, **kwargs)
+
+
+{name} = functools.wraps(_right_{name})(_with_torch_{name})
+'''
+
+
+def with_torch_code(name: str, is_class: bool) -> str:
+    """The code that, run after `name`'s definition, makes it compute with torch."""
+    if is_class:
+        raise ValueError(f"{name} is a class: lessons of gradients by hand have none")
+    return "\nimport functools\n" + WITH_TORCH.format(name=name)
+
+
 def wrong_code(name: str, is_class: bool) -> str:
     """The code that, run after `name`'s definition, makes it wrong."""
     if is_class:
@@ -161,8 +184,9 @@ def _calls_right(source: str, name: str) -> str:
     return "".join(lines)
 
 
-def one_wrong(nb, name: str):
-    """A copy of the source notebook `nb` (every answer right) with only `name` made wrong.
+def one_wrong(nb, name: str, mistake=wrong_code):
+    """A copy of the source notebook `nb` (every answer right) with only `name` made wrong
+    (by ``mistake(name, is_class)``: wrong_code, or with_torch_code).
 
     Only that function is wrong: the submission's other answers that call it (the
     model solution of sigmoid_prime calls sigmoid, backprop calls dense_forward) call
@@ -179,7 +203,7 @@ def one_wrong(nb, name: str):
         kinds = {n.name: isinstance(n, ast.ClassDef) for n in ast.parse(cell.source).body
                  if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
         if name in kinds:
-            cell.source = cell.source + "\n" + wrong_code(name, kinds[name])
+            cell.source = cell.source + "\n" + mistake(name, kinds[name])
             seen = True
         elif seen:
             cell.source = _calls_right(cell.source, name)

@@ -146,7 +146,7 @@ def test_a_class_graded_on_a_cluster_gets_the_local_grades(course, local_results
     results = grade_class(course, scheduler=cluster.scheduler_address, feedback=True,
                           progress=lambda done, total, label: seen.append((done, total)))
     assert results == local_results
-    assert [r.status for r in results] == ["needs_manual_grading", "needs_manual_grading",
+    assert [r.status for r in results] == ["awaiting_hand_grading", "awaiting_hand_grading",
                                            "timeout", "kernel_died", "unreadable", "missing"]
     assert seen == [(n, len(CLASS)) for n in range(1, len(CLASS) + 1)]
 

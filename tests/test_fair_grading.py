@@ -17,7 +17,14 @@ import shutil
 import nbformat
 import pytest
 from lessons import ASSIGNMENTS, ROOT, source_path
-from one_mistake import exercises, is_test, meta, one_wrong, unexplained_asserts
+from one_mistake import (
+    exercises,
+    is_test,
+    meta,
+    one_wrong,
+    unexplained_asserts,
+    with_torch_code,
+)
 
 from course_lib.instructor.grade import grade_class
 
@@ -159,6 +166,9 @@ def plan(course=ROOT) -> dict[tuple[str, str], object]:
                 subs[assignment, wrong_student(name)] = one_wrong(read(assignment, course), name)
     for assignment in MANUAL:
         subs[assignment, "torch-scratch"] = with_torch_scratch(assignment, course)
+        first = exercises(read(assignment, course))[0][0].names[0]
+        subs[assignment, "torch-inside"] = one_wrong(read(assignment, course), first,
+                                                     mistake=with_torch_code)
     return subs
 
 
@@ -180,7 +190,7 @@ def graded(tmp_path_factory):
         folder.mkdir(parents=True)
         nbformat.write(nb, str(folder / f"{assignment}.ipynb"))
     # grade_class grades every student on every assignment; a student has a notebook
-    # for one lesson only (wrong-<name>) or for four (torch-scratch): the rest are
+    # for one lesson only (wrong-<name>) or for four (torch-scratch, torch-inside): the rest are
     # "missing", found without starting a kernel.
     results = grade_class(course, assignments=list(ASSIGNMENTS), jobs=2)
     snapshot = {a: exercises(read(a, course)) for a in ASSIGNMENTS}
@@ -214,7 +224,7 @@ def test_one_wrong_function_costs_only_its_own_exercise(graded, assignment, name
         pytest.fail(f"{assignment} no longer defines {name} (the notebook changed after "
                     "collection): run again")
     r = results[assignment, wrong_student(name)]
-    assert r.status in ("ok", "needs_manual_grading") and not r.flags, \
+    assert r.status in ("ok", "awaiting_hand_grading") and not r.flags, \
         f"expected a normal grade, got status {r.status!r} ({r.reason}), flags {r.flags}"
     owner = owner_of_tests(*snapshot[assignment])
     mine = next(e.answer for e in snapshot[assignment][0] if name in e.names)
@@ -237,10 +247,29 @@ def test_a_torch_scratch_cell_keeps_full_marks_in_every_manual_lesson(graded, as
     the submission keeps full marks on every autograded cell and is not flagged."""
     results, snapshot = graded
     r = results[assignment, "torch-scratch"]
-    assert r.status in ("ok", "needs_manual_grading") and not r.flags, \
+    assert r.status in ("ok", "awaiting_hand_grading") and not r.flags, \
         f"expected a normal grade, got status {r.status!r} ({r.reason}), flags {r.flags}"
     owner = owner_of_tests(*snapshot[assignment])
     lost = {gid: (score, points, r.messages.get(gid, ""))
             for gid, (score, points) in r.cell_scores.items()
             if gid in owner and score < points}
     assert not lost, f"expected full marks with a torch scratch cell, got {lost}"
+
+
+@pytest.mark.parametrize("assignment", MANUAL)
+def test_torch_inside_a_graded_function_costs_that_exercise_with_a_reason(graded, assignment):
+    """The lesson's first graded function, right, but computing with torch: in a lesson
+    of gradients by hand it loses its own exercise's points, each failed cell says that
+    torch is not available while the lesson is graded, and nothing else is lost."""
+    results, snapshot = graded
+    r = results[assignment, "torch-inside"]
+    assert r.status in ("ok", "awaiting_hand_grading") and not r.flags, \
+        f"expected a normal grade, got status {r.status!r} ({r.reason}), flags {r.flags}"
+    found, orphans = snapshot[assignment]
+    owner, first = owner_of_tests(found, orphans), found[0].answer
+    lost = {gid: r.messages.get(gid, "") for gid, (score, points) in r.cell_scores.items()
+            if gid in owner and score < points}
+    assert lost and all(owner[gid] == first for gid in lost), \
+        f"expected only {first}'s test cells to lose points, got {sorted(lost)}"
+    for gid, message in lost.items():
+        assert "torch is not available" in message, f"{gid}: expected the reason, got {message!r}"

@@ -35,8 +35,8 @@ def graded(tmp_path_factory):
 
 
 EXPECTED = {  # student: (score, max_score, status)
-    "alice": (2, 3, "needs_manual_grading"),
-    "bob": (0, 3, "needs_manual_grading"),
+    "alice": (2, 3, "awaiting_hand_grading"),
+    "bob": (0, 3, "awaiting_hand_grading"),
     "carol": (0, 3, "timeout"),
     "dan": (0, 3, "kernel_died"),
     "erin": (0, 3, "unreadable"),
@@ -92,7 +92,7 @@ def test_grades_csv_has_a_row_and_status_for_everyone(graded, tmp_path):
         score, max_score, status = EXPECTED[row["student"]]
         assert (float(row["score"]), float(row["max_score"]), row["status"]) == \
             (score, max_score, status)
-    assert all(r["reason"] for r in rows if r["status"] not in ("ok", "needs_manual_grading"))
+    assert all(r["reason"] for r in rows if r["status"] not in ("ok", "awaiting_hand_grading"))
 
 
 def test_parallel_grading_gives_the_same_results(graded):

@@ -19,7 +19,7 @@ from toycourse import ASSIGNMENT, RIGHT, SIGMOID_INSTEAD, hand_in, make_course, 
 from course_lib.instructor.grade import grade_class
 
 WRONG = SIGMOID_INSTEAD  # returns σ instead of σ': the hidden check fails it
-NORMAL = "needs_manual_grading"  # the written answer waits for a human
+NORMAL = "awaiting_hand_grading"  # the written answer waits for a human
 
 
 def with_cells(nb, *sources):
@@ -52,8 +52,8 @@ def deleted_test(nb):
 # status is "tampered", else in a note; None: neither flags nor notes)
 CASES = {
     # -- faults --------------------------------------------------------------------------
-    "right": (lambda: submission(RIGHT), 2, "needs_manual_grading", None),
-    "wrong": (lambda: submission(WRONG), 0, "needs_manual_grading", None),
+    "right": (lambda: submission(RIGHT), 2, "awaiting_hand_grading", None),
+    "wrong": (lambda: submission(WRONG), 0, "awaiting_hand_grading", None),
     "loop": (lambda: submission("while True:\n    pass"), 0, "timeout", None),
     "exit": (lambda: submission("import os\nos._exit(3)"), 0, "kernel_died", None),
     "segfault": (lambda: submission("import faulthandler\nfaulthandler._sigsegv()"), 0,
@@ -61,9 +61,9 @@ CASES = {
     "dies_after_tests": (lambda: after_tests(submission(RIGHT), "import os\nos._exit(1)"), 2,
                          "kernel_died", None),
     "memory_bomb": (lambda: submission(RIGHT + "\nhog = bytearray(64 * 2**30)"), 2,
-                    "needs_manual_grading", None),
+                    "awaiting_hand_grading", None),
     "huge_output": (lambda: submission(RIGHT + "\nfor i in range(200000):\n    print(i)\n"
-                                       "print('x' * 5_000_000)"), 2, "needs_manual_grading", None),
+                                       "print('x' * 5_000_000)"), 2, "awaiting_hand_grading", None),
     # every cell well inside the cell limit, the notebook far beyond its own
     "too_slow_overall": (lambda: with_cells(submission(RIGHT), *["import time\ntime.sleep(30)"]
                                             * 5), 0, "timeout", None),
@@ -120,7 +120,7 @@ CASES = {
     "torch_autograd": (lambda: submission(
         "import torch\ndef sigmoid_prime(z):\n    t = torch.tensor(z, dtype=torch.float64, "
         "requires_grad=True)\n    torch.sigmoid(t).sum().backward()\n    return t.grad.numpy()"),
-        0, "needs_manual_grading", None),
+        0, "awaiting_hand_grading", None),
     "read_gradebook": (lambda: submission("data = open('../../../gradebook.db', 'rb').read()\n"
                                           + RIGHT), 0, NORMAL, "gradebook"),
     # the course folder does not exist inside the sandbox (the read fails); the reader
@@ -269,7 +269,7 @@ TORCH_SIGMOID_PRIME = (
 def test_torch_in_a_graded_function_of_a_manual_lesson_costs_that_exercise_only(tmp_path):
     result = grade(make_submission("02_sigmoid", {"sigmoid_prime_answer": TORCH_SIGMOID_PRIME},
                                    tmp_path), "02_sigmoid")
-    assert (result.status, result.flags) == ("ok", ["needs_manual_grading"])
+    assert (result.status, result.flags) == ("ok", ["awaiting_hand_grading"])
     for cell in result.cells:
         if cell.grade_id.startswith("sigmoid_prime"):
             assert cell.score == 0 and "torch is not available" in cell.message, cell
@@ -285,7 +285,7 @@ def test_a_scratch_cell_that_compares_with_torch_keeps_full_marks(tmp_path):
         "torch.sigmoid(z).sum().backward()\nprint(z.grad)"))
     nbformat.write(nb, str(path))
     result = grade(path, "02_sigmoid")
-    assert (result.status, result.flags) == ("ok", ["needs_manual_grading"])
+    assert (result.status, result.flags) == ("ok", ["awaiting_hand_grading"])
     assert all(c.score == c.max_score for c in result.cells if c.autograded), result.cells
 
 

@@ -125,7 +125,7 @@ def undisturbed(template, tmp_path_factory):
     statuses = {r["student"]: r["status"] for r in rows}
     assert statuses["dan"] == "kernel_died", said(proc)
     assert statuses["carol"] == "ok", said(proc)  # no written answer: nothing to grade by hand
-    assert statuses["alice"] == "needs_manual_grading", said(proc)
+    assert statuses["alice"] == "awaiting_hand_grading", said(proc)
     assert tree_hashes(course / "submitted") == template[1], said(proc)
     return course, rows, gradebook(course)
 

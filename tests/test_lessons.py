@@ -77,14 +77,14 @@ def test_source_graded_as_a_submission_gets_full_marks(assignment, capsys, monke
     result = course_check_json(source_path(assignment), assignment, capsys, monkeypatch)
     assert result["status"] == "ok" and result["assignment"] == assignment
     assert set(result) == {"assignment", "score", "max_score", "status", "cells", "flags", "notes"}
-    assert result["flags"] == ["needs_manual_grading"] and result["notes"] == [], result
+    assert result["flags"] == ["awaiting_hand_grading"] and result["notes"] == [], result
     manual = graded_by_hand(assignment)
     assert manual, "no hand-graded written answer"
     auto = [c for c in result["cells"] if c["grade_id"] not in manual]
     assert len(auto) >= 3
     for cell in auto:
         assert cell["score"] == cell["max_score"] > 0 and cell["message"] == "", cell
-    assert "needs_manual_grading" in result["flags"]
+    assert "awaiting_hand_grading" in result["flags"]
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

@@ -35,22 +35,22 @@ ROSTER = {
 # (score, status) per student and assignment; max scores: 01 = 21 (+5 by hand),
 # 02 = 16 (+4 by hand). Needs-manual-grading: a written answer waits for a human.
 EXPECTED = {
-    ("ada-perfect", "01_chain_rule"): (21, "needs_manual_grading"),
-    ("ada-perfect", "02_sigmoid"): (16, "needs_manual_grading"),
+    ("ada-perfect", "01_chain_rule"): (21, "awaiting_hand_grading"),
+    ("ada-perfect", "02_sigmoid"): (16, "awaiting_hand_grading"),
     ("ben-empty", "01_chain_rule"): (0, "ok"),
     ("ben-empty", "02_sigmoid"): (0, "ok"),
     ("cai-half", "01_chain_rule"): (9, "ok"),  # no written answer: nothing to grade by hand
     ("cai-half", "02_sigmoid"): (8, "ok"),
-    ("m-max-gate-both", "01_chain_rule"): (18, "needs_manual_grading"),
-    ("m-max-gate-both", "02_sigmoid"): (16, "needs_manual_grading"),
-    ("m-sigmoid-for-prime", "01_chain_rule"): (21, "needs_manual_grading"),
-    ("m-sigmoid-for-prime", "02_sigmoid"): (13, "needs_manual_grading"),
-    ("kim-crash", "01_chain_rule"): (21, "needs_manual_grading"),
-    ("kim-crash", "02_sigmoid"): (16, "needs_manual_grading"),
-    ("lou-loop", "01_chain_rule"): (21, "needs_manual_grading"),
+    ("m-max-gate-both", "01_chain_rule"): (18, "awaiting_hand_grading"),
+    ("m-max-gate-both", "02_sigmoid"): (16, "awaiting_hand_grading"),
+    ("m-sigmoid-for-prime", "01_chain_rule"): (21, "awaiting_hand_grading"),
+    ("m-sigmoid-for-prime", "02_sigmoid"): (13, "awaiting_hand_grading"),
+    ("kim-crash", "01_chain_rule"): (21, "awaiting_hand_grading"),
+    ("kim-crash", "02_sigmoid"): (16, "awaiting_hand_grading"),
+    ("lou-loop", "01_chain_rule"): (21, "awaiting_hand_grading"),
     ("lou-loop", "02_sigmoid"): (16, "timeout"),  # interrupted; its functions still work
-    ("noa-garbled", "01_chain_rule"): (21, "needs_manual_grading"),
-    ("noa-garbled", "02_sigmoid"): (16, "needs_manual_grading"),
+    ("noa-garbled", "01_chain_rule"): (21, "awaiting_hand_grading"),
+    ("noa-garbled", "02_sigmoid"): (16, "awaiting_hand_grading"),
     ("zed-absent", "01_chain_rule"): (0, "missing"),
     ("zed-absent", "02_sigmoid"): (0, "missing"),
 }
@@ -163,7 +163,7 @@ def test_a_resubmission_changes_only_that_students_row(graded, tmp_path):
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {("ben-empty", "01_chain_rule")}
     assert (float(after[("ben-empty", "01_chain_rule")]["score"]),
-            after[("ben-empty", "01_chain_rule")]["status"]) == (21.0, "needs_manual_grading")
+            after[("ben-empty", "01_chain_rule")]["status"]) == (21.0, "awaiting_hand_grading")
 
 
 def test_the_report_opens_in_chromium_with_its_plots(graded):

@@ -34,7 +34,7 @@ RESULTS = [
     # 01_chain_rule: 5 graded normally (ok / needs manual grading), 3 not
     SubmissionResult("alice", "01_chain_rule", 10.0, 10.0, "ok",
                      cell_scores={"add": (2.0, 2.0), "mul": (3.0, 3.0), "written": (5.0, 5.0)}),
-    SubmissionResult("bob", "01_chain_rule", 2.0, 10.0, "needs_manual_grading",
+    SubmissionResult("bob", "01_chain_rule", 2.0, 10.0, "awaiting_hand_grading",
                      messages={"mul": "AssertionError: dx: expected 0.25, got 0.5"},
                      cell_scores={"add": (2.0, 2.0), "mul": (0.0, 3.0), "written": (0.0, 5.0)}),
     SubmissionResult("carol", "01_chain_rule", 5.0, 10.0, "ok",
@@ -76,7 +76,7 @@ RESULTS = [
                      "a status that a later grader may add"),
 ]
 NOT_NORMAL = {(r.student, r.assignment) for r in RESULTS
-              if r.status not in ("ok", "needs_manual_grading")}
+              if r.status not in ("ok", "awaiting_hand_grading")}
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_message_groups_ignore_numbers_and_group_known_mistakes():
     top = groups[0]
     assert (top.assignment, top.cell, top.count, top.known) == ("02_sigmoid", "sigmoid_prime",
                                                                 3, True)
-    assert top.key == "Known mistake: you used σ(z) instead of σ(z)(# - σ(z))"
+    assert top.key == "Known mistake: you used σ(z) instead of σ(z)(1 - σ(z))"
     assert top.students == ["bob", "carol", EVIL]
     second = groups[1]
     assert (second.cell, second.count, second.known) == ("mul", 3, False)
@@ -226,7 +226,7 @@ def test_student_table(report):
     assert len(table) == 8
     by_student = {r[0]: r[1:] for r in table}
     assert by_student["alice"][0] == '<span class="pts">10/10</span>'  # ok: no status badge
-    assert "2/10</span><br>" in by_student["bob"][0] and "needs_manual_grading" in \
+    assert "2/10</span><br>" in by_student["bob"][0] and "awaiting_hand_grading" in \
         by_student["bob"][0]
     assert "0/6" in by_student["frank"][1] and "quarantined" in by_student["frank"][1]
     assert by_student["alice"][2].startswith("16/16")
@@ -256,7 +256,7 @@ def test_save_load_round_trip_is_exact(tmp_path):
     data = json.loads(path.read_text(encoding="utf-8"))
     assert len(data) == len(RESULTS)
     assert list(data[0]) == ["student", "assignment", "score", "max_score", "status", "reason",
-                             "messages", "cell_scores", "flags", "notes", "sealed"]
+                             "messages", "cell_scores", "flags", "notes", "sealed", "open_points"]
     assert data[4]["score"] == 7.5 and data[0]["cell_scores"]["add"] == [2.0, 2.0]
     save_results(loaded, tmp_path / "again.json")
     assert (tmp_path / "again.json").read_bytes() == path.read_bytes()

@@ -41,7 +41,7 @@ def test_a_course_whose_folder_is_home_grades_like_any_other(tmp_path, monkeypat
     course = _class(make_course(tmp_path / "home"))
     monkeypatch.setenv("HOME", str(course))
     results = grade_class(course, jobs=2)
-    assert _scores(results) == {s: (p, "needs_manual_grading") for s, p in EXPECTED.items()}
+    assert _scores(results) == {s: (p, "awaiting_hand_grading") for s, p in EXPECTED.items()}
     assert all(r.flags == [] and r.sealed for r in results)
 
 
@@ -78,8 +78,8 @@ def test_unsealed_grades_with_stock_nbgrader_and_says_so_everywhere(tmp_path, mo
     report = html.unescape((course / "reports" / "report.html").read_text())
     assert "3 submissions graded unsealed" in report
     lines = (course / "grades.csv").read_text().splitlines()
-    assert any(line.startswith("amy,99_toy,2,3,needs_manual_grading") for line in lines)
-    assert any(line.startswith("ben,99_toy,0,3,needs_manual_grading") for line in lines)
+    assert any(line.startswith("amy,99_toy,2,3,awaiting_hand_grading") for line in lines)
+    assert any(line.startswith("ben,99_toy,0,3,awaiting_hand_grading") for line in lines)
 
 
 def test_unsealed_prints_its_warning_on_every_run(tmp_path, monkeypatch, capsys):

@@ -52,7 +52,7 @@ from course_lib.instructor.grade import grade_class
 
 WRONG = SIGMOID_INSTEAD
 REPO = Path(__file__).resolve().parents[1]
-NORMAL = "needs_manual_grading"  # the written answer waits for a human
+NORMAL = "awaiting_hand_grading"  # the written answer waits for a human
 
 
 # -- what an attack knows ------------------------------------------------------------------
@@ -1943,7 +1943,7 @@ def test_an_attack_on_a_real_lesson_scores_nothing_for_the_attacked_cells(name, 
     assert all(scores[g] == 0 for g in zero), (scores, result.flags)
     assert why in result.cell(zero[0]).message, result.cell(zero[0]).message
     assert result.status == "ok", (result.status, result.flags)
-    tamper = [f for f in result.flags if f != "needs_manual_grading"]
+    tamper = [f for f in result.flags if f != "awaiting_hand_grading"]
     assert tamper == [] if flag is None else any(flag in f for f in tamper), tamper
     written = [p for folder in (REPO, REPO / "source" / "01_chain_rule") for p in folder.iterdir()
                if LESSON_TOKEN in p.name]

@@ -117,8 +117,8 @@ def check_notebook(path, assignment: str, course_root: Path | None = None,
     status = "ok" if graded.status in NORMAL else graded.status
     result = CheckResult(assignment, graded.score, graded.max_score, status, cells,
                          notes=list(graded.notes))
-    if graded.status == "needs_manual_grading":
-        result.flags.append("needs_manual_grading")
+    if graded.status == "awaiting_hand_grading":
+        result.flags.append("awaiting_hand_grading")
     result.flags.extend(graded.flags)
     if graded.reason and not graded.flags:
         result.flags.append(graded.reason)

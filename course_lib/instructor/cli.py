@@ -5,6 +5,9 @@
     course grade [ID...]                         autograde, feedback, grades.csv, report
     course report                                the HTML report of the last grading
     course check NOTEBOOK --assignment ID [--json]  grade one file, gradebook untouched
+    course formgrader [--port N]                 nbgrader's formgrader, Autograde graded sealed
+    course finalize ID...                        read hand grades back: feedback, grades.csv
+    course export --to canvas|moodle|csv         grades for an LMS, warnings beside them
 
 `course grade --scheduler tcp://HOST:8786` grades on a dask.distributed
 cluster instead, each worker grading whole submissions, with the gradebook on
@@ -49,8 +52,8 @@ def _collect(args, root: Path) -> int:
 
 
 def _grade(args, root: Path) -> int:
-    from .grade import NORMAL, grade_class, text_progress, write_grades_csv
-    from .report import save_results, write_report
+    from .grade import NORMAL, grade_class, merge_results, text_progress, write_grades_csv
+    from .report import load_results, save_results, write_report
 
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected a number of processes >= 1, got {args.jobs}")
@@ -59,18 +62,21 @@ def _grade(args, root: Path) -> int:
                          "--nworkers sets how many submissions it grades at once)")
     progress = text_progress if not args.quiet else None
     _warn_if_unsealed(args)
-    results = grade_class(root, args.assignments, args.students, progress=progress,
-                          jobs=args.jobs, feedback=not args.no_feedback,
-                          scheduler=args.scheduler, unsealed=args.unsealed)
+    fresh = results = grade_class(root, args.assignments, args.students, progress=progress,
+                                  jobs=args.jobs, feedback=not args.no_feedback,
+                                  scheduler=args.scheduler, unsealed=args.unsealed)
+    if args.students and (root / RESULTS_JSON).is_file():
+        # only these students were graded: everyone else keeps their stored result and row
+        results = merge_results(load_results(root / RESULTS_JSON), fresh)
     write_grades_csv(results, root / GRADES_CSV)
     save_results(results, root / RESULTS_JSON)
-    write_report(results, root / REPORT_HTML)
+    write_report(results, root / REPORT_HTML, course_root=root)
     _print_summary(results)
     _warn_if_unsealed(args)
     if not args.no_feedback:
         print(f"feedback: {root / 'feedback'}")
     print(f"grades:   {root / GRADES_CSV}\nreport:   {root / REPORT_HTML}")
-    bad = [r for r in results if r.status not in NORMAL]
+    bad = [r for r in fresh if r.status not in NORMAL]
     return 0 if not bad else 1
 
 
@@ -83,6 +89,8 @@ def _warn_if_unsealed(args) -> None:
 
 def _print_summary(results) -> None:
     """A table: one row per student, one column per assignment (score/max, status)."""
+    from .grade import NORMAL
+
     assignments = sorted({r.assignment for r in results})
     students = sorted({r.student for r in results})
     cell = {(r.student, r.assignment): r for r in results}
@@ -93,8 +101,10 @@ def _print_summary(results) -> None:
         for a in assignments:
             r = cell.get((s, a))
             text = "" if r is None else f"{r.score:g}/{r.max_score:g}"
-            if r is not None and r.status not in ("ok", "needs_manual_grading"):
+            if r is not None and r.status not in NORMAL:
                 text = r.status
+            elif r is not None and r.open_points:
+                text += f" ({r.open_points:g} open)"
             row.append(f"{text:>{width + 2}}")
         print(f"{s:<16.16}" + "".join(row))
 
@@ -102,7 +112,7 @@ def _print_summary(results) -> None:
 def _report(args, root: Path) -> int:
     from .report import load_results, write_report
 
-    path = write_report(load_results(root / RESULTS_JSON), root / REPORT_HTML)
+    path = write_report(load_results(root / RESULTS_JSON), root / REPORT_HTML, course_root=root)
     print(f"report: {path}")
     return 0
 
@@ -130,7 +140,7 @@ def _check(args, root: Path) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.splitlines()[2:8]))
+                                epilog="\n".join(__doc__.splitlines()[2:11]))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("release", help="generate the student versions with nbgrader")
@@ -144,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("grade", help="autograde every submission, feedback, grades.csv, report")
     s.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
-    s.add_argument("--students", nargs="+", metavar="STUDENT", help="only these students")
+    s.add_argument("--students", "--student", nargs="+", metavar="STUDENT",
+                   help="only these students (a regrade, a resubmission): everyone else keeps "
+                        "their stored result, grades.csv row and feedback")
     s.add_argument("--no-feedback", action="store_true", help="skip the feedback files")
     s.add_argument("--jobs", "-j", type=int, metavar="N",
                    help="submissions graded at once (default: the number of cores)")
@@ -165,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--unsealed", action="store_true", help=UNSEALED_HELP)
     s.set_defaults(run=_check)
+
+    from .export import register as register_export
+    from .finalize import register as register_finalize
+    from .formgrader import register as register_formgrader
+
+    register_formgrader(sub)
+    register_finalize(sub)
+    register_export(sub)
     return p
 
 

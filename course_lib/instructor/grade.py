@@ -6,7 +6,9 @@ gradebook then holds nothing for it, and an export shows a bare 0. Here every
 says how far grading got:
 
     ok                    autograded; every point is final
-    needs_manual_grading  autograded; written answers wait for the formgrader
+    awaiting_hand_grading autograded; written answers wait for the formgrader:
+                          ``open_points`` says how many points are still open
+                          (``course finalize`` reads the hand grades back)
     missing               the student has no notebook for this assignment
     unreadable            the file is not a notebook (bad JSON, not nbformat)
     timeout               a cell ran past the time limit (graded as far as it got)
@@ -43,7 +45,9 @@ from ..judge.server import Record, expected_checks, sweep_stale_folders
 from ..judge.tamper import ALL, inspect_submission
 from .course import check_assignments, find_course_root, load_config, open_api
 
-NORMAL = ("ok", "needs_manual_grading")
+NORMAL = ("ok", "awaiting_hand_grading")
+# Status names of earlier versions, as results stored then may still hold them.
+RENAMED_STATUSES = {"needs_manual_grading": "awaiting_hand_grading"}
 MAX_NOTEBOOK_BYTES = 20 * 2**20  # a lesson notebook with outputs is well under 2 MiB
 
 
@@ -62,6 +66,9 @@ class SubmissionResult:
     flags: list[str] = field(default_factory=list)  # tampering that cost points, with where
     notes: list[str] = field(default_factory=list)  # suspicious code that cost nothing
     sealed: bool = True  # False: graded by stock nbgrader (--unsealed), the code unconfined
+    # points of written answers no one has graded yet (status awaiting_hand_grading): not
+    # in ``score``, and not lost either
+    open_points: float = 0.0
 
 
 def error_message(cell) -> str:
@@ -218,16 +225,17 @@ def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
     warned = _only_warned(graded, zeroed)
     if warned:
         _full_in_gradebook(api, assignment, student, warned)
-    score, cell_scores, needs_manual = _read_grades(api, assignment, student, graded)
+    order = [c.metadata.get("nbgrader", {}).get("grade_id") for c in graded.cells]
+    score, cell_scores, open_points = read_grades(cd, assignment, student, order)
     if score is None:
         return SubmissionResult(student, assignment, 0.0, max_score, "error",
                                 "autograde reported success but wrote no grades")
     if flags:
         status, reason = "tampered", "; ".join(flags)
-    elif status == "ok" and needs_manual:
-        status = "needs_manual_grading"
+    elif status == "ok" and open_points > 0:
+        status = "awaiting_hand_grading"
     return SubmissionResult(student, assignment, score, max_score, status, reason, messages,
-                            cell_scores, flags, notes, sealed is not None)
+                            cell_scores, flags, notes, sealed is not None, open_points)
 
 
 def _is_test_cell(cell) -> bool:
@@ -332,21 +340,39 @@ def _mark_cells(graded_path, graded, zeroed, messages) -> None:
     nbformat.write(graded, str(graded_path))
 
 
-def _read_grades(api, assignment, student, graded):
-    """(score, {grade_id: (score, max)} in notebook order, needs manual grading)."""
+def is_open(grade) -> bool:
+    """Does this gradebook Grade still wait for a human (no score of any kind yet)?
+
+    nbgrader marks a cell ``needs_manual_grade`` both when nothing scored it
+    (a written answer) and when autograde ran again over a hand score (to ask
+    for a second look); only the first leaves points open: a hand score, once
+    given, stands until the formgrader changes it.
+    """
+    return bool(grade.needs_manual_grade) and grade.manual_score is None
+
+
+def read_grades(coursedir, assignment, student, order=()):
+    """(score, {grade_id: (score, max)}, open points) of a submission, from the gradebook.
+
+    ``score`` is nbgrader's (a hand score wins over the autograder's);
+    ``open_points`` the points of cells no one has scored yet. The cells
+    come in ``order`` (the notebook's), then any the order does not name.
+    Score None: the gradebook has no such submission.
+    """
     from nbgrader.api import Gradebook, MissingEntry
 
-    cd = api.coursedir
-    with Gradebook(cd.db_url, cd.course_id) as gb:
+    with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
         try:
             sub = gb.find_submission(assignment, student)
         except MissingEntry:
-            return None, {}, False
+            return None, {}, 0.0
         grades = {g.name: g for nb in sub.notebooks for g in nb.grades}
-        order = [c.metadata.get("nbgrader", {}).get("grade_id") for c in graded.cells]
+        ids = [gid for gid in dict.fromkeys(order) if gid in grades] + \
+            sorted(gid for gid in grades if gid not in set(order))
         cell_scores = {gid: (float(grades[gid].score or 0.0), float(grades[gid].max_score))
-                       for gid in order if gid in grades}  # in notebook order
-        return float(sub.score or 0.0), cell_scores, bool(sub.needs_manual_grade)
+                       for gid in ids}
+        open_points = sum(float(g.max_score) for g in grades.values() if is_open(g))
+        return float(sub.score or 0.0), cell_scores, open_points
 
 
 def _failed(outcome, student, assignment, max_score, source_nb, expected, record):
@@ -588,7 +614,8 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
     return sorted(results, key=lambda r: (r.student, r.assignment))
 
 
-GRADES_COLUMNS = ("student", "assignment", "score", "max_score", "status", "reason")
+GRADES_COLUMNS = ("student", "assignment", "score", "max_score", "status", "open_points",
+                  "reason")
 
 
 def write_grades_csv(results: list[SubmissionResult], path: Path) -> Path:
@@ -603,9 +630,22 @@ def write_grades_csv(results: list[SubmissionResult], path: Path) -> Path:
         writer.writerow(GRADES_COLUMNS)
         for r in sorted(results, key=lambda r: (r.student, r.assignment)):
             writer.writerow([r.student, r.assignment, f"{r.score:g}", f"{r.max_score:g}",
-                             r.status, r.reason])
+                             r.status, f"{r.open_points:g}", r.reason])
     tmp.replace(path)  # never leave a half-written grades.csv behind
     return path
+
+
+def merge_results(stored, fresh) -> list[SubmissionResult]:
+    """The stored results with ``fresh`` ones in place of the same (student, assignment).
+
+    Regrading one student (``course grade ID --student NAME``) grades only
+    their submissions; everyone else's stored result, grades.csv row and
+    feedback must stay as they were, so the class's results are the stored
+    ones with only the regraded pairs replaced (or added).
+    """
+    merged = {(r.student, r.assignment): r for r in stored}
+    merged.update({(r.student, r.assignment): r for r in fresh})
+    return sorted(merged.values(), key=lambda r: (r.student, r.assignment))
 
 
 def _feedback_one(api, r: SubmissionResult) -> Path:

@@ -40,7 +40,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
-from .grade import NORMAL, SubmissionResult
+from .grade import NORMAL, RENAMED_STATUSES, SubmissionResult
 
 __all__ = ["DEFAULT_TITLE", "SECTION_IDS", "MessageGroup", "message_key", "group_messages",
            "save_results", "load_results", "render_report", "write_report", "main"]
@@ -51,10 +51,10 @@ TOP_MESSAGES = 15  # rows of the message table
 TOP_CHART = 10  # bars of the message chart
 
 # status -> CSS class; any status not listed (a future one) gets "st-other"
-_STATUS_CLASS = {"ok": "st-ok", "needs_manual_grading": "st-manual", "missing": "st-missing",
+_STATUS_CLASS = {"ok": "st-ok", "awaiting_hand_grading": "st-manual", "missing": "st-missing",
                  "timeout": "st-timeout", "unreadable": "st-failed", "kernel_died": "st-failed",
                  "error": "st-failed", "tampered": "st-failed"}
-_STATUS_ORDER = ("ok", "needs_manual_grading", "missing", "unreadable", "timeout",
+_STATUS_ORDER = ("ok", "awaiting_hand_grading", "missing", "unreadable", "timeout",
                  "kernel_died", "tampered", "error")
 
 
@@ -82,7 +82,7 @@ def _result_to_json(r: SubmissionResult) -> dict:
     obj = {}
     for f in fields(SubmissionResult):
         value = getattr(r, f.name)
-        if f.name in ("score", "max_score"):
+        if f.name in ("score", "max_score", "open_points"):
             value = _number(value, f"{where}: {f.name}")
         elif f.name == "messages":
             value = {str(k): str(v) for k, v in value.items()}
@@ -110,10 +110,12 @@ def _result_from_json(obj, where: str) -> SubmissionResult:
                 raise ValueError(f"{where}: missing field {name!r}")
             continue
         value = obj[name]
-        if name in ("score", "max_score"):
+        if name in ("score", "max_score", "open_points"):
             value = _number(value, f"{where}: {name}")
         elif name in ("student", "assignment", "status", "reason"):
             value = _text(value, f"{where}: {name}")
+            if name == "status":  # results stored before a status was renamed
+                value = RENAMED_STATUSES.get(value, value)
         elif name == "messages":
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: messages must be an object")
@@ -225,15 +227,15 @@ def _without_numbers(text: str) -> str:
 def message_key(message: str) -> tuple[str, bool]:
     """The group a failure message belongs to, and whether it names a known mistake.
 
-    A message saying "This matches a known mistake: X" is grouped by X (what
-    went wrong, whatever the numbers around it); any other message by its
-    whole text with every number replaced by ``#`` (a run of numbers, as in an
-    array, by ``#…``), so "expected 0.25, got 0.5" and "expected 0.3, got 0.1"
-    fall together.
+    A message saying "This matches a known mistake: X" is grouped by X, shown as
+    it is (the catalogue's own words, whose numbers are part of the formula:
+    "σ(z)(1 - σ(z))"); any other message by its whole text with every number
+    replaced by ``#`` (a run of numbers, as in an array, by ``#…``), so
+    "expected 0.25, got 0.5" and "expected 0.3, got 0.1" fall together.
     """
     known = _KNOWN.search(message)
     if known:
-        return "Known mistake: " + _without_numbers(known.group(1)).rstrip(" ."), True
+        return "Known mistake: " + " ".join(known.group(1).split()).rstrip(" ."), True
     return _without_numbers(message), False
 
 
@@ -480,6 +482,24 @@ def _status_badge(status: str) -> str:
     return f'<span class="badge {cls}">{_e(status)}</span>'
 
 
+def open_points_text(r: SubmissionResult) -> str:
+    """"awaiting hand grading: 5 points open": what a submission still waits for."""
+    n = r.open_points
+    return f"awaiting hand grading: {_fmt_points(n)} point{'s' * (n != 1)} open"
+
+
+def _open_points_summary(results) -> str:
+    """One line for the summary: how much hand grading is left, or '' when none."""
+    waiting = [r for r in results if r.status == "awaiting_hand_grading"]
+    if not waiting:
+        return ""
+    total = sum(r.open_points for r in waiting)
+    return (f'<p class="open-points">{len(waiting)} submission{"s" * (len(waiting) != 1)} '
+            f"awaiting hand grading: {_fmt_points(total)} point{'s' * (total != 1)} open in "
+            "total (scores count them as 0 until they are graded in the formgrader; "
+            "<code>course finalize</code> then reads them back).</p>")
+
+
 def _img(png, alt: str, caption: str) -> str:
     data, width, height = png
     return (f'<figure><img src="data:image/png;base64,{data}" width="{width}" '
@@ -507,6 +527,7 @@ def _summary_section(results, students, assignments, stats) -> str:
     if order:
         parts.append('<p class="statuses">Submissions by status: ' + " ".join(
             f'{_status_badge(s)}&nbsp;{counts[s]}' for s in order) + "</p>")
+        parts.append(_open_points_summary(results))
     if not stats:
         parts.append(_none("No results: nothing was graded."))
         return _section("summary", "Summary", "\n".join(parts))
@@ -521,7 +542,7 @@ def _summary_section(results, students, assignments, stats) -> str:
                     + f'<td class="num">{s.graded}</td><td class="num">{s.not_graded}</td></tr>')
     parts.append(
         '<div class="scroll"><table class="stats"><caption>Scores per assignment, in % of the '
-        "maximum, over the submissions graded normally (ok or needs manual grading)</caption>"
+        "maximum, over the submissions graded normally (ok or awaiting hand grading)</caption>"
         "<thead><tr><th scope=\"col\">Assignment</th><th class=\"num\" scope=\"col\">Max points"
         '</th><th class="num" scope="col">Mean</th><th class="num" scope="col">Median</th>'
         '<th class="num" scope="col">Min</th><th class="num" scope="col">Max</th>'
@@ -592,7 +613,7 @@ def _messages_section(results) -> str:
         f'{"s" * (len(groups) != 1)}; the {len(top)} largest are listed. A message that names '
         "a known mistake is grouped by that mistake; any other by its text with the numbers "
         "replaced by <code>#</code>.</p>"
-        '<div class="scroll"><table class="messages"><thead><tr><th class="num" scope="col">#'
+        '<div class="scroll"><table class="messages"><thead><tr><th class="num" scope="col">Rank'
         '</th><th class="num" scope="col">Count</th><th scope="col">Assignment</th>'
         '<th scope="col">Cell</th><th scope="col">Diagnostic</th></tr></thead><tbody>'
         + "".join(rows) + "</tbody></table></div>" + note)
@@ -635,11 +656,40 @@ def _problems_section(results) -> str:
     return _section("problems", "Not graded normally", body + notes)
 
 
-def _students_section(results, students, assignments) -> str:
+def _compact_badge(r: SubmissionResult) -> str:
+    """The status in a student-table cell, short enough for five assignments on a laptop
+    screen: "5 open" for points awaiting hand grading (the full words are the cell's title)."""
+    if r.status == "awaiting_hand_grading" and r.open_points > 0:
+        return f'<span class="badge st-manual">{_fmt_points(r.open_points)} open</span>'
+    return _status_badge(r.status)
+
+
+def _breakable(assignment: str) -> str:
+    """An assignment id that may wrap after its underscores (narrow table headers)."""
+    return "_<wbr>".join(_e(part) for part in assignment.split("_"))
+
+
+def _hand_grading_cell(student: str, rs: list[SubmissionResult], hand_graded) -> str:
+    """Points graded by hand so far (from the gradebook, when known) and points still open."""
+    open_pts = sum(r.open_points for r in rs)
+    done = (hand_graded or {}).get(student)
+    parts = []
+    if done is not None:
+        parts.append(f"{_fmt_points(done)} graded")
+    parts.append(f"{_fmt_points(open_pts)} open" if open_pts > 0 else "none open")
+    cls = "hand open" if open_pts > 0 else "hand"
+    return f'<td class="num {cls}">{" · ".join(parts)}</td>'
+
+
+def _students_section(results, students, assignments, links=None, hand_graded=None) -> str:
+    """One row per student: points per assignment (linked to the student's feedback page
+    when it exists), hand-grading progress, the total. Fits a 1366 px laptop screen for
+    the course's five assignments: statuses are short badges, headers wrap at ``_``."""
     if not results:
         return _section("students", "Per student", _none("none: no results."))
+    links = links or {}
     by_pair = {(r.student, r.assignment): r for r in results}
-    head = "".join(f'<th scope="col">{_e(a)}</th>' for a in assignments)
+    head = "".join(f'<th scope="col">{_breakable(a)}</th>' for a in assignments)
     rows = []
     for s in students:
         cells = []
@@ -651,22 +701,33 @@ def _students_section(results, students, assignments) -> str:
                 continue
             score, max_score = score + r.score, max_score + r.max_score
             cls = _STATUS_CLASS.get(r.status, "st-other")
-            title = f"{r.status}: {r.reason}" if r.reason else r.status
-            badge = "" if r.status == "ok" else f"<br>{_status_badge(r.status)}"
+            why = open_points_text(r) if r.status == "awaiting_hand_grading" else r.status
+            title = f"{why}: {r.reason}" if r.reason else why
+            badge = "" if r.status == "ok" else f"<br>{_compact_badge(r)}"
+            pts = f"{_fmt_points(r.score)}/{_fmt_points(r.max_score)}"
+            link = links.get((s, a))
+            if link:
+                pts = (f'<a class="fb" href="{_e(link)}" title="feedback page of {_e(s)} on '
+                       f'{_e(a)}">{pts}</a>')
             cells.append(f'<td class="{cls}" title="{_e(title)}">'
-                         f'<span class="pts">{_fmt_points(r.score)}/{_fmt_points(r.max_score)}'
-                         f"</span>{badge}</td>")
+                         f'<span class="pts">{pts}</span>{badge}</td>')
         total = (f"{_fmt_points(score)}/{_fmt_points(max_score)}"
                  + (f' <span class="pct">({100 * score / max_score:.0f}%)</span>'
                     if max_score > 0 else ""))
+        mine = [r for r in results if r.student == s]
         rows.append(f'<tr><th scope="row">{_e(s)}</th>{"".join(cells)}'
-                    f'<td class="num total">{total}</td></tr>')
+                    f'<td class="num total">{total}</td>'
+                    f"{_hand_grading_cell(s, mine, hand_graded)}</tr>")
     legend = " ".join(_status_badge(s) for s in _STATUS_ORDER) + \
         ' <span class="badge st-other">other</span>'
+    feedback_note = (" A score links to that student's feedback page." if links else "")
     body = (f'<p class="legend">Cells show points / maximum, and the status when it is not '
-            f"ok: {legend}</p>"
+            f"ok ({legend}; <em>N open</em>: points awaiting hand grading).{feedback_note} "
+            "<em>Hand grading</em>: points graded by hand so far (when the gradebook was "
+            "read) and points still open.</p>"
             '<div class="scroll"><table class="students"><thead><tr><th scope="col">Student</th>'
-            f'{head}<th class="num" scope="col">Total</th></tr></thead><tbody>{"".join(rows)}'
+            f'{head}<th class="num" scope="col">Total</th>'
+            f'<th class="num" scope="col">Hand grading</th></tr></thead><tbody>{"".join(rows)}'
             "</tbody></table></div>")
     return _section("students", "Per student", body)
 
@@ -720,7 +781,11 @@ figcaption{color:var(--muted);font-size:13px;margin-top:6px;max-width:860px}
 .badge.st-timeout{background:#fff4d6;color:#8a5a00;border-color:#f3d98b}
 .badge.st-failed{background:#fde2e1;color:#9b1c1c;border-color:#f5b5b3}
 .badge.st-other{background:#efe7fa;color:#5b2b91;border-color:#d6c4ef}
-table.students td{text-align:center;white-space:nowrap}
+table.students td{text-align:center;white-space:nowrap;padding:6px 8px}
+table.students thead th{white-space:normal;overflow-wrap:anywhere}
+table.students td.hand{color:var(--muted);font-size:13px}
+table.students td.hand.open{color:#1f4f82;font-weight:600}
+a.fb{color:inherit;text-decoration:underline;text-decoration-color:#9aa5b1}
 table.students th[scope=row]{white-space:nowrap;position:sticky;left:0;background:#fff}
 table.students td.total{text-align:right}
 td.st-manual{background:#f3f7fd}
@@ -739,8 +804,13 @@ footer{color:var(--muted);font-size:13px;padding:4px 0 28px}
 """
 
 
-def render_report(results, title: str = DEFAULT_TITLE) -> str:
-    """The report of ``results`` (SubmissionResult objects) as one HTML document."""
+def render_report(results, title: str = DEFAULT_TITLE, *, links=None, hand_graded=None) -> str:
+    """The report of ``results`` (SubmissionResult objects) as one HTML document.
+
+    ``links`` maps (student, assignment) to the URL of that feedback page (relative to
+    the report); ``hand_graded`` maps a student to the points graded by hand so far.
+    ``write_report(..., course_root=...)`` finds both.
+    """
     results = list(results)
     students = sorted(_unique(r.student for r in results))
     assignments = sorted(_unique(r.assignment for r in results))
@@ -751,7 +821,7 @@ def render_report(results, title: str = DEFAULT_TITLE) -> str:
         _pass_rates_section(results, assignments),
         _messages_section(results),
         _problems_section(results),
-        _students_section(results, students, assignments),
+        _students_section(results, students, assignments, links, hand_graded),
     ]
     names = ["Summary", "Distribution", "Pass rates", "Diagnostics", "Not graded normally",
              "Per student"]
@@ -799,18 +869,61 @@ def _unsealed_warning(results) -> str:
             f"{_e(UNSEALED_WARNING.removeprefix('WARNING: '))}</p>\n")
 
 
-def write_report(results, path, title: str = DEFAULT_TITLE) -> Path:
+def feedback_links(results, report_path, course_root) -> dict[tuple[str, str], str]:
+    """(student, assignment) -> the feedback page's path relative to the report, for
+    each page nbgrader wrote (``feedback/<student>/<assignment>/<assignment>.html``)."""
+    import os
+
+    folder = Path(report_path).resolve().parent
+    links = {}
+    for r in results:
+        page = (Path(course_root) / "feedback" / r.student / r.assignment
+                / f"{r.assignment}.html").resolve()
+        if page.is_file():
+            links[(r.student, r.assignment)] = Path(os.path.relpath(page, folder)).as_posix()
+    return links
+
+
+def hand_graded_points(course_root) -> dict[str, float]:
+    """student -> points graded by hand so far (cells with a hand score in the gradebook)."""
+    from nbgrader.api import Gradebook
+
+    from .course import load_config
+
+    config = load_config(Path(course_root))
+    from nbgrader.coursedir import CourseDirectory
+
+    cd = CourseDirectory(config=config)
+    done: dict[str, float] = {}
+    with Gradebook(cd.db_url, cd.course_id) as gb:
+        for assignment in gb.assignments:
+            for sub in gb.assignment_submissions(assignment.name):
+                pts = sum(float(g.max_score) for nb in sub.notebooks for g in nb.grades
+                          if g.manual_score is not None)
+                done[sub.student_id] = done.get(sub.student_id, 0.0) + pts
+    return done
+
+
+def write_report(results, path, title: str = DEFAULT_TITLE, *, course_root=None) -> Path:
     """Write the HTML report of ``results`` (SubmissionResult objects) to ``path``.
 
     Args:
         results: the graded class, as grade_class or load_results returns it.
         path: the HTML file to write (its folder is created if needed).
         title: the page's title and heading.
+        course_root: the course folder, when known: each score then links to the
+            student's feedback page, and the hand-grading column says how many points
+            were graded by hand so far (read from the gradebook).
     Returns:
         the path written.
     """
     path = Path(path)
-    page = render_report(results, title)
+    results = list(results)
+    links = hand_graded = None
+    if course_root is not None:
+        links = feedback_links(results, path, course_root)
+        hand_graded = hand_graded_points(course_root)
+    page = render_report(results, title, links=links, hand_graded=hand_graded)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path

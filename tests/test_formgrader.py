@@ -1,0 +1,207 @@
+"""`course formgrader`: nbgrader's formgrader on the course, never a 500, never unsealed.
+
+Without a browser: a missing, unstamped, or half-upgraded gradebook is made one the
+formgrader opens (rows kept, a copy set aside first); an up-to-date one is left alone;
+the server listens on 127.0.0.1 with a token and this Python's tools on PATH. In
+Chromium, on a toy course whose gradebook was left half made: the formgrader lists the
+assignment and both submissions, and its Autograde button grades sealed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+import toycourse
+from browser import chromium_page, screenshot
+from nbgrader.api import Gradebook
+from test_browser_widgets import Lab, _free_port
+
+from course_lib.instructor import formgrader
+from course_lib.instructor.course import ensure_tools_on_path
+
+SERVER_START_S = 180  # hang guards only: a quiet machine needs a few seconds
+GRADE_S = 600
+
+
+def url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def head() -> str:
+    return formgrader._head("sqlite://")
+
+
+def version(db: Path):
+    with sqlite3.connect(db) as con:
+        return [r[0] for r in con.execute("SELECT version_num FROM alembic_version")]
+
+
+def half_made(db: Path, how: str) -> None:
+    """A gradebook with a student and an assignment, then left half made:
+    'unstamped' (tables, no alembic_version) or 'interrupted' (an older revision
+    recorded, a column of a later one missing)."""
+    ensure_tools_on_path()  # nbgrader's Gradebook() runs `alembic`
+    with Gradebook(url(db), "backprop") as gb:
+        gb.update_or_create_student("alice")
+        gb.add_assignment("99_toy")
+    with sqlite3.connect(db) as con:
+        if how == "unstamped":
+            con.execute("DROP TABLE alembic_version")
+            con.execute("DROP TABLE comment")
+        else:
+            con.execute("UPDATE alembic_version SET version_num = '724cde206c17'")
+            con.execute("ALTER TABLE student DROP COLUMN lms_user_id")
+
+
+def test_a_missing_gradebook_is_created_even_without_alembic_on_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    db = tmp_path / "gradebook.db"
+    done = formgrader.ensure_gradebook(url(db), "backprop")
+    assert done == [f"created the gradebook ({url(db)})"]
+    assert version(db) == [head()]
+    assert formgrader.missing_schema(__import__("sqlalchemy").create_engine(url(db))) == []
+
+
+@pytest.mark.parametrize("how", ["unstamped", "interrupted"])
+def test_a_half_made_gradebook_is_repaired_keeping_its_rows_and_a_copy(tmp_path, how):
+    db = tmp_path / "gradebook.db"
+    half_made(db, how)
+    done = formgrader.ensure_gradebook(url(db), "backprop")
+    assert version(db) == [head()]
+    backups = list(tmp_path.glob("gradebook.db.*"))
+    assert len(backups) == 1 and f"copied the gradebook to {backups[0]}" in done[0]
+    missing = "comment" if how == "unstamped" else "student.lms_user_id"
+    assert any(missing in note for note in done), done
+    with Gradebook(url(db), "backprop") as gb:
+        assert [s.id for s in gb.students] == ["alice"]
+        assert [a.name for a in gb.assignments] == ["99_toy"]
+    assert formgrader.ensure_gradebook(url(db), "backprop") == []
+
+
+def test_an_up_to_date_gradebook_is_left_untouched(tmp_path):
+    db = tmp_path / "gradebook.db"
+    formgrader.ensure_gradebook(url(db), "backprop")
+    before = db.read_bytes()
+    assert formgrader.ensure_gradebook(url(db), "backprop") == []
+    assert db.read_bytes() == before and list(tmp_path.iterdir()) == [db]
+
+
+def test_the_server_listens_on_localhost_with_a_token_and_this_pythons_tools(tmp_path):
+    cmd, env = formgrader.server_command(tmp_path, 8123, "s3cret")
+    args = " ".join(cmd)
+    for flag in ("--ServerApp.ip=127.0.0.1", "--ServerApp.port=8123",
+                 "--IdentityProvider.token=s3cret", f"--ServerApp.root_dir={tmp_path}",
+                 "--LabApp.news_url=None", "--IdentityProvider.cookie_options=path=/",
+                 "--ServerApp.jpserver_extensions=nbgrader.server_extensions.formgrader=False",
+                 "--ServerApp.jpserver_extensions=course_lib.instructor.formgrader=True"):
+        assert flag in args
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+    assert env["COURSE_ROOT"] == str(tmp_path)
+
+
+def test_a_grading_child_that_gave_no_result_is_an_error_that_names_course_grade():
+    answer = formgrader.parse_child_output("Traceback ...\nKilled", -9)
+    assert answer["success"] is False and "`course grade`" in answer["error"]
+    good = formgrader.parse_child_output(
+        'noise\n' + formgrader.RESULT_MARK + '{"success": true, "log": "x", "error": ""}', 0)
+    assert good == {"success": True, "log": "x", "error": ""}
+
+
+# ---------------------------------------------------------------------------
+# In a browser: `course formgrader` on a toy course with a half-made gradebook
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def formgrader_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("formgrader")
+    course = toycourse.make_course(root / "course")
+    toycourse.hand_in(course, "alice", toycourse.submission())
+    toycourse.hand_in(course, "bob", toycourse.submission(toycourse.SIGMOID_INSTEAD))
+    half_made(course / "gradebook.db", "unstamped")
+    for sub in ("config", "data", "runtime", "ipython"):
+        (root / sub).mkdir()
+    env = dict(os.environ, COURSE_ROOT=str(course), JUPYTER_CONFIG_DIR=str(root / "config"),
+               JUPYTER_DATA_DIR=str(root / "data"), JUPYTER_RUNTIME_DIR=str(root / "runtime"),
+               IPYTHONDIR=str(root / "ipython"), PATH="/usr/bin:/bin")
+    port = _free_port()
+    log = root / "formgrader.log"
+    with open(log, "wb") as out:  # the command itself, as `make formgrader` runs it
+        proc = subprocess.Popen([sys.executable, "-m", "course_lib.instructor.formgrader",
+                                 "--port", str(port)], cwd=course, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while not re.search(r"token=([0-9a-f]+)", log.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        token = re.search(r"/formgrader\?token=([0-9a-f]+)", log.read_text()).group(1)
+        server = Lab(f"http://127.0.0.1:{port}", token, log)
+        while True:
+            assert proc.poll() is None, server.log_tail()
+            try:
+                server.api("GET", "/api/status")
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert time.monotonic() < deadline, server.log_tail()
+                time.sleep(0.25)
+        yield server
+    finally:
+        proc.terminate()  # the command stops the server it started
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_formgrader_repairs_the_gradebook_and_lists_the_assignment_and_submissions(
+        formgrader_server):
+    fg = formgrader_server
+    text = fg.log.read_text()
+    assert "gradebook: copied the gradebook to" in text and "gradebook: added" in text
+    assert "127.0.0.1" in text and " 500 " not in text
+    assert [a["name"] for a in fg.api("GET", "/formgrader/api/assignments")] == ["99_toy"]
+    with chromium_page() as page:
+        page.goto(f"{fg.base}/formgrader/manage_submissions/99_toy?token={fg.token}")
+        rows = page.locator("#main-table tr")
+        rows.filter(has_text="bob").first.wait_for()
+        ids = sorted(t.strip() for t in page.locator("#main-table .student-id")
+                     .all_inner_texts())
+        assert ids == ["alice", "bob"]
+        assert page.locator("text=needs autograding").count() == 2
+        screenshot(page, "formgrader_submissions.png")
+        page.goto(f"{fg.base}/formgrader?token={fg.token}")
+        page.locator("#main-table tr", has_text="99_toy").first.wait_for()
+    assert " 500 " not in fg.log.read_text()
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_formgraders_autograde_button_grades_the_submission_sealed(formgrader_server):
+    fg = formgrader_server
+    with chromium_page() as page:
+        page.set_default_timeout(GRADE_S * 1000)
+        page.goto(f"{fg.base}/formgrader/manage_submissions/99_toy?token={fg.token}")
+        row = page.locator("#main-table tr", has_text="bob").first
+        row.wait_for()
+        row.locator(".autograde a").click()
+        modal = page.locator("#success-modal, #error-modal").first
+        modal.wait_for()
+        body = modal.inner_text()
+        screenshot(page, "formgrader_autograde.png")
+    assert "graded sealed (course_lib.judge): bob/99_toy: 0/3" in body, body
+    assert "Successfully autograded" in body
+    assert "known mistake" in body  # the check's diagnosis, reached outside the kernel
+    bob = [s for s in fg.api("GET", "/formgrader/api/submissions/99_toy")
+           if s["student"] == "bob"][0]
+    assert bob["autograded"] and bob["score"] == 0 and bob["max_score"] == 3
