@@ -7,6 +7,10 @@ Screenshots go to test-artifacts/ (ignored by git), for a person to look at.
 from __future__ import annotations
 
 import contextlib
+import re
+import subprocess
+import time
+import urllib.error
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
@@ -41,3 +45,43 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# -- a Jupyter server a test started ----------------------------------------------------------
+
+def wait_until_answering(proc, server, deadline: float) -> None:
+    """Wait until ``server`` (a test_browser_widgets.Lab on ``proc``) answers /api/status.
+    ``deadline`` (time.monotonic()) is a hang guard only: no test measures speed."""
+    import pytest
+
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"the server exited with {proc.returncode}:\n{server.log_tail()}")
+        try:
+            server.api("GET", "/api/status")
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server did not answer in time:\n{server.log_tail()}")
+            time.sleep(0.25)
+
+
+def printed_token(proc, log: Path, deadline: float) -> str:
+    """The token `course formgrader` printed in its URL (it makes its own)."""
+    import pytest
+
+    while not (found := re.search(r"/formgrader\?token=([0-9a-f]+)", log.read_text())):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"no formgrader URL was printed:\n{log.read_text()}")
+        time.sleep(0.2)
+    return found.group(1)
+
+
+def stop(proc, wait_s: float = 30) -> None:
+    """Stop a server a test started (SIGTERM, then SIGKILL if it lingers)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

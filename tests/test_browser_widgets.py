@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from browser import chromium_page, screenshot
+from browser import chromium_page, screenshot, stop, wait_until_answering
 from lessons import ASSIGNMENTS, ROOT
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -134,26 +134,10 @@ def lab(tmp_path_factory):
                                 stdin=subprocess.DEVNULL)
     server = Lab(f"http://127.0.0.1:{port}", token, log)
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{server.log_tail()}")
-            try:
-                server.api("GET", "/api/status")
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not answer within {SERVER_START_S} s:\n"
-                                f"{server.log_tail()}")
-                time.sleep(0.25)
+        wait_until_answering(proc, server, time.monotonic() + SERVER_START_S)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,15 @@ assignment and both submissions, and its Autograde button grades sealed.
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
 from pathlib import Path
 
 import pytest
 import toycourse
-from browser import chromium_page, screenshot
+from browser import chromium_page, printed_token, screenshot, stop, wait_until_answering
 from nbgrader.api import Gradebook
 from test_browser_widgets import Lab, _free_port
 
@@ -139,27 +137,11 @@ def formgrader_server(tmp_path_factory):
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + SERVER_START_S
-        while not re.search(r"token=([0-9a-f]+)", log.read_text()):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        token = re.search(r"/formgrader\?token=([0-9a-f]+)", log.read_text()).group(1)
-        server = Lab(f"http://127.0.0.1:{port}", token, log)
-        while True:
-            assert proc.poll() is None, server.log_tail()
-            try:
-                server.api("GET", "/api/status")
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert time.monotonic() < deadline, server.log_tail()
-                time.sleep(0.25)
+        server = Lab(f"http://127.0.0.1:{port}", printed_token(proc, log, deadline), log)
+        wait_until_answering(proc, server, deadline)
         yield server
     finally:
-        proc.terminate()  # the command stops the server it started
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)  # the command stops the server it started
 
 
 @pytest.mark.kernel

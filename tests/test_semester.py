@@ -18,11 +18,10 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
 from pathlib import Path
 
 import pytest
-from browser import chromium_page, screenshot
+from browser import chromium_page, printed_token, screenshot, stop, wait_until_answering
 from test_browser_widgets import Lab, _free_port
 from toycourse import ASSIGNMENT, SIGMOID_INSTEAD, hand_in, make_course, submission
 
@@ -86,28 +85,13 @@ class Formgrader:
 
     def wait_ready(self) -> Lab:
         deadline = time.monotonic() + SERVER_START_S
-        while not re.search(r"/formgrader\?token=([0-9a-f]+)", self.log.read_text()):
-            assert self.proc.poll() is None and time.monotonic() < deadline, \
-                self.log.read_text()
-            time.sleep(0.2)
-        token = re.search(r"/formgrader\?token=([0-9a-f]+)", self.log.read_text()).group(1)
-        server = Lab(f"http://127.0.0.1:{self.port}", token, self.log)
-        while True:
-            assert self.proc.poll() is None, server.log_tail()
-            try:
-                server.api("GET", "/api/status")
-                return server
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert time.monotonic() < deadline, server.log_tail()
-                time.sleep(0.25)
+        server = Lab(f"http://127.0.0.1:{self.port}",
+                     printed_token(self.proc, self.log, deadline), self.log)
+        wait_until_answering(self.proc, server, deadline)
+        return server
 
     def stop(self) -> None:
-        self.proc.terminate()  # the command stops the server it started
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop(self.proc)  # the command stops the server it started
 
 
 def hand_grade_in_browser(fg: Lab, student: str, score: str, comment: str) -> None:
