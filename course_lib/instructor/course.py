@@ -27,6 +27,21 @@ def ensure_tools_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
+def jupyterlab_server(root_dir: Path, port: int, token: str) -> tuple[list[str], dict[str, str]]:
+    """The JupyterLab command and environment every server of the course starts from:
+    on 127.0.0.1 only, with a token, no news or update checks (nothing fetched at run
+    time), and this Python's bin folder first on PATH (nbgrader runs `alembic`)."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
+           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           f"--IdentityProvider.token={token}", "--ServerApp.allow_root=True",
+           f"--ServerApp.root_dir={root_dir}",
+           "--LabApp.news_url=None",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    return cmd, env
+
+
 def find_course_root(start: Path | None = None) -> Path:
     """The folder holding nbgrader_config.py and source/: $COURSE_ROOT or a parent of cwd."""
     if os.environ.get("COURSE_ROOT"):

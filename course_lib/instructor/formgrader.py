@@ -41,7 +41,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from .course import ensure_tools_on_path, load_config
+from .course import ensure_tools_on_path, jupyterlab_server, load_config
 
 STOCK_EXTENSION = "nbgrader.server_extensions.formgrader"
 THIS_EXTENSION = "course_lib.instructor.formgrader"
@@ -337,21 +337,14 @@ def free_port() -> int:
 def server_command(root: Path, port: int, token: str) -> tuple[list[str], dict[str, str]]:
     """The JupyterLab command (and its environment) serving the formgrader on ``root``."""
     root = Path(root).resolve()
-    bin_dir = str(Path(sys.executable).parent)
-    env = dict(os.environ, COURSE_ROOT=str(root),
-               PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
-           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", "--ServerApp.allow_root=True",
-           # The login cookie's path defaults to the handler's base_url, which nbgrader's
-           # pages set to their own path: opened as /formgrader?token=..., the page got a
-           # cookie its own API calls never sent, and its tables stayed "Loading..."
-           "--IdentityProvider.cookie_options=path=/",
-           f"--ServerApp.root_dir={root}",
-           f"--ServerApp.jpserver_extensions={STOCK_EXTENSION}=False",
-           f"--ServerApp.jpserver_extensions={THIS_EXTENSION}=True",
-           "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    cmd, env = jupyterlab_server(root, port, token)
+    env["COURSE_ROOT"] = str(root)
+    cmd += [  # The login cookie's path defaults to the handler's base_url, which nbgrader's
+            # pages set to their own path: opened as /formgrader?token=..., the page got a
+            # cookie its own API calls never sent, and its tables stayed "Loading..."
+            "--IdentityProvider.cookie_options=path=/",
+            f"--ServerApp.jpserver_extensions={STOCK_EXTENSION}=False",
+            f"--ServerApp.jpserver_extensions={THIS_EXTENSION}=True"]
     return cmd, env
 
 

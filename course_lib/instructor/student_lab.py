@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import student_env
+from .course import jupyterlab_server
 
 COURSE_ID = "backprop"
 # nbgrader's JupyterLab plugins a student must not see, and the server extensions behind them.
@@ -157,22 +158,13 @@ def lab_command(folder: Path, port: int, token: str) -> tuple[list[str], dict[st
     folder = Path(folder).resolve()
     env_dir = folder / "student-env"
     config = folder / "jupyter-config"
-    bin_dir = str(Path(sys.executable).parent)
-    path_sep = os.pathsep
-    env = dict(os.environ,
-               JUPYTER_PATH=path_sep.join(filter(None, [str(env_dir),
-                                                        os.environ.get("JUPYTER_PATH")])),
-               JUPYTER_CONFIG_PATH=path_sep.join(filter(None, [
-                   str(config), os.environ.get("JUPYTER_CONFIG_PATH")])),
-               PATH=bin_dir + path_sep + os.environ.get("PATH", ""))
+    cmd, env = jupyterlab_server(folder / "notebooks", port, token)
+    env.update(JUPYTER_PATH=os.pathsep.join(filter(None, [str(env_dir),
+                                                          os.environ.get("JUPYTER_PATH")])),
+               JUPYTER_CONFIG_PATH=os.pathsep.join(filter(None, [
+                   str(config), os.environ.get("JUPYTER_CONFIG_PATH")])))
     env.pop("COURSE_ROOT", None)
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
-           "--KernelSpecManager.ensure_native_kernel=False",
-           f"--ServerApp.root_dir={folder / 'notebooks'}", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           "--ServerApp.allow_root=True", f"--IdentityProvider.token={token}",
-           "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    cmd.append("--KernelSpecManager.ensure_native_kernel=False")
     cmd += [f"--ServerApp.jpserver_extensions={e}=False" for e in INSTRUCTOR_SERVER_EXTENSIONS]
     cmd += [f"--ServerApp.jpserver_extensions={e}=True" for e in STUDENT_SERVER_EXTENSIONS]
     return cmd, env
