@@ -110,10 +110,10 @@ CASES = {
     "not_graded": (lambda: edited_test(submission(WRONG), grade=False), 0, "tampered",
                    "grade"),
     "import_reference": (lambda: submission(
-        "from course_lib.reference.activations import sigmoid_prime"), 0, NORMAL,
+        "from course_lib.reference.sigmoid import sigmoid_prime"), 0, NORMAL,
         "course_lib.reference"),
     "hidden_import": (lambda: submission(
-        "m = __import__('course_lib.ref' + 'erence.activations', fromlist=['x'])\n"
+        "m = __import__('course_lib.ref' + 'erence.sigmoid', fromlist=['x'])\n"
         "sigmoid_prime = m.sigmoid_prime"), 0, NORMAL, "__import__"),
     # torch is a stub while a lesson of manual gradients is graded: importing it is
     # fine, computing with it fails (the message says why), and nothing is flagged

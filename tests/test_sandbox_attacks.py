@@ -94,14 +94,14 @@ def H(text: str) -> str:
 
 def code(template: str, t: Target, **more) -> str:
     """``template`` with <<name>> filled from the target (as Python literals via H or repr)."""
-    ref = f"{t.repo}/course_lib/reference/activations.py"
+    ref = f"{t.repo}/course_lib/reference/sigmoid.py"
     values = {"course": H(t.course), "repo": H(t.repo), "token": repr(t.token),
               "victim": repr(t.victim), "late_victim": repr(t.late_victim),
               "tcp_port": str(t.tcp_port), "udp_port": str(t.udp_port),
               "abstract": repr(t.abstract), "secret": repr(SECRET_SHAPE), "canary": str(t.canary),
               "sleeper": repr(t.sleeper), "comm": repr(t.comm),
               "ref": H(ref), "ref_rel": H(ref.lstrip("/")), "ref_dir": H(os.path.dirname(ref)),
-              "ref_module": H("course_lib.reference.activations"),
+              "ref_module": H("course_lib.reference.sigmoid"),
               "source_nb": H(f"{t.course}/source/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"),
               "source_dir": H(f"{t.course}/source/{ASSIGNMENT}"),
               "gradebook": H(f"{t.course}/gradebook.db"), "ipynb": H(".ipynb"),
@@ -109,7 +109,7 @@ def code(template: str, t: Target, **more) -> str:
                                          ("submitted", "autograded", "feedback")) + "]",
               "late": H(f"{t.course}/autograded/survive_thread/{ASSIGNMENT}/rt-{t.token}-late"),
               "modules": "[" + ", ".join(H(m) for m in (
-                  "course_lib.reference", "course_lib.reference.activations",
+                  "course_lib.reference", "course_lib.reference.sigmoid",
                   "course_lib.grading.sigmoid", "course_lib.grading._core",
                   "course_lib.instructor.grade", "course_lib.judge.server")) + "]",
               "config": H(f"{t.course}/nbgrader_config.py"),
@@ -418,7 +418,7 @@ def search(top):
             continue
         for name in files:
             path = os.path.join(folder, name)
-            if name == "activations.py" or name.endswith((<<ipynb>>, ".db", ".html")):
+            if name == "sigmoid.py" or name.endswith((<<ipynb>>, ".db", ".html")):
                 text = attempt_quiet(path)
                 if has(text, "PRE-activation z") or has(text, "sigmoid_prime_values"):
                     hits.append(path)  # the reference, the course's notebooks or gradebook
@@ -1851,7 +1851,7 @@ LESSON_TOKEN = uuid.uuid4().hex[:12]
 
 
 def _lesson_code(body: str, fallback: str, **values) -> str:
-    ref = f"{REPO}/course_lib/reference/activations.py"
+    ref = f"{REPO}/course_lib/reference/sigmoid.py"
     values = {"token": repr(LESSON_TOKEN), "repo": H(str(REPO)), "ref": H(ref),
               "reference": H("course_lib.reference"),
               "source_01": H(f"{REPO}/source/01_chain_rule"), **values}

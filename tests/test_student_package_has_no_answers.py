@@ -653,7 +653,7 @@ def test_the_probe_sees_the_student_package_and_all_of_it(sweep):
     assert sweep["unimportable"].keys() == UNIMPORTABLE.keys(), sweep["unimportable"]
     for module in ("course_lib.gradcheck", "course_lib.nets", "course_lib.data",
                    "course_lib.figures.sigmoid", "course_lib.figures.softmax",
-                   "course_lib.widgets.complex_step", "course_lib.widgets.network"):
+                   "course_lib.widgets.complex_step", "course_lib.widgets.mlp"):
         assert module in sweep["modules"]
     assert not any(m.startswith(("course_lib.reference", "course_lib.grading",
                                  "course_lib.instructor")) for m in sweep["modules"])

@@ -13,9 +13,9 @@ rounded to the two decimals the drawing shows: a graph illustrates the lesson's
 examples, and is no calculator for the exercises at any other inputs (COURSE.md:
 no helper a student can import returns a graded function's answer).
 
-    from course_lib.figures import chain_rule as fig
-    fig.draw_graph(fig.neuron_graph((2, -3, -3), (-1, -2)))
-    fig.neuron_explorer()          # sliders for w and x (needs ipywidgets)
+    from course_lib.figures import chain_rule as figs
+    figs.draw_graph(figs.neuron_graph((2, -3, -3), (-1, -2)))
+    figs.neuron_explorer()          # sliders for w and x (needs ipywidgets)
 
 This module imports matplotlib, so only notebooks that draw import it.
 """

@@ -1,7 +1,7 @@
 """Reference answers: every graded function of the course, one module per lesson.
 
-    gates        lesson 01  add/mul/max gates, a sigmoid neuron, ‖Wx‖², seed 003
-    activations  lesson 02  sigmoid and friends, their derivatives, BCE
+    chain_rule   lesson 01  add/mul/max gates, a sigmoid neuron, ‖Wx‖², seed 003
+    sigmoid      lesson 02  sigmoid and friends, their derivatives, BCE
     softmax      lesson 03  softmax, its Jacobian and VJP, cross-entropy
     mlp          lesson 04  dense layers, backprop, SGD
     autograd     lesson 05  the same with PyTorch (loaded lazily: needs torch)
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 
-from .activations import (
+from .sigmoid import (
     bce,
     bce_sigmoid_delta,
     bce_with_logits,
@@ -26,7 +26,7 @@ from .activations import (
     tanh,
     tanh_prime,
 )
-from .gates import (
+from .chain_rule import (
     add_gate_backward,
     fanout_forward_backward,
     matmul_l2_forward_backward,

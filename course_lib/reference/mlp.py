@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._validate import Dims, as_float, check_choice, check_positive
-from .activations import relu, relu_prime, sigmoid, tanh_prime
+from .sigmoid import relu, relu_prime, sigmoid, tanh_prime
 from .softmax import (
     cross_entropy,
     softmax,

@@ -27,8 +27,8 @@ ipywidgets (they load when a widget is built), and never the answers in
 from __future__ import annotations
 
 from . import complex_step
-from .gates import GateExplorer, GateLogic
-from .network import NetworkExplorer, NetworkLogic
+from .chain_rule import GateExplorer, GateLogic
+from .mlp import NetworkExplorer, NetworkLogic
 from .sigmoid import SigmoidExplorer, SigmoidLogic
 from .softmax import SoftmaxExplorer, SoftmaxLogic
 

@@ -48,7 +48,7 @@ from ._base import (
     rel_err,
     table,
 )
-from .gates import GraphNumbers, Node
+from .chain_rule import GraphNumbers, Node
 
 __all__ = ["EXPRESSIONS", "Expression", "AutogradLogic", "AutogradExplorer", "walk_grad_fn"]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import nets
 from .._validate import Dims, as_float, check_same_shape
-from .activations import sigmoid
+from .sigmoid import sigmoid
 
 __all__ = [
     "add_gate_backward",
