@@ -66,15 +66,45 @@ def wait_until_answering(proc, server, deadline: float) -> None:
             time.sleep(0.25)
 
 
-def printed_token(proc, log: Path, deadline: float) -> str:
-    """The token `course formgrader` printed in its URL (it makes its own)."""
-    import pytest
+# A hang guard only: a quiet machine starts a server in a few seconds.
+SERVER_START_S = 180
 
-    while not (found := re.search(r"/formgrader\?token=([0-9a-f]+)", log.read_text())):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"no formgrader URL was printed:\n{log.read_text()}")
-        time.sleep(0.2)
-    return found.group(1)
+
+@contextlib.contextmanager
+def formgrader_server(course: Path, home: Path):
+    """`course formgrader` on ``course``, as `make formgrader` starts it, in a subprocess
+    with its own Jupyter folders under ``home`` and a PATH without this venv (the command
+    must find its tools itself). Yields the server (a test_browser_widgets.Lab) once it
+    answers, at the URL the command printed; stopped afterwards."""
+    import os
+    import sys
+
+    import pytest
+    from test_browser_widgets import Lab
+
+    for sub in ("config", "data", "runtime", "ipython"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_DB_URL"}
+    env.update(COURSE_ROOT=str(course), JUPYTER_CONFIG_DIR=str(home / "config"),
+               JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               IPYTHONDIR=str(home / "ipython"), PATH="/usr/bin:/bin")
+    log = home / "formgrader.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "course_lib.instructor.formgrader"],
+                                cwd=course, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        url = re.compile(r"(http://127\.0\.0\.1:\d+)/formgrader\?token=([0-9a-f]+)")
+        while not (found := url.search(log.read_text(errors="replace"))):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no formgrader URL was printed:\n{log.read_text()}")
+            time.sleep(0.2)
+        server = Lab(found.group(1), found.group(2), log)
+        wait_until_answering(proc, server, deadline)
+        yield server
+    finally:
+        stop(proc)  # the command stops the server it started
 
 
 def stop(proc, wait_s: float = 30) -> None:

@@ -13,19 +13,18 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
+import browser
 import pytest
 import toycourse
-from browser import chromium_page, printed_token, screenshot, stop, wait_until_answering
+from browser import chromium_page, screenshot
 from nbgrader.api import Gradebook
-from test_browser_widgets import Lab, _free_port
 
 from course_lib.instructor import formgrader
 from course_lib.instructor.course import ensure_tools_on_path
 
-SERVER_START_S = 180  # hang guards only: a quiet machine needs a few seconds
 GRADE_S = 600
 
 
@@ -105,6 +104,22 @@ def test_the_server_listens_on_localhost_with_a_token_and_this_pythons_tools(tmp
     assert env["COURSE_ROOT"] == str(tmp_path)
 
 
+def test_the_command_prints_the_port_the_server_chose_itself(tmp_path):
+    # The server binds a free port itself (port 0); the command learns which one from
+    # the jpserver-<pid>.json every Jupyter server writes, half-written files included.
+    proc = subprocess.Popen(["sleep", "60"])
+    info = tmp_path / f"jpserver-{proc.pid}.json"
+    try:
+        info.write_text('{"port": 4')  # caught mid-write: read again
+        timer = threading.Timer(0.5, info.write_text, ['{"port": 41234, "token": "x"}'])
+        timer.start()
+        assert formgrader.serving_port(proc, tmp_path) == 41234
+    finally:
+        proc.kill()
+        proc.wait()
+    assert formgrader.serving_port(proc, tmp_path / "nowhere") is None  # it exited
+
+
 def test_a_grading_child_that_gave_no_result_is_an_error_that_names_course_grade():
     answer = formgrader.parse_child_output("Traceback ...\nKilled", -9)
     assert answer["success"] is False and "`course grade`" in answer["error"]
@@ -124,24 +139,8 @@ def formgrader_server(tmp_path_factory):
     toycourse.hand_in(course, "alice", toycourse.submission())
     toycourse.hand_in(course, "bob", toycourse.submission(toycourse.SIGMOID_INSTEAD))
     half_made(course / "gradebook.db", "unstamped")
-    for sub in ("config", "data", "runtime", "ipython"):
-        (root / sub).mkdir()
-    env = dict(os.environ, COURSE_ROOT=str(course), JUPYTER_CONFIG_DIR=str(root / "config"),
-               JUPYTER_DATA_DIR=str(root / "data"), JUPYTER_RUNTIME_DIR=str(root / "runtime"),
-               IPYTHONDIR=str(root / "ipython"), PATH="/usr/bin:/bin")
-    port = _free_port()
-    log = root / "formgrader.log"
-    with open(log, "wb") as out:  # the command itself, as `make formgrader` runs it
-        proc = subprocess.Popen([sys.executable, "-m", "course_lib.instructor.formgrader",
-                                 "--port", str(port)], cwd=course, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        server = Lab(f"http://127.0.0.1:{port}", printed_token(proc, log, deadline), log)
-        wait_until_answering(proc, server, deadline)
+    with browser.formgrader_server(course, root) as server:  # as `make formgrader` runs it
         yield server
-    finally:
-        stop(proc)  # the command stops the server it started
 
 
 @pytest.mark.kernel

@@ -1,38 +1,44 @@
-"""The instructor's semester loop on a small class, end to end, a hand grade given in Chromium.
+"""The instructor's semester loop on the demo class, end to end, a hand grade given in Chromium.
 
-A toy class (2 autograded points, 1 written point graded by hand): alice and carol
-answer right, bob returns σ instead of σ'. `course grade` grades them; `course
-formgrader` serves nbgrader's formgrader, where alice's written answer gets its point
-and a comment, typed into the formgrade page as an instructor would; then `course
-finalize` and `course export --to canvas`. That one hand-given point must then be in
-every place the loop writes a grade: the gradebook, grades.csv, alice's feedback page,
-the report and the Canvas file (and the feedback page and report, opened in Chromium,
-show it). bob and carol, whose written answers nobody graded, stay open everywhere.
+The demo class (course_lib/instructor/demo.py: 21 students, every kind of answer) hands
+in lesson 01, whose seed-003 errata answer (5 points) is graded by hand. `course
+release`, `course collect` and `course grade` grade them; `course formgrader` serves
+nbgrader's formgrader, where ada-perfect's written answer gets 4 of its 5 points and a
+comment, typed into the formgrade page as an instructor would; then `course finalize`
+and `course export --to canvas`. Those hand-given points must then be in every place the
+loop writes a grade: the gradebook, grades.csv, her feedback page, the report and the
+Canvas file (and the feedback page and report, opened in Chromium, show them). Every
+other student whose written answer nobody graded stays open everywhere.
+
+One lesson only: grading the whole demo class (5 lessons) takes minutes that `make test`
+cannot afford, and the loop is the same for every lesson.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import re
-import subprocess
-import sys
-import time
+import shutil
 from pathlib import Path
 
 import pytest
-from browser import chromium_page, printed_token, screenshot, stop, wait_until_answering
-from test_browser_widgets import Lab, _free_port
-from toycourse import ASSIGNMENT, SIGMOID_INSTEAD, hand_in, make_course, submission
+from browser import chromium_page, formgrader_server, screenshot
+from lessons import ROOT
+from test_browser_widgets import Lab
 
+from course_lib.instructor import demo
 from course_lib.instructor.cli import GRADES_CSV, REPORT_HTML, main
 
-pytestmark = [pytest.mark.slow]  # kernel and browser: tests/conftest.py marks them
+# Every kernel of the class starts in a `course` call made here (tests/conftest.py marks
+# the test `kernel` and `browser` itself).
+pytestmark = [pytest.mark.slow]
 
-SERVER_START_S = 180  # hang guards only: a quiet machine needs a few seconds
-SAVE_S = 120
-STUDENT = "alice"  # the one whose written answer is graded by hand, in the browser
-COMMENT = "Right: the derivative is largest at z = 0, where it is one quarter."
+SAVE_S = 120  # a hang guard for one save of the formgrade page
+ASSIGNMENT = "01_chain_rule"
+WRITTEN = "written_seed003_errata"  # 5 points, graded by hand
+STUDENT = "ada-perfect"  # the one whose written answer is graded by hand, in the browser
+HAND_POINTS = 4
+COMMENT = "Right on both errata; say which worked number each one changes."
 
 
 def gradebook(course: Path):
@@ -45,8 +51,8 @@ def stored_scores(course: Path, student: str) -> tuple[float, float | None, str]
     """(the submission's score, the written answer's manual_score, its comment)."""
     with gradebook(course) as gb:
         score = gb.find_submission(ASSIGNMENT, student).score
-        grade = gb.find_grade("written_why", ASSIGNMENT, ASSIGNMENT, student)
-        comment = gb.find_comment("written_why", ASSIGNMENT, ASSIGNMENT, student)
+        grade = gb.find_grade(WRITTEN, ASSIGNMENT, ASSIGNMENT, student)
+        comment = gb.find_comment(WRITTEN, ASSIGNMENT, ASSIGNMENT, student)
         return score, grade.manual_score, comment.manual_comment or ""
 
 
@@ -62,36 +68,6 @@ def grades(course: Path) -> dict[str, dict[str, str]]:
 
 def feedback_page(course: Path, student: str) -> Path:
     return course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html"
-
-
-class Formgrader:
-    """`course formgrader` on a course, as `make formgrader` runs it, in a subprocess."""
-
-    def __init__(self, course: Path, home: Path):
-        for sub in ("config", "data", "runtime", "ipython"):
-            (home / sub).mkdir(parents=True)
-        env = {k: v for k, v in os.environ.items() if k != "COURSE_DB_URL"}
-        env.update(COURSE_ROOT=str(course), JUPYTER_CONFIG_DIR=str(home / "config"),
-                   JUPYTER_DATA_DIR=str(home / "data"),
-                   JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-                   IPYTHONDIR=str(home / "ipython"), PATH="/usr/bin:/bin")
-        self.port = _free_port()
-        self.log = home / "formgrader.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "course_lib.instructor.formgrader",
-                 "--port", str(self.port)], cwd=course, env=env, stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-    def wait_ready(self) -> Lab:
-        deadline = time.monotonic() + SERVER_START_S
-        server = Lab(f"http://127.0.0.1:{self.port}",
-                     printed_token(self.proc, self.log, deadline), self.log)
-        wait_until_answering(self.proc, server, deadline)
-        return server
-
-    def stop(self) -> None:
-        stop(self.proc)  # the command stops the server it started
 
 
 def hand_grade_in_browser(fg: Lab, student: str, score: str, comment: str) -> None:
@@ -111,8 +87,8 @@ def hand_grade_in_browser(fg: Lab, student: str, score: str, comment: str) -> No
             f"the formgrade page answered {shown.value.status}:\n{fg.log_tail(60)}"
         page.wait_for_url(re.compile(r"/formgrader/submissions/[0-9a-f]+/$"),
                           wait_until="domcontentloaded")
-        score_box = page.locator("input.score#written_why")
-        comment_box = page.locator("textarea.comment#written_why-comment")
+        score_box = page.locator(f"input.score#{WRITTEN}")
+        comment_box = page.locator(f"textarea.comment#{WRITTEN}-comment")
         score_box.wait_for()
         comment_box.wait_for()
 
@@ -133,71 +109,85 @@ def hand_grade_in_browser(fg: Lab, student: str, score: str, comment: str) -> No
         screenshot(page, "semester_formgrade.png")
 
 
+def demo_class(course: Path) -> Path:
+    """A copy of the course with lesson 01 only, released, the demo class collected."""
+    course.mkdir(parents=True)
+    shutil.copyfile(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    shutil.copytree(ROOT / "source" / ASSIGNMENT, course / "source" / ASSIGNMENT)
+    assert main(["release"]) == 0
+    inbox = demo.build_class(course.parent / "inbox", course, assignments=[ASSIGNMENT])
+    assert main(["collect", str(inbox / ASSIGNMENT), "--assignment", ASSIGNMENT]) == 0
+    assert sorted(p.name for p in (course / "submitted").iterdir()) == sorted(demo.ROSTER)
+    return course
+
+
 def test_a_hand_graded_answer_reaches_the_gradebook_grades_csv_feedback_report_and_canvas(
         tmp_path, monkeypatch, capsys):
-    # 1. a class handed in, graded by `course grade`
-    course = make_course(tmp_path / "course")
-    hand_in(course, "alice", submission())
-    hand_in(course, "bob", submission(SIGMOID_INSTEAD))
-    hand_in(course, "carol", submission(written="It is σ(1-σ), at most 1/2 · 1/2."))
+    # 1. the demo class handed in, graded by `course grade`
+    course = tmp_path / "course"
     monkeypatch.delenv("COURSE_DB_URL", raising=False)
-    monkeypatch.chdir(course)
     monkeypatch.setenv("COURSE_ROOT", str(course))
-    assert main(["grade", ASSIGNMENT, "--quiet"]) == 0, capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    demo_class(course)
+    assert main(["grade", ASSIGNMENT, "--jobs", "2", "--quiet"]) in (0, 1), capsys.readouterr()
     auto, manual, _ = stored_scores(course, STUDENT)
-    assert (auto, manual) == (2.0, None)
-    assert grades(course)[STUDENT]["status"] == "awaiting_hand_grading"
+    assert (auto, manual) == (21.0, None)  # every autograded point, the written 5 open
+    before = grades(course)
+    assert (before[STUDENT]["status"], before[STUDENT]["open_points"]) == (
+        "awaiting_hand_grading", "5")
 
     # 2. hand grading in nbgrader's formgrader, served by `course formgrader`
-    server = Formgrader(course, tmp_path / "jupyter")
-    try:
-        fg = server.wait_ready()
-        hand_grade_in_browser(fg, STUDENT, "1", COMMENT)
+    with formgrader_server(course, tmp_path / "jupyter") as fg:
+        hand_grade_in_browser(fg, STUDENT, str(HAND_POINTS), COMMENT)
         log = fg.log.read_text()
-    finally:
-        server.stop()
     assert " 500 " not in log, log[-4000:]
     total, manual, comment = stored_scores(course, STUDENT)
-    assert (total, manual, comment) == (auto + 1, 1.0, COMMENT)
-    want = f"{auto + 1:g}"  # "3"
+    assert (total, manual, comment) == (auto + HAND_POINTS, HAND_POINTS, COMMENT)
+    want = f"{auto + HAND_POINTS:g}"  # "25"
 
-    # 3. `course finalize`: 1, since bob's and carol's written answers are still open
+    # 3. `course finalize`: 1, since the other students' written answers are still open
+    still_open = sorted(s for s, r in before.items()
+                        if s != STUDENT and r["status"] == "awaiting_hand_grading")
+    assert len(still_open) >= 10  # most of the class wrote an answer nobody graded yet
     capsys.readouterr()
     assert main(["finalize", ASSIGNMENT]) == 1
     out = capsys.readouterr().out
-    assert f"{STUDENT}/{ASSIGNMENT}: {want}/3, ok, 1 comment" in out, out
-    assert "still awaiting hand grading: 2 submissions, 2 points open" in out, out
+    assert f"{STUDENT}/{ASSIGNMENT}: {want}/26, ok, 1 comment" in out, out
+    assert (f"still awaiting hand grading: {len(still_open)} submissions, "
+            f"{5 * len(still_open)} points open") in out, out
 
-    # 4. the point everywhere: the gradebook (again: finalize must not undo it) ...
-    assert stored_scores(course, STUDENT) == (auto + 1, 1.0, COMMENT)
-    # ... grades.csv ...
+    # 4. the points everywhere: the gradebook (again: finalize must not undo it) ...
+    assert stored_scores(course, STUDENT) == (auto + HAND_POINTS, HAND_POINTS, COMMENT)
+    # ... grades.csv, where only her row changed ...
     rows = grades(course)
     assert (rows[STUDENT]["score"], rows[STUDENT]["max_score"], rows[STUDENT]["status"],
-            rows[STUDENT]["open_points"]) == (want, "3", "ok", "0")
-    assert {s: (r["score"], r["status"], r["open_points"]) for s, r in rows.items()
-            if s != STUDENT} == {"bob": ("0", "awaiting_hand_grading", "1"),
-                                 "carol": ("2", "awaiting_hand_grading", "1")}
+            rows[STUDENT]["open_points"]) == (want, "26", "ok", "0")
+    assert {s: r for s, r in rows.items() if s != STUDENT} == {
+        s: r for s, r in before.items() if s != STUDENT}
     # ... the feedback page and the report (their text, then as Chromium shows them) ...
     feedback = feedback_page(course, STUDENT)
     assert feedback.is_file()
     page_text = feedback.read_text()
-    assert f"Total: <span class=\"points\">{want} / 3</span>" in page_text
+    assert f"Total: <span class=\"points\">{want} / 26</span>" in page_text
     assert COMMENT in page_text
     report = course / REPORT_HTML
-    # ... and the Canvas file
+    # ... and the Canvas file: her score; the open ones empty, each with a warning
     canvas = tmp_path / "canvas.csv"
-    assert main(["export", "--to", "canvas", "--out", str(canvas)]) == 1  # bob, carol warned
+    assert main(["export", "--to", "canvas", "--out", str(canvas)]) == 1  # open ones warned
     header, points, *students = csv_rows(canvas)
-    assert header[-1] == ASSIGNMENT and points[-1] == "3"
+    assert header[-1] == ASSIGNMENT and points[-1] == "26"
     by_login = {r[3]: r[-1] for r in students}  # SIS Login ID: the nbgrader id
-    assert by_login == {"alice": want, "bob": "", "carol": ""}
+    assert set(by_login) == set(demo.ROSTER)
+    assert by_login[STUDENT] == want
     err = capsys.readouterr().err
-    assert f"warning: bob/{ASSIGNMENT}: awaiting_hand_grading" in err
+    for student in still_open:
+        assert by_login[student] == ""
+        assert f"warning: {student}/{ASSIGNMENT}: awaiting_hand_grading" in err
     assert f"warning: {STUDENT}/" not in err
 
     with chromium_page() as page:
         page.goto(feedback.as_uri())
-        assert page.locator("p.total").inner_text().strip() == f"Total: {want} / 3 points"
+        assert page.locator("p.total").inner_text().strip() == f"Total: {want} / 26 points"
         shown = page.locator(".comment", has_text=COMMENT).first
         shown.wait_for(state="visible")
         screenshot(page, "semester_feedback.png")
@@ -206,9 +196,10 @@ def test_a_hand_graded_answer_reaches_the_gradebook_grades_csv_feedback_report_a
         row = page.locator("table.students tbody tr",
                            has=page.locator("th", has_text=re.compile(f"^{STUDENT}$")))
         row.wait_for(state="visible")
-        assert re.match(rf"{want}/3\b", row.locator("td.total").inner_text().strip())
-        assert row.locator("td.hand").inner_text().strip() == "1 graded · none open"
+        assert re.match(rf"{want}/26\b", row.locator("td.total").inner_text().strip())
+        # hand-grading progress: all 5 of her hand-graded points graded, none open
+        assert row.locator("td.hand").inner_text().strip() == "5 graded · none open"
         link = row.locator("a.fb").first  # the score links to the feedback page
-        assert link.inner_text().strip() == f"{want}/3"
+        assert link.inner_text().strip() == f"{want}/26"
         assert Path(link.get_attribute("href")).name == feedback.name
         screenshot(page, "semester_report.png")

@@ -35,11 +35,13 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
+
+from jupyter_core.paths import jupyter_runtime_dir
 
 from .course import ensure_tools_on_path, jupyterlab_server, load_config
 
@@ -328,12 +330,6 @@ def autograde_one(root: Path, assignment: str, student: str) -> dict:
 # The command
 # ---------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def server_command(root: Path, port: int, token: str) -> tuple[list[str], dict[str, str]]:
     """The JupyterLab command (and its environment) serving the formgrader on ``root``."""
     root = Path(root).resolve()
@@ -359,16 +355,21 @@ def prepare(root: Path) -> list[str]:
 def run(args, root: Path) -> int:
     for note in prepare(root):
         print(f"gradebook: {note}")
-    port, token = args.port or free_port(), secrets.token_hex(24)
-    cmd, env = server_command(root, port, token)
-    print(f"formgrader on {root}: http://127.0.0.1:{port}/formgrader?token={token}\n"
-          f"  (JupyterLab: http://127.0.0.1:{port}/lab?token={token}; Ctrl-C stops it)\n"
-          "  Autograde grades the one submission sealed; `course grade` grades the class")
-    sys.stdout.flush()
+    token = secrets.token_hex(24)
+    # Port 0 lets the server pick a free port itself: a port chosen here and passed on
+    # could be taken by another process before the server binds it.
+    cmd, env = server_command(root, args.port, token)
     proc = subprocess.Popen(cmd, cwd=root, env=env)
     # stopped as a whole: a SIGTERM to this process stops the server it started
     previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
+        port = serving_port(proc, Path(env.get("JUPYTER_RUNTIME_DIR") or jupyter_runtime_dir()))
+        if port is None:
+            return proc.wait()  # it could not start: its own log said why
+        print(f"formgrader on {root}: http://127.0.0.1:{port}/formgrader?token={token}\n"
+              f"  (JupyterLab: http://127.0.0.1:{port}/lab?token={token}; Ctrl-C stops it)\n"
+              "  Autograde grades the one submission sealed; `course grade` grades the class",
+              flush=True)
         return proc.wait()
     except KeyboardInterrupt:
         proc.terminate()
@@ -381,12 +382,27 @@ def run(args, root: Path) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def serving_port(proc: subprocess.Popen, runtime_dir: Path) -> int | None:
+    """The port the server ``proc`` listens on, from the file every Jupyter server writes
+    about itself (``jpserver-<pid>.json`` in its runtime folder, what `jupyter server
+    list` reads); None when the server exited first. Waits as long as the server lives:
+    how long it takes to start depends on the machine, not on anything here."""
+    info = runtime_dir / f"jpserver-{proc.pid}.json"
+    while proc.poll() is None:
+        try:
+            return int(json.loads(info.read_text())["port"])
+        except (OSError, ValueError, KeyError):  # not written yet, or half written
+            time.sleep(0.2)
+    return None
+
+
 def register(subparsers) -> None:
     """`course formgrader [--port N]`."""
     s = subparsers.add_parser(
         "formgrader", help="nbgrader's formgrader on the course (hand grading), "
                            "Autograde graded sealed")
-    s.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    s.add_argument("--port", type=int, default=0,
+                   help="port on 127.0.0.1 (default: a free one, chosen by the server)")
     s.set_defaults(run=run)
 
 
