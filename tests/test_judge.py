@@ -50,6 +50,43 @@ def test_an_argument_returned_as_is_stays_the_callers_array():
     assert out[0] is dout and out[1] is not dout
 
 
+def test_one_array_returned_twice_stays_one_array():
+    """`d = dout * 1; return d, d` must look aliased to the copies check, as it does
+    unsealed: each array crosses once, its second place refers to the first."""
+    dout = np.ones(3)
+    d = dout * 1
+    value = ({"dx": d, "other": [np.zeros(2), d]}, d)
+    out = wire.decode(wire.encode(value, (dout,)), (dout,))
+    assert out[1] is out[0]["dx"] is out[0]["other"][1]
+    assert out[0]["other"][0] is not out[1]
+    np.testing.assert_array_equal(out[1], d)
+    twins = wire.decode(wire.encode((d, d.copy())))
+    assert twins[0] is not twins[1]  # equal values, two arrays: still two
+
+
+def test_what_the_kernel_changed_in_a_dict_comes_back_to_the_callers_dict():
+    W = np.ones((2, 2))
+    params = {"W": W, "b3": 0.0, "gone": 1, "inner": {"v": np.zeros(2)}}
+    inner_v = params["inner"]["v"]
+    theirs = wire.decode(wire.encode((params,)))
+    theirs[0]["W"] -= 0.5  # in place in the kernel
+    theirs[0]["b3"] -= 0.01
+    del theirs[0]["gone"]
+    theirs[0]["inner"]["v"][1] = 7.0
+    theirs[0]["new"] = "x"
+    server._copy_back((params,), wire.decode(wire.encode(theirs)))
+    assert params["W"] is W and np.all(W == 0.5)  # the caller's array, changed in place
+    assert params["b3"] == -0.01 and "gone" not in params and params["new"] == "x"
+    assert params["inner"]["v"] is inner_v and inner_v[1] == 7.0
+
+
+@pytest.mark.parametrize("forged", [{"t": [{"same": [0]}]}, {"t": [1, {"same": [0]}]},
+                                    {"same": "x"}])
+def test_a_reference_to_no_earlier_array_is_refused(forged):
+    with pytest.raises(wire.WireError, match="no earlier array"):
+        wire.decode(forged)
+
+
 def test_anything_else_crosses_only_as_a_name_and_a_repr():
     class Weird:
         def __repr__(self):

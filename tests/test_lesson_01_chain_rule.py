@@ -778,8 +778,8 @@ def test_submission_breaking_each_stated_rule_loses_exactly_the_stated_cells(tmp
 class _ElsewhereFunction:
     """The student's function as a sealed grading run sees it: each call crosses a boundary.
 
-    Arguments go over as plain data (judge.wire) and only the arrays the function
-    changed come back (judge.server._copy_back): a change to a dict does not.
+    Arguments go over as plain data (judge.wire), and what the function changed in them
+    (arrays, lists, dicts) comes back to the caller's objects (judge.server._copy_back).
     """
 
     judge_remote = True
@@ -804,12 +804,21 @@ class _ElsewhereFunction:
                                                       wire.decode(wire.encode(inputs)))))
 
 
-def test_changed_params_is_seen_when_the_function_runs_elsewhere():
+def test_changed_params_reads_the_same_when_the_function_runs_elsewhere():
+    # sealed, the dict crosses to the kernel and back: the change is seen as it is here
     wrong = _ElsewhereFunction(ssr_updates_b3)
     for part in CHECKS["ssr_output_grads"]:
-        with pytest.raises(AssertionError, match=r"params\['b3'\] = .* after two calls"):
+        with pytest.raises(AssertionError, match=r"changed the dict params it was given: "
+                                                 r"expected it unchanged, got params\['b3'\]"):
             G.check_ssr_output_grads(wrong, part=part)
     G.check_ssr_output_grads(_ElsewhereFunction(R.ssr_output_grads))
+
+
+def test_one_array_returned_twice_is_seen_when_the_function_runs_elsewhere():
+    # sealed, the arrays cross the wire: `return d, d` must still arrive as one array
+    with pytest.raises(AssertionError, match="same array in memory"):
+        G.check_add_gate_backward(_ElsewhereFunction(add_same_array), part="copies")
+    G.check_add_gate_backward(_ElsewhereFunction(R.add_gate_backward), part="copies")
 
 
 def test_copies_point_grades_memory_not_values():

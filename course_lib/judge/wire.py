@@ -13,6 +13,8 @@ forms, and decoding only builds numbers, strings, containers and arrays.
     anything else                    {"opaque": type name, "repr": first 200 characters}
     an array that *is* an argument   {"arg": path}: decoded as the caller's own array,
                                      so "you returned your input" stays visible
+    an array met twice in a value    {"same": path}: decoded as the one array at path in
+                                     the same value, so `return d, d` stays one array
 
 A frame is an 8-byte big-endian length and that many bytes of UTF-8 JSON.
 """
@@ -54,11 +56,12 @@ def _opaque_class(type_name: str):
 
 
 def encode(value, args=None):
-    """``value`` as JSON-ready data; arrays that are among ``args`` become references."""
+    """``value`` as JSON-ready data; arrays that are among ``args`` become references,
+    and so does an array met a second time in ``value`` (to its first place)."""
     refs = {}
     if args is not None:
         _index_arrays(args, (), refs)
-    return _enc(value, refs, 0)
+    return _enc(value, refs, 0, (), {})
 
 
 def _index_arrays(value, path, refs):
@@ -73,7 +76,9 @@ def _b64(arr) -> str:
     return base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode("ascii")
 
 
-def _enc(v, refs, depth):
+def _enc(v, refs, depth, path, seen):
+    """``seen``: id of each array encoded so far in this value -> its path (the value
+    holds them all, so no id is reused while encoding)."""
     if depth > 50:
         return {"opaque": type(v).__name__, "repr": "(nested too deeply)"}
     if v is None or isinstance(v, (bool, str)):
@@ -85,6 +90,9 @@ def _enc(v, refs, depth):
     if isinstance(v, np.ndarray):
         if id(v) in refs:
             return {"arg": refs[id(v)]}
+        if id(v) in seen:
+            return {"same": seen[id(v)]}
+        seen[id(v)] = list(path)
         if v.dtype.kind not in "biufc":
             return {"opaque": "ndarray", "repr": f"array of dtype {v.dtype}"}
         return {"nd": v.dtype.str, "shape": list(v.shape), "b64": _b64(v)}
@@ -95,11 +103,11 @@ def _enc(v, refs, depth):
         return {"tensor": arr.dtype.str, "shape": list(arr.shape), "b64": _b64(arr),
                 "requires_grad": bool(v.requires_grad)}
     if isinstance(v, tuple) and type(v) is tuple:
-        return {"t": [_enc(x, refs, depth + 1) for x in v]}
+        return {"t": [_enc(x, refs, depth + 1, (*path, i), seen) for i, x in enumerate(v)]}
     if isinstance(v, list) and type(v) is list:
-        return [_enc(x, refs, depth + 1) for x in v]
+        return [_enc(x, refs, depth + 1, (*path, i), seen) for i, x in enumerate(v)]
     if isinstance(v, dict) and type(v) is dict and all(isinstance(k, str) for k in v):
-        return {"d": [[k, _enc(x, refs, depth + 1)] for k, x in v.items()]}
+        return {"d": [[k, _enc(x, refs, depth + 1, (*path, k), seen)] for k, x in v.items()]}
     try:
         text = repr(v)[:200]
     except Exception:  # noqa: BLE001 - a student's __repr__ may raise anything
@@ -108,17 +116,28 @@ def _enc(v, refs, depth):
 
 
 def decode(data, args=None):
-    """The value ``encode`` described; ``{"arg": path}`` resolves into ``args``."""
+    """The value ``encode`` described; ``{"arg": path}`` resolves into ``args``,
+    ``{"same": path}`` to the array decoded earlier at that path of the value."""
+    return _dec(data, args, (), {})
+
+
+def _dec(data, args, path, arrays):
+    """``arrays``: path -> array decoded so far in this value (for "same")."""
     if data is None or isinstance(data, (bool, int, float, str)):
         return data
     if isinstance(data, list):
-        return [decode(x, args) for x in data]
+        return [_dec(x, args, (*path, i), arrays) for i, x in enumerate(data)]
     if not isinstance(data, dict) or len(data) == 0:
         raise WireError(f"not plain data: {data!r:.80}")
     if "t" in data:
-        return tuple(decode(x, args) for x in data["t"])
+        return tuple(_dec(x, args, (*path, i), arrays) for i, x in enumerate(data["t"]))
     if "d" in data:
-        return {str(k): decode(x, args) for k, x in data["d"]}
+        return {str(k): _dec(x, args, (*path, str(k)), arrays) for k, x in data["d"]}
+    if "same" in data:
+        try:
+            return arrays[tuple(data["same"])]
+        except (KeyError, TypeError):
+            raise WireError(f"reference to no earlier array: {data['same']!r:.80}") from None
     if "nd" in data or "tensor" in data:
         dtype = np.dtype(data.get("nd") or data["tensor"])
         if dtype.kind not in "biufc":
@@ -130,6 +149,7 @@ def decode(data, args=None):
 
             return torch.from_numpy(arr).requires_grad_(bool(data["requires_grad"])
                                                         and dtype.kind in "fc")
+        arrays[path] = arr
         return arr
     if "np" in data:
         dtype = np.dtype(data["np"])
