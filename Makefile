@@ -146,8 +146,7 @@ student-wheel: setup
 BENCH_STUDENTS ?= 6
 bench: setup
 	@rc=0; \
-	  echo "== Widget callbacks: one slider move per explorer, no browser =="; \
-	  $(PY) bench/widgets_bench.py || rc=1; \
+	  $(PY) bench/sliders_bench.py || rc=1; \
 	  $(PY) bench/backprop_bench.py || rc=1; \
 	  $(PY) bench/grading_bench.py --students $(BENCH_STUDENTS) || rc=1; \
 	  exit $$rc

@@ -1,6 +1,6 @@
-"""Small generated 2-D classification data sets.
+"""Small data sets: generated 2-D classification sets, and the 8x8 digits.
 
-Everything here is drawn from ``np.random.default_rng(seed)``, so the same seed
+The generated sets are drawn from ``np.random.default_rng(seed)``, so the same seed
 gives the same points on every machine and nothing is downloaded. Two input
 features mean a decision boundary can be drawn; the sets are chosen so that a
 linear classifier fails on most of them and a small MLP succeeds, which is the
@@ -8,15 +8,29 @@ point of training one.
 
 Every generator returns ``(X, y)``: ``X`` float64 of shape ``(N, 2)`` (rows are
 samples) and ``y`` int64 of shape ``(N,)`` with class labels ``0 .. C-1``.
+
+``digits()`` is real data: scikit-learn's 8x8 handwritten digits (1,797 images,
+the test part of the UCI "optdigits" set), read from the file the installed
+scikit-learn ships (never downloaded). About a sixth of its images are the
+judge's **held-out** samples, which no function here returns: grading measures a
+trained network on them, outside the sandbox, and inside the sandbox the file is
+a copy without them (``write_digits_without_held_out``).
 """
 
 from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import zlib
+from pathlib import Path
 
 import numpy as np
 
 from ._validate import Dims, as_float, check_positive
 
-__all__ = ["spirals", "xor", "two_moons", "blobs", "one_hot", "train_test_split"]
+__all__ = ["spirals", "xor", "two_moons", "blobs", "one_hot", "train_test_split",
+           "digits", "digits_split"]
 
 
 def _rng(seed) -> np.random.Generator:
@@ -224,3 +238,102 @@ def train_test_split(X, y, test_fraction: float = 0.25, seed: int = 0):
     order = rng.permutation(n)
     test, train = order[:n_test], order[n_test:]
     return X[train], y[train], X[test], y[test]
+
+
+# ----------------------------------------------------------------------------
+# scikit-learn's 8x8 digits
+# ----------------------------------------------------------------------------
+
+#: where the digits live inside the installed scikit-learn
+DIGITS_FILE = ("datasets", "data", "digits.csv.gz")
+#: 1 in HELD_OUT_EVERY images is held out (by a hash of its pixels and label)
+HELD_OUT_EVERY = 6
+
+
+def digits_path() -> Path:
+    """The real path of scikit-learn's ``digits.csv.gz`` (scikit-learn is not imported:
+    that would cost a second, and only the file is needed)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the digits come with scikit-learn, which is not installed "
+                                  "(pip install -r requirements.txt)")
+    return Path(os.path.realpath(Path(spec.submodule_search_locations[0]).joinpath(*DIGITS_FILE)))
+
+
+def _digits_rows(path=None) -> np.ndarray:
+    """Every row of the digits file: 64 pixel values (0-16) and the label, as int64."""
+    with gzip.open(path or digits_path(), "rt", encoding="utf-8") as f:
+        rows = np.loadtxt(f, delimiter=",", ndmin=2)
+    return rows.astype(np.int64)
+
+
+def _held_out(rows: np.ndarray) -> np.ndarray:
+    """True for the rows the judge keeps: chosen by a hash of the row's own numbers, so a
+    file that lacks them (the sandbox's copy) gives the same remaining rows in the same
+    order, and no list of indices is needed."""
+    return np.array([zlib.crc32(r.astype(np.uint8).tobytes()) % HELD_OUT_EVERY == 0
+                     for r in rows], dtype=bool)
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 8x8 digits the course trains on: every image but the judge's held-out ones.
+
+    Returns:
+        ``X`` float64 of shape ``(N, 64)``: each row one 8x8 image, row by row, its
+        pixels scaled from 0..16 to [0, 1]; ``y`` int64 of shape ``(N,)``, the digit
+        0-9. N = 1,502 (of scikit-learn's 1,797; 295 are held out), in the file's order.
+    """
+    rows = _digits_rows()
+    rows = rows[~_held_out(rows)]
+    return rows[:, :64] / 16.0, rows[:, 64].copy()
+
+
+def digits_split(val_fraction: float = 0.2, seed: int = 0):
+    """The digits of ``digits()`` shuffled and split into training and validation sets.
+
+    Args:
+        val_fraction: share of the images in the validation set (0 < share < 1).
+        seed: non-negative integer for the shuffle.
+
+    Returns:
+        ``(X_train, y_train, X_val, y_val)`` (``train_test_split`` of ``digits()``).
+    """
+    X, y = digits()
+    return train_test_split(X, y, test_fraction=val_fraction, seed=seed)
+
+
+def digits_held_out(path=None) -> tuple[np.ndarray, np.ndarray]:
+    """The judge's held-out digits (same scaling as ``digits()``). Grading runs this
+    outside the sandbox; inside it, the file holds none of them (an empty result)."""
+    rows = _digits_rows(path)
+    rows = rows[_held_out(rows)]
+    return rows[:, :64] / 16.0, rows[:, 64].copy()
+
+
+def write_digits_without_held_out(folder) -> Path:
+    """A copy of the digits file without the held-out rows, in ``folder`` (written once).
+
+    The grading sandbox mounts it over scikit-learn's own file (judge.sandbox), so
+    the held-out images never exist where a student's code runs.
+    """
+    target = Path(folder) / "digits-without-held-out.csv.gz"
+    if not target.is_file():
+        rows = _digits_rows()
+        rows = rows[~_held_out(rows)]
+        tmp = target.with_suffix(".tmp")
+        with gzip.open(tmp, "wt", encoding="utf-8") as f:
+            np.savetxt(f, rows, fmt="%d", delimiter=",")
+        tmp.replace(target)
+    return target
+
+
+def sandbox_digits_binds(folder) -> list[str]:
+    """bwrap arguments that mount the held-out-free copy over scikit-learn's digits file
+    (nothing where scikit-learn is not installed)."""
+    try:
+        original = digits_path()
+    except ModuleNotFoundError:
+        return []
+    if not original.is_file():
+        return []
+    return ["--ro-bind", str(write_digits_without_held_out(folder)), str(original)]

@@ -1,5 +1,13 @@
-"""What every test file shares: the test tiers (markers), hypothesis settings, and the
-order in which files are handed to parallel workers.
+"""What every test file shares: the test tiers (markers), hypothesis settings, the
+parametrisation of the shared lesson harness, and the order in which files are handed
+to parallel workers.
+
+The lesson harness (tests/lessons.py, LessonHarness) runs in each lesson's test file,
+on that lesson's exercises as the manifest (course_lib/manifest/) lists them:
+pytest_generate_tests below gives a test of a class with a ``LESSON`` the arguments
+``exercise`` (each exercise), ``part`` (each of its parts, then "all") and ``seed``
+(each grading seed; "all" with the first one only), so that no test file keeps its
+own list of parts.
 
 Markers (registered in pyproject.toml):
 
@@ -50,11 +58,54 @@ GRADING_LIMITS = {"COURSE_CELL_TIMEOUT": "120", "COURSE_NOTEBOOK_TIMEOUT": "600"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _grading_limits():
+def _grading_limits(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for name, seconds in GRADING_LIMITS.items():
             mp.setenv(name, seconds)
+        # `course check` caches the course it prepares (instructor/check.py): the tests'
+        # caches go to their own temporary folder, never the user's ~/.cache
+        mp.setenv("COURSE_CHECK_CACHE", str(tmp_path_factory.mktemp("check-cache")))
         yield
+
+
+# Exercises whose check trains a network on each call (seconds, not milliseconds): their
+# harness cases are in the slow tier, so that `make test-fast` stays under a minute.
+TRAINS_A_NETWORK = {"train_digits"}
+
+
+def pytest_generate_tests(metafunc):
+    """The lesson harness's arguments, from the manifest of the class's LESSON."""
+    slug = getattr(metafunc.cls, "LESSON", None)
+    if slug is None:
+        return
+    from lessons import SEEDS
+
+    from course_lib import manifest
+
+    exercises = manifest.lesson(slug).exercises
+    names = metafunc.fixturenames
+
+    def case(*values):  # a check that trains a network takes seconds: the slow tier
+        marks = [pytest.mark.slow] if values[0].function in TRAINS_A_NETWORK else []
+        return pytest.param(*values, marks=marks)
+
+    if "part" in names and "seed" in names:
+        # each part for every seed; "all" (the parts in order, which no hidden test calls)
+        # for the first seed only: the same work again adds nothing but minutes
+        cases = [(e, p.name, seed) for e in exercises for p in e.parts for seed in SEEDS]
+        cases += [(e, "all", SEEDS[0]) for e in exercises]
+        metafunc.parametrize(("exercise", "part", "seed"), [case(*c) for c in cases],
+                             ids=[f"{e.function}-{p}-{seed}" for e, p, seed in cases])
+        return
+    if "part" in names:
+        pairs = [(e, p) for e in exercises for p in (*(q.name for q in e.parts), "all")]
+        metafunc.parametrize(("exercise", "part"), [case(*c) for c in pairs],
+                             ids=[f"{e.function}-{p}" for e, p in pairs])
+    elif "exercise" in names:
+        metafunc.parametrize("exercise", [case(e) for e in exercises],
+                             ids=[e.function for e in exercises])
+    if "seed" in names:
+        metafunc.parametrize("seed", SEEDS)
 
 
 def _kernel_starters() -> list[object]:

@@ -168,11 +168,14 @@ CELLS_JS = """() => {
 }"""
 
 # the index of the first code cell whose source builds an explorer (SomethingExplorer(...))
+# that works before any exercise is answered: not lesson 05's EngineExplorer(Value), which
+# draws the student's own engine (and says so while Value is not written yet)
 EXPLORER_CELL_JS = """() => {
   const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook');
   const cells = Array.from(nb.querySelectorAll('.jp-Cell'));
   return cells.findIndex(c => c.classList.contains('jp-CodeCell')
-    && /[A-Z][a-z]+Explorer\\(/.test(c.querySelector('.jp-InputArea-editor').textContent));
+    && /[A-Z][a-z]+Explorer\\((?!Value\\b)/.test(
+         c.querySelector('.jp-InputArea-editor').textContent));
 }"""
 
 # the figure: its src and a digest of the PNG read back from it (an update replaces
@@ -268,7 +271,9 @@ def run_until_explorer(page, lab: Lab, path: str):
         cell = page.locator(f"{NOTEBOOK} .jp-Notebook .jp-Cell").nth(todo[0])
         cell.locator(".jp-InputPrompt").click()
         run_menu(page, "notebook:run-all-below")
-    explorer = page.locator(f"{NOTEBOOK} .cl-explorer")
+    # the explorer that cell built (an earlier cell may have built another one)
+    explorer = page.locator(f"{NOTEBOOK} .jp-Notebook .jp-Cell").nth(target) \
+        .locator(".cl-explorer").first
     handle = explorer.locator(".widget-slider .noUi-handle").first
     try:
         handle.wait_for(state="attached", timeout=CHANGE_S * 1000)

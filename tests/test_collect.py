@@ -32,6 +32,7 @@ def placed(course, student):
     return course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 
 
+@pytest.mark.slow  # nbgrader's gradebook for a class: seconds
 def test_every_layout_is_placed_and_students_join_the_gradebook(course, tmp_path):
     inbox = tmp_path / "inbox"
     write(inbox / "alice.ipynb", submission())                                  # flat
@@ -49,6 +50,7 @@ def test_every_layout_is_placed_and_students_join_the_gradebook(course, tmp_path
     assert {p: p.read_bytes() for p in inbox.rglob("*") if p.is_file()} == before  # untouched
 
 
+@pytest.mark.slow  # nbgrader's gradebook for a class: seconds
 def test_zip_and_what_cannot_be_placed_is_reported(course, tmp_path):
     archive = tmp_path / "class.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -69,6 +71,7 @@ def test_zip_and_what_cannot_be_placed_is_reported(course, tmp_path):
     assert "4 not placed" in report.summary()
 
 
+@pytest.mark.slow  # nbgrader's gradebook for a class: seconds
 def test_resubmission_replaces_and_archives_the_previous_notebook(course, tmp_path):
     first = write(tmp_path / "in1" / "alice.ipynb", submission(SIGMOID_INSTEAD))
     collect(first.parent, ASSIGNMENT, course)

@@ -24,7 +24,7 @@ def test_the_class_has_every_kind_of_student(built):
         absent = {"max-missing"} if assignment == "04_backprop_mlp" else set()
         expected = set(demo.ROSTER) - absent
         assert handed_in == expected
-    # one student per common mistake of the lessons issue
+    # one student per common mistake of the lessons issue (the manifest's `demo = true`)
     assert {m.description for m in demo.MISTAKES.values()} >= {
         "a max gate that sends the gradient to both inputs", "σ(z) returned for σ'(z)",
         "σ' applied to the activation instead of the pre-activation", "ReLU'(0) = 1",
@@ -62,7 +62,9 @@ def test_answers_come_from_the_source_and_mistakes_change_one_cell(built):
 def test_a_mistake_that_no_longer_applies_fails_loudly(monkeypatch, tmp_path):
     bad = demo.Mistake("02_sigmoid", "sigmoid_prime_answer", "no such code", "x", "stale")
     monkeypatch.setitem(demo.MISTAKES, "stale", bad)
-    with pytest.raises(ValueError, match="'no such code' is no longer in 02_sigmoid"):
+    with pytest.raises(ValueError, match=r"'no such code' is no longer in 02_sigmoid/"
+                                         r"sigmoid_prime_answer; update its old/new in the "
+                                         r"lesson's course_lib/manifest/<slug>.toml"):
         demo.student_notebook("mistake:stale", "02_sigmoid", ROOT)
 
 

@@ -187,6 +187,10 @@ def experiment_cases():
     ]
     cases += [("walk_graph", R.grad_fn_chain, {"graph": name, "arrays": arrays})
               for name, arrays in graphs.items()]
+    expression = [["leaf", 0.5], ["leaf", -1.5], ["mul", 0, 1], ["tanh", 2], ["radd", 3, 2.0],
+                  ["pow", 4, 2.0], ["add", 5, 2]]  # lesson 05's engine (Value): a fan-out
+    cases += [("value_backward", R.Value, {"nodes": expression}),
+              ("value_topological_order", R.Value, {"nodes": expression})]
     return cases
 
 

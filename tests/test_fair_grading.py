@@ -26,6 +26,7 @@ from one_mistake import (
     with_torch_code,
 )
 
+from course_lib import manifest
 from course_lib.instructor.grade import grade_class
 
 MANUAL = ASSIGNMENTS[:4]  # the lessons of gradients by hand: torch is a stub while graded
@@ -163,7 +164,9 @@ def plan(course=ROOT) -> dict[tuple[str, str], object]:
     for assignment in ASSIGNMENTS:
         for exercise in exercises(read(assignment, course))[0]:
             for name in exercise.names:
-                subs[assignment, wrong_student(name)] = one_wrong(read(assignment, course), name)
+                if name in graded_functions():
+                    subs[assignment, wrong_student(name)] = one_wrong(read(assignment, course),
+                                                                      name)
     for assignment in MANUAL:
         subs[assignment, "torch-scratch"] = with_torch_scratch(assignment, course)
         first = exercises(read(assignment, course))[0][0].names[0]
@@ -207,7 +210,28 @@ def owner_of_tests(found, orphans) -> dict[str, str | None]:
     return owner
 
 
-WRONG_CASES = [(a, name) for a in ASSIGNMENTS for e in exercises(read(a))[0] for name in e.names]
+def graded_functions() -> set[str]:
+    """What the manifest grades: a function an answer cell defines beside it without
+    grading it (a forward pass, a given helper) is not an exercise of its own."""
+    return {e.function for lesson in manifest.lessons() for e in lesson.exercises}
+
+
+def users_of(name: str) -> set[str]:
+    """The answer cells of the exercises that call ``name`` by design (the manifest's
+    ``uses``, followed through: a training loop that calls an epoch that calls a loss)."""
+    users, grew = set(), True
+    while grew:
+        grew = False
+        for lesson in manifest.lessons():
+            for e in lesson.exercises:
+                if e.function not in users and ({name} | users) & set(e.uses):
+                    users.add(e.function)
+                    grew = True
+    return {f"{u}_answer" for u in users}
+
+
+WRONG_CASES = [(a, name) for a in ASSIGNMENTS for e in exercises(read(a))[0] for name in e.names
+               if name in graded_functions()]
 
 
 # -- 2. one wrong function costs only its own exercise (kernel) ----------------------------
@@ -228,9 +252,10 @@ def test_one_wrong_function_costs_only_its_own_exercise(graded, assignment, name
         f"expected a normal grade, got status {r.status!r} ({r.reason}), flags {r.flags}"
     owner = owner_of_tests(*snapshot[assignment])
     mine = next(e.answer for e in snapshot[assignment][0] if name in e.names)
+    allowed = {mine} | users_of(name)  # exercises graded with `name` by design, and said so
     cascade = [f"{gid} (exercise {owner[gid]}): {score} of {points}: {r.messages.get(gid, '')}"
                for gid, (score, points) in r.cell_scores.items()
-               if gid in owner and owner[gid] != mine and score < points]
+               if gid in owner and owner[gid] not in allowed and score < points]
     assert not cascade, (f"{assignment}: only {name} is wrong, yet test cells of other "
                          "exercises lost points:\n" + "\n".join(cascade))
     own = {gid: r.cell_scores[gid] for gid, ex in owner.items() if ex == mine}

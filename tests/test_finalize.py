@@ -21,6 +21,7 @@ from toycourse import ASSIGNMENT, SIGMOID_INSTEAD, hand_in, make_course, submiss
 from course_lib.instructor import finalize as finalize_cmd
 from course_lib.instructor.cli import GRADES_CSV, REPORT_HTML, RESULTS_JSON
 from course_lib.instructor.grade import (
+    Feedback,
     SubmissionResult,
     grade_class,
     merge_results,
@@ -32,7 +33,8 @@ COMMENT = "Right: σ' = σ(1 - σ) is largest at z = 0."
 
 
 def grade_and_store(course, students=None):
-    """What `course grade` does: grade (with feedback), then grades.csv, results, report.
+    """What `course grade` does: grade, then grades.csv, results, report; with every
+    feedback page written (its --force-feedback), so that finalize has pages to rewrite.
 
     With ``students``, only those are graded and their results merged into the
     stored ones: the lines the lead wires into cli.py's _grade for --student.
@@ -160,6 +162,20 @@ def test_feedback_waits_for_the_written_answers_unless_forced(course, capsys):
     out = capsys.readouterr().out
     assert "feedback written although points are open (--force)" in out
     assert "look at σ(z) again" in text_of(feedback(course, "bob"))
+
+
+def test_course_grade_writes_no_feedback_while_written_answers_are_open(course):
+    # a regrade by `course grade` (Feedback.FINAL): alice's written answer is open again,
+    # so the page an earlier grading wrote is withdrawn (release_feedback would hand
+    # back a grade that is not final); finalize writes it once her answer is graded
+    assert feedback(course, "alice").is_file()
+    result, = grade_class(course, students=["alice"], jobs=1, feedback=Feedback.FINAL)
+    assert (result.status, result.open_points) == ("awaiting_hand_grading", 1.0)
+    assert not feedback(course, "alice").exists()
+    assert feedback(course, "bob").is_file()  # not regraded: left as it was
+    formgrade(course, "alice", 1.0, COMMENT)
+    run_finalize(course)
+    assert COMMENT in text_of(feedback(course, "alice"))
 
 
 def test_finalize_without_stored_results_says_to_grade_first(tmp_path):

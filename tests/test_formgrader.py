@@ -58,6 +58,7 @@ def half_made(db: Path, how: str) -> None:
             con.execute("ALTER TABLE student DROP COLUMN lms_user_id")
 
 
+@pytest.mark.slow  # nbgrader's gradebook migrations (alembic): seconds
 def test_a_missing_gradebook_is_created_even_without_alembic_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     db = tmp_path / "gradebook.db"
@@ -67,6 +68,7 @@ def test_a_missing_gradebook_is_created_even_without_alembic_on_path(tmp_path, m
     assert formgrader.missing_schema(__import__("sqlalchemy").create_engine(url(db))) == []
 
 
+@pytest.mark.slow  # nbgrader's gradebook migrations (alembic): seconds
 @pytest.mark.parametrize("how", ["unstamped", "interrupted"])
 def test_a_half_made_gradebook_is_repaired_keeping_its_rows_and_a_copy(tmp_path, how):
     db = tmp_path / "gradebook.db"
@@ -83,6 +85,7 @@ def test_a_half_made_gradebook_is_repaired_keeping_its_rows_and_a_copy(tmp_path,
     assert formgrader.ensure_gradebook(url(db), "backprop") == []
 
 
+@pytest.mark.slow  # nbgrader's gradebook migrations (alembic): seconds
 def test_an_up_to_date_gradebook_is_left_untouched(tmp_path):
     db = tmp_path / "gradebook.db"
     formgrader.ensure_gradebook(url(db), "backprop")

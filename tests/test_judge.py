@@ -50,6 +50,44 @@ def test_an_argument_returned_as_is_stays_the_callers_array():
     assert out[0] is dout and out[1] is not dout
 
 
+def test_connections_an_earlier_kernel_left_open_are_cut_before_the_next_submission():
+    """A kernel holds every slot open past its end and parks one more connection, with a
+    request, in the backlog: the next submission starts with free slots, and the parked
+    request never reaches it (nor flags it)."""
+    import time
+
+    judge = server.Judge()
+    try:
+        held = [socket.socket(socket.AF_UNIX) for _ in range(server.MAX_OPEN)]
+        for conn in held:
+            conn.connect(judge.address)
+        parked = socket.socket(socket.AF_UNIX)
+        parked.connect(judge.address)
+        wire.send(parked, {"op": "smuggled"})
+        deadline = time.monotonic() + 60  # a hang guard: the threads need milliseconds
+        while len(judge._conns) < server.MAX_OPEN and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(judge._conns) == server.MAX_OPEN  # every slot taken
+
+        judge.begin({})  # the next student
+        while judge._conns and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert judge._conns == set()
+        fresh = socket.socket(socket.AF_UNIX)
+        fresh.settimeout(60)
+        fresh.connect(judge.address)  # served at once: a slot is free
+        wire.send(fresh, {"op": "hello"})
+        while not judge.record.flags and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [f.detail for f in judge.record.flags] == [
+            "the grader received a malformed message: 'hello' is not a request the judge takes"]
+        with pytest.raises(OSError):  # the parked connection went with the old listener
+            for _ in range(100):
+                parked.sendall(b"x" * 65536)
+    finally:
+        judge.close()
+
+
 def test_one_array_returned_twice_stays_one_array():
     """`d = dout * 1; return d, d` must look aliased to the copies check, as it does
     unsealed: each array crosses once, its second place refers to the first."""

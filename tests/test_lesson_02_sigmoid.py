@@ -15,63 +15,24 @@ import re
 import nbformat
 import numpy as np
 import pytest
-from lessons import grade, grade_id, make_submission, notebook_answers, source_path
+from lessons import LessonHarness, autograded_cells, grade, grade_id, make_submission, source_path
 
 from course_lib import reference as R
 from course_lib.grading import sigmoid as G
 
 ASSIGNMENT = "02_sigmoid"
-PARTS = {
-    "sigmoid": ("values", "edge"),
-    "sigmoid_prime": ("values", "edge"),
-    "relu_prime": ("values", "edge"),
-    "tanh_prime": ("values",),
-    "bce": ("values", "edge"),
-    "bce_sigmoid_delta": ("values", "edge"),
-}
-SEEDS = ("20261125", "1", "987654321")
 
 
 def check(name):
     return getattr(G, f"check_{name}")
 
 
-def notebook_solutions() -> dict[str, object]:
-    """The graded functions as the source notebook defines them (solutions included)."""
-    return notebook_answers(ASSIGNMENT, PARTS, {"np": np})
+class TestLesson(LessonHarness):
+    """Every check passes the reference and the notebook's own solutions, part by part, for
+    several grading seeds, refuses an unknown part, and says "not implemented yet" for an
+    unanswered exercise (tests/lessons.py; the parts are the manifest's)."""
 
-
-# ---------------------------------------------------------------------------
-# the right answers pass
-# ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", PARTS)
-def test_reference_passes_every_part(name, seed, monkeypatch):
-    monkeypatch.setenv("COURSE_GRADING_SEED", seed)
-    for part in PARTS[name]:
-        check(name)(getattr(R, name), part=part)
-    check(name)(getattr(R, name))  # part="all"
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_notebook_solutions_pass_every_part(seed, monkeypatch):
-    monkeypatch.setenv("COURSE_GRADING_SEED", seed)
-    for name, fn in notebook_solutions().items():
-        check(name)(fn)
-
-
-def test_unknown_part_is_refused():
-    with pytest.raises(ValueError, match="unknown value 'shape'"):
-        G.check_sigmoid(R.sigmoid, part="shape")
-
-
-def test_unanswered_exercise_stays_not_implemented():
-    def stub(z):
-        raise NotImplementedError()
-
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        G.check_sigmoid(stub, part="values")
+    LESSON = "sigmoid"
 
 
 # ---------------------------------------------------------------------------
@@ -212,7 +173,7 @@ def test_in_place_modification_is_reported():
 # graded submissions
 # ---------------------------------------------------------------------------
 
-AUTOGRADED = [f"{name}_{part}" for name, parts in PARTS.items() for part in parts]
+AUTOGRADED = autograded_cells(ASSIGNMENT)
 
 
 def assert_scores(result, failing: dict[str, str], also_zero=()):

@@ -14,58 +14,32 @@ import re
 import nbformat
 import numpy as np
 import pytest
-from lessons import grade, grade_id, make_submission, notebook_answers, source_path
+from lessons import (
+    LessonHarness,
+    grade,
+    grade_id,
+    lesson_parts,
+    make_submission,
+    source_path,
+)
 
 from course_lib import reference as R
 from course_lib.grading import softmax as G
 
 ASSIGNMENT = "03_softmax_jacobian"
-
-PARTS = {
-    "softmax": ("shape", "values", "stable"),
-    "softmax_jacobian": ("shape", "values"),
-    "softmax_backward": ("values", "batched", "no_matrix"),
-    "cross_entropy": ("values", "labels", "stable"),
-    "softmax_cross_entropy_grad": ("values", "labels", "stable"),
-}
+PARTS = lesson_parts(ASSIGNMENT)  # {function: its parts}, from the manifest
 
 
 def check(name):
     return getattr(G, f"check_{name}")
 
 
-def notebook_solutions() -> dict[str, object]:
-    """The graded functions as the source notebook defines them (solutions included)."""
-    return notebook_answers(ASSIGNMENT, PARTS, {"np": np})
+class TestLesson(LessonHarness):
+    """Every check passes the reference and the notebook's own solutions, part by part, for
+    several grading seeds, refuses an unknown part, and says "not implemented yet" for an
+    unanswered exercise (tests/lessons.py; the parts are the manifest's)."""
 
-
-# ---------------------------------------------------------------------------
-# every check passes the reference and the notebook's solutions
-# ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("seed", [None, "1", "987654"])
-@pytest.mark.parametrize("name", list(PARTS))
-def test_reference_and_solution_pass_every_part(name, seed, monkeypatch):
-    if seed is not None:
-        monkeypatch.setenv("COURSE_GRADING_SEED", seed)
-    solutions = notebook_solutions()
-    for part in PARTS[name]:
-        check(name)(getattr(R, name), part=part)
-        check(name)(solutions[name], part=part)
-    check(name)(getattr(R, name))  # part="all"
-
-
-def test_unknown_part_is_refused():
-    with pytest.raises(ValueError, match="unknown value 'nope'"):
-        G.check_softmax(R.softmax, part="nope")
-
-
-def test_unanswered_exercise_stays_not_implemented():
-    def stub(z):
-        raise NotImplementedError()
-
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        G.check_softmax(stub, part="values")
+    LESSON = "softmax"
 
 
 # ---------------------------------------------------------------------------
@@ -780,13 +754,11 @@ def test_figures_and_explorer_draw(monkeypatch):
     monkeypatch.setattr(plt, "show", lambda: drawn.append(plt.gcf()))
     figs.plot_jacobians([[0.1, 0.0, -0.1], [5.0, 0.0, 0.0, 0.0]], titles=["a", "b"])
     figs.plot_loss_gradients()
-    figs.softmax_explorer(3)
-    assert len(drawn) == 3
-    # the explorer's first frame: bars of s and the Jacobian heatmap on the fixed scale
-    image = drawn[2].axes[1].images[0]
+    assert len(drawn) == 2
+    # the Jacobian heatmaps on the fixed scale (the explorer is course_lib.widgets'
+    # SoftmaxExplorer, tested in test_widgets.py)
+    image = drawn[0].axes[2].images[0]
     assert image.get_clim() == (-0.25, 0.25)
     plt.close("all")
     with pytest.raises(ValueError, match="one per logit vector"):
         figs.plot_jacobians([[1.0, 2.0]], titles=["a", "b"])
-    with pytest.raises(ValueError, match="from 2 to 6"):
-        figs.softmax_explorer(9)

@@ -16,49 +16,26 @@ import re
 import nbformat
 import numpy as np
 import pytest
-from lessons import grade, make_submission, notebook_answers, source_path
+from lessons import LessonHarness, grade, lesson_parts, make_submission, source_path
 
 from course_lib import nets
 from course_lib import reference as R
 from course_lib.grading import mlp as G
 
 ASSIGNMENT = "04_backprop_mlp"
-PARTS = {
-    "dense_forward": ("shape", "values"),
-    "dense_backward": ("shapes", "single", "batch"),
-    "backprop": ("shapes", "mse", "classification", "edge", "saturated"),
-    "sgd_step": ("values", "inputs"),
-}
-SEEDS = ("20261125", "1", "987654321")
+PARTS = lesson_parts(ASSIGNMENT)  # {function: its parts}, from the manifest
 
 
 def check(name):
     return getattr(G, f"check_{name}")
 
 
-def notebook_solutions() -> dict[str, object]:
-    """The graded functions as the source notebook defines them (solutions included)."""
-    return notebook_answers(ASSIGNMENT, PARTS, {"np": np})
+class TestLesson(LessonHarness):
+    """Every check passes the reference and the notebook's own solutions, part by part, for
+    several grading seeds, refuses an unknown part, and says "not implemented yet" for an
+    unanswered exercise (tests/lessons.py; the parts are the manifest's)."""
 
-
-# ---------------------------------------------------------------------------
-# the right answers pass
-# ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", PARTS)
-def test_reference_passes_every_part(name, seed, monkeypatch):
-    monkeypatch.setenv("COURSE_GRADING_SEED", seed)
-    for part in PARTS[name]:
-        check(name)(getattr(R, name), part=part)
-    check(name)(getattr(R, name))  # part="all"
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_notebook_solutions_pass_every_part(seed, monkeypatch):
-    monkeypatch.setenv("COURSE_GRADING_SEED", seed)
-    for name, fn in notebook_solutions().items():
-        check(name)(fn)
+    LESSON = "mlp"
 
 
 def test_the_variant_without_mistakes_is_the_reference():
@@ -71,20 +48,6 @@ def test_the_variant_without_mistakes_is_the_reference():
             params, X, Y, acts = G._random_net(rng, last, loss, hidden, 5)
             assert G._match_all(G._variant(params, X, Y, acts, loss),
                                 R.backprop(params, X, Y, acts, loss)[1])
-
-
-def test_unknown_part_is_refused():
-    with pytest.raises(ValueError, match="unknown value 'values'"):
-        G.check_backprop(R.backprop, part="values")
-
-
-def test_unanswered_exercise_stays_not_implemented():
-    def stub(*args):
-        raise NotImplementedError()
-
-    for name in PARTS:
-        with pytest.raises(NotImplementedError, match="not implemented yet"):
-            check(name)(stub, part=PARTS[name][0])
 
 
 # ---------------------------------------------------------------------------
@@ -479,6 +442,9 @@ def test_backprop_wrong_structure_is_reported():
 
 AUTOGRADED = [f"{name}_{part}" for name, parts in PARTS.items() for part in parts]
 BACKPROP_CELLS = {f"backprop_{part}" for part in PARTS["backprop"]}
+# The capstone's cells that use the student's sgd_step (sgd_epoch calls it; train_digits
+# trains with sgd_epoch): a mistake in sgd_step reaches them.
+CAPSTONE_SGD = {"sgd_epoch_values", "train_digits_validation", "train_digits_heldout"}
 
 
 def assert_scores(result, failing: dict[str, str], also_zero=()):
@@ -584,7 +550,7 @@ def test_submission_transposed_dW_and_plus_in_the_update(tmp_path):
         "dense_backward_single": r"A_prev.T @ dZ is its transpose",
         "dense_backward_batch": r"dW = dZ.T @ A_prev",
         "sgd_step_values": "you added the step",
-    }, also_zero=BACKPROP_CELLS)  # the solution's backprop calls dense_backward
+    }, also_zero=BACKPROP_CELLS | CAPSTONE_SGD)  # backprop calls dense_backward
 
 
 def test_submission_gradients_overwritten_and_update_in_place(tmp_path):
@@ -605,6 +571,7 @@ def test_submission_gradients_overwritten_and_update_in_place(tmp_path):
         "backprop_classification": "overwritten instead of accumulated",
         "backprop_edge": "overwritten instead of accumulated",
         "sgd_step_inputs": "changed params in place",
+        "sgd_epoch_values": "sgd_epoch changed params in place",  # through sgd_step
     }, also_zero={"backprop_mse"})  # its batch gradient check fails first
 
 
@@ -725,3 +692,40 @@ def test_training_numbers_in_the_text():
     text = next(c.source for c in lesson_text().cells if c.get("id") == "cell-48")
     for number in ("1.09", "0.10", "0.43", "10.2", "26.1", "6.65", "all 32 ReLU units"):
         assert number in text, number
+
+
+# ---------------------------------------------------------------------------
+# the capstone's cells (sections 13-15; their checks: tests/test_capstone.py)
+# ---------------------------------------------------------------------------
+
+CAPSTONE = {"affine_backward": ("values",), "relu_backward": ("values",),
+            "sigmoid_backward": ("values",), "softmax_loss": ("values",),
+            "mlp_loss": ("values", "repeat"), "sgd_epoch": ("values",),
+            "train_digits": ("validation", "heldout")}
+CAPSTONE_CELLS = [f"{name}_{part}" for name, parts in CAPSTONE.items() for part in parts]
+
+
+def test_the_unanswered_capstone_scores_zero_and_the_solved_one_full_marks():
+    from lessons import release_path
+
+    unanswered = grade(release_path(ASSIGNMENT), ASSIGNMENT)
+    for gid in CAPSTONE_CELLS:
+        cell = unanswered.cell(gid)
+        assert cell.score == 0 < cell.max_score, (gid, cell.message)
+        assert "NotImplementedError" in cell.message, (gid, cell.message)
+    solved = grade(source_path(ASSIGNMENT), ASSIGNMENT)
+    for gid in CAPSTONE_CELLS:
+        cell = solved.cell(gid)
+        assert cell.score == cell.max_score > 0, (gid, cell.message)
+
+
+def test_the_capstone_s_numbers_in_the_text():
+    """Section 15 states the setting, the validation line and the judge's held-out line."""
+    from course_lib.reference import mlp as RM
+
+    text = "\n".join(c.source for c in lesson_text().cells if c.cell_type == "markdown")
+    assert RM.DIGITS_SIZES == (64, 64, 10) and "64-64-10" in text
+    assert (RM.DIGITS_EPOCHS, RM.DIGITS_BATCH, RM.DIGITS_LR) == (30, 32, 0.2)
+    assert "30 epochs of batches of 32 with learning rate 0.2" in text
+    assert f"at least {G.VAL_LINE:.0%} on the validation set" in text
+    assert f"at least **{G.HELD_OUT_LINE:.0%}**" in text

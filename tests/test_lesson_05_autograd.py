@@ -14,11 +14,19 @@ from __future__ import annotations
 import re
 from collections import deque
 
+import nbformat
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from lessons import grade, make_submission, notebook_answers
+from lessons import (
+    LessonHarness,
+    grade,
+    grade_id,
+    make_submission,
+    release_path,
+    source_path,
+)
 from saved_tensors import (
     backward_from_attribute,
     backward_from_input_attribute,
@@ -30,13 +38,6 @@ from course_lib import reference as R
 from course_lib.grading import autograd as G
 
 ASSIGNMENT = "05_autograd"
-PARTS = {
-    "torch_backprop": ("shapes", "values", "repeat"),
-    "MySigmoid": ("forward", "backward", "saved"),
-    "MyLinear": ("forward", "backward", "autograd"),
-    "grad_fn_chain": ("values", "edge"),
-}
-SEEDS = ("20261125", "1", "987654321")
 F64 = torch.float64
 
 
@@ -44,53 +45,12 @@ def check(name):
     return getattr(G, f"check_{name}")
 
 
-def notebook_solutions() -> dict[str, object]:
-    """The graded functions as the source notebook defines them (solutions included)."""
-    return notebook_answers(ASSIGNMENT, PARTS, {"np": np, "torch": torch, "F": F, "deque": deque})
+class TestLesson(LessonHarness):
+    """Every check passes the reference and the notebook's own solutions, part by part, for
+    several grading seeds, refuses an unknown part, and says "not implemented yet" for an
+    unanswered exercise (tests/lessons.py; the parts are the manifest's)."""
 
-
-# ---------------------------------------------------------------------------
-# the right answers pass
-# ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", PARTS)
-def test_reference_passes_every_part(name, seed, monkeypatch):
-    monkeypatch.setenv("COURSE_GRADING_SEED", seed)
-    for part in PARTS[name]:
-        check(name)(getattr(R, name), part=part)
-    check(name)(getattr(R, name))  # part="all"
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_notebook_solutions_pass_every_part(seed, monkeypatch):
-    monkeypatch.setenv("COURSE_GRADING_SEED", seed)
-    for name, answer in notebook_solutions().items():
-        check(name)(answer)
-
-
-def test_unknown_part_is_refused():
-    with pytest.raises(ValueError, match="unknown value 'nope'"):
-        G.check_MySigmoid(R.MySigmoid, part="nope")
-
-
-def test_unanswered_exercise_stays_not_implemented():
-    def stub(*args):
-        raise NotImplementedError()
-
-    class Stub(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, *args):
-            raise NotImplementedError()
-
-        @staticmethod
-        def backward(ctx, *args):
-            raise NotImplementedError()
-
-    for name, answer in (("torch_backprop", stub), ("grad_fn_chain", stub),
-                         ("MySigmoid", Stub), ("MyLinear", Stub)):
-        with pytest.raises(NotImplementedError, match="not implemented yet"):
-            check(name)(answer)
+    LESSON = "autograd"
 
 
 # ---------------------------------------------------------------------------
@@ -649,8 +609,29 @@ class MySigmoid(torch.autograd.Function):
         (s,) = ctx.saved_tensors
         return grad_out * s * (1 - s)"""
 
+def edited(answer_id, old, new):
+    """The source notebook's answer cell ``answer_id`` with ``old`` replaced by ``new``."""
+    nb = nbformat.read(str(source_path(ASSIGNMENT)), as_version=4)
+    source = next(c.source for c in nb.cells if grade_id(c) == answer_id)
+    assert old in source, old
+    return source.replace(old, new)
+
+
+ENGINE_MUL = "self.grad += other.data * out.grad\n            other.grad += self.data * out.grad"
+
 SUBMISSIONS = {
     # name: ({answer cell: code}, {graded cell that must score 0: what its message names})
+    # The engine of part A: `=` instead of `+=` in the backward of *. Each use of a node
+    # alone is right (the arithmetic and functions cells); fan-outs are not, and a network
+    # is full of them, so the training cell built on this engine loses its points too.
+    "engine_overwrites_gradients": (
+        {"Value_answer": edited("Value_answer", ENGINE_MUL, ENGINE_MUL.replace("+=", "="))},
+        {"Value_accumulate": "overwritten instead of accumulated",
+         "Value_torch": None,
+         "engine_train_values": None}),
+    "engine_train_without_zero_grad": (
+        {"engine_train_answer": edited("engine_train_answer", "p.grad = 0.0", "pass")},
+        {"engine_train_values": "the gradients were not zeroed between steps"}),
     "mean_factor_sum_leaves": (
         {"torch_backprop_answer": backprop_code(divisor="1"),
          "MySigmoid_answer": sigmoid_code("return grad_out * s"),
@@ -702,6 +683,23 @@ def test_graded_submission_loses_exactly_the_affected_cells(name, tmp_path):
                     cell.grade_id, cell.message)
         else:
             assert cell.score == cell.max_score, (cell.grade_id, cell.message)
+
+
+@pytest.mark.slow
+def test_the_release_with_nothing_answered_scores_zero_on_the_engine_cells(tmp_path):
+    # The notebook students start from: every exercise unanswered. The engine's cells
+    # (part A) score 0 like every other autograded cell, and the notebook still runs
+    # through (the demonstration cells that use Value fail or show nothing).
+    path = tmp_path / "submission.ipynb"
+    path.write_bytes(release_path(ASSIGNMENT).read_bytes())
+    result = grade(path, ASSIGNMENT)
+    assert result.status in ("ok", "awaiting_hand_grading"), (result.status, result.flags)
+    engine = [c.grade_id for c in result.cells if c.grade_id.startswith(("Value_", "engine_"))]
+    assert engine == ["Value_arithmetic", "Value_functions", "Value_topo", "Value_accumulate",
+                      "Value_torch", "engine_train_values"]
+    for cell in result.cells:
+        if not cell.grade_id.startswith("written_"):
+            assert cell.score == 0, (cell.grade_id, cell.score)
 
 
 # ---------------------------------------------------------------------------

@@ -90,8 +90,9 @@ def graded(tmp_path_factory, monkeypatch_module):
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "backprop") as gb:
         gb.add_student("zed-absent")  # on the class list, handed nothing in
-    # exit 1: some submissions were not graded normally; 2 jobs in parallel
-    assert course(["grade", "--quiet", "--jobs", "2"]) == 1
+    # exit 1: some submissions were not graded normally; 2 jobs in parallel; every
+    # feedback page now, as `make demo` asks (the written answers are never graded here)
+    assert course(["grade", "--quiet", "--jobs", "2", "--force-feedback"]) == 1
     return root
 
 

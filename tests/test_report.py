@@ -1,6 +1,7 @@
 """The instructor's HTML report, and saving / loading graded results."""
 
 import base64
+import html
 import json
 import re
 import subprocess
@@ -18,6 +19,7 @@ from course_lib.instructor.report import (
     save_results,
     write_report,
 )
+from course_lib.instructor.status import STORED, Status
 
 EVIL = "<script>alert('x')</script>"
 KNOWN = "This matches a known mistake: you used σ(z) instead of σ(z)(1 - σ(z))."
@@ -147,6 +149,16 @@ def test_summary_counts(report):
     assert table[0][1:] == ["10", "57.0%", "50.0%", "20.0%", "100.0%", "5", "3"]
     assert table[1][1:] == ["6", "56.2%", "50.0%", "25.0%", "100.0%", "4", "3"]
     assert "quarantined</span>&nbsp;1" in summary
+
+
+def test_the_legend_and_the_summary_explain_each_status(report):
+    """The badge of every status a result can hold carries its one-line description."""
+    _, page = report
+    legend = re.search(r'<p class="legend">.*?</p>', section(page, "students"), re.DOTALL)[0]
+    for status in STORED:
+        assert f'title="{html.escape(status.description)}">{status}</span>' in legend
+    assert f'title="{html.escape(Status.OK.description)}">ok</span>&nbsp;' in \
+        section(page, "summary")
 
 
 def test_pass_rates_skip_zero_max_cells(report):
@@ -308,6 +320,15 @@ def test_main_bad_input_exits_2_with_a_message(tmp_path, capsys):
     assert "error:" in err and str(missing) in err and "no such file" in err
     assert main([]) == 2
     assert "RESULTS" in capsys.readouterr().err.upper()
+
+
+def test_the_report_runs_as_a_module(tmp_path):
+    """``python -m course_lib.instructor.report``: the package's __main__."""
+    results = save_results(RESULTS[:2], tmp_path / "results.json")
+    done = subprocess.run([sys.executable, "-m", "course_lib.instructor.report", str(results)],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (tmp_path / "results.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
 def test_import_does_not_load_matplotlib():

@@ -129,12 +129,16 @@ def test_a_hand_graded_answer_reaches_the_gradebook_grades_csv_feedback_report_a
     monkeypatch.setenv("COURSE_ROOT", str(course))
     monkeypatch.chdir(tmp_path)
     demo_class(course)
-    assert main(["grade", ASSIGNMENT, "--jobs", "2", "--quiet"]) in (0, 1), capsys.readouterr()
+    assert main(["grade", ASSIGNMENT, "--jobs", "2", "--quiet"]) in (0, 1)
     auto, manual, _ = stored_scores(course, STUDENT)
     assert (auto, manual) == (21.0, None)  # every autograded point, the written 5 open
     before = grades(course)
     assert (before[STUDENT]["status"], before[STUDENT]["open_points"]) == (
         "awaiting_hand_grading", "5")
+    out = capsys.readouterr().out
+    waiting = [s for s, r in before.items() if r["status"] == "awaiting_hand_grading"]
+    assert f"{len(waiting)} submissions have no feedback yet" in out, out
+    assert not any(feedback_page(course, s).exists() for s in waiting)  # none handed back
 
     # 2. hand grading in nbgrader's formgrader, served by `course formgrader`
     with formgrader_server(course, tmp_path / "jupyter") as fg:

@@ -83,6 +83,10 @@ TORCH_CASES = [
     ("torch_backprop W", lambda R: R.torch_backprop(NET, np.ones((1, 5)), Y12, ("sigmoid", "softmax"), "mse"), r"params\[0\] W: expected shape"),
     ("grad_fn_chain type", lambda R: R.grad_fn_chain(np.ones(3)), r"t: expected a torch.Tensor, got ndarray"),
     ("grad_fn_chain leaf", lambda R: R.grad_fn_chain(__import__("torch").ones(3)), r"t: has no grad_fn"),
+    ("Value data", lambda R: R.Value("2"), r"data: expected a number, got str"),
+    ("Value exponent", lambda R: R.Value(2.0) ** R.Value(2.0), r"k \(the exponent: a constant number\): expected a number, got Value"),
+    ("engine_train Y", lambda R: R.engine_train(NET, X13, np.ones((1, 3)), 0.1, 1), r"Y: expected shape \(N=1, n_2=2\), got \(1, 3\)"),
+    ("engine_train steps", lambda R: R.engine_train(NET, X13, Y12, 0.1, 2.5), r"steps: expected an integer, got 2.5"),
 ]
 
 

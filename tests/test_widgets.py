@@ -26,12 +26,16 @@ from course_lib.gradcheck import numerical_gradient  # noqa: E402
 from course_lib.widgets import (  # noqa: E402
     GateExplorer,
     GateLogic,
+    LearningRateExplorer,
+    LearningRateLogic,
     NetworkExplorer,
     NetworkLogic,
     SigmoidExplorer,
     SigmoidLogic,
     SoftmaxExplorer,
     SoftmaxLogic,
+    VanishingExplorer,
+    VanishingLogic,
 )
 from course_lib.widgets import complex_step as cs  # noqa: E402
 from course_lib.widgets.autograd import AutogradExplorer, AutogradLogic  # noqa: E402
@@ -252,8 +256,37 @@ def test_gate_gradients_match_torch_and_finite_differences(graph):
 
 
 def test_gate_fanout_gradient_is_the_sum_of_its_edges():
-    v = GateLogic("fanout").values()
-    assert v["df/dx"] == pytest.approx(v["x->q product"] + v["x->r product"], rel=1e-12)
+    v = GateLogic("fanout").values()  # f = x·y + max(x, y) at (3, 2)
+    assert v["df/dx"] == pytest.approx(v["x->p product"] + v["x->m product"], rel=1e-12)
+    assert (v["df/dx"], v["df/dy"]) == (3.0, 3.0)
+
+
+def test_figures_and_explorer_share_one_graph_engine():
+    """figures.chain_rule draws GateLogic's graphs with GateLogic's numbers, at slider
+    positions only (two decimals)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.figures import chain_rule as figs
+    from course_lib.widgets.chain_rule import GRAPHS
+
+    g = figs.neuron_graph((2.0, -3.0, -3.0), (-1.0, -2.0))
+    assert g.graph is GRAPHS["neuron_expanded"]
+    lg = GateLogic("neuron_expanded")
+    assert g.values == lg.values()
+    tv = torch_graph(lg)
+    assert g.nodes["h"].value == pytest.approx(tv["h"].item(), rel=1e-12)
+    assert g.nodes["h"].grad == pytest.approx(tv["h"].grad.item(), rel=1e-12)
+    assert g.edge_grads[("e", "h")] == pytest.approx(tv["e"].grad.item(), rel=1e-12)
+    # an input between two slider positions is moved to the nearest one
+    assert figs.neuron_graph((2.004, -3.0, -3.0), (-1.0, -2.0)).values == g.values
+    fig = figs.draw_graph(g, show=False)
+    shown = {t.get_text() for t in fig.axes[0].texts}
+    for number in ("1.37", "-0.53", "0.73", "-0.20", "0.39"):  # CS231n's figure
+        assert number in shown, sorted(shown)
+    plt.close(fig)
 
 
 def _torch_neuron(w, x):
@@ -384,6 +417,25 @@ def test_softmax_student_jacobian():
     assert "(3, 3)" in lg.student_error
     with pytest.raises(ValueError, match="target"):
         SoftmaxLogic().set_target(3)
+    with pytest.raises(ValueError, match="from 2 to 6"):
+        SoftmaxLogic(n=9)
+
+
+def test_softmax_shift_changes_nothing_and_the_readout_says_why():
+    lg = SoftmaxLogic(n=4, logits=(1.5, 0.5, 0.0, -0.5), shift=True)
+    v0 = lg.values()
+    for c in (1000.0, -1000.0, 370.0):
+        v = lg.set("c", c)
+        assert v["c"] == c and lg.z == pytest.approx(np.array([1.5, 0.5, 0.0, -0.5]) + c)
+        check_softmax_values(lg, v)
+        for key in [f"s{i}" for i in range(1, 5)] + [f"dL/dz{j}" for j in range(1, 5)]:
+            assert v[key] == pytest.approx(v0[key], rel=1e-12, abs=1e-15)
+        J = torch.autograd.functional.jacobian(lambda u: torch.softmax(u, 0), t64(lg.z))
+        close([v[f"eigenvalue {k}"] for k in range(1, 5)],
+              np.linalg.eigvalsh(J.numpy()), atol=1e-12)
+        close([v[f"row sum {i}"] for i in range(1, 5)], J.numpy().sum(axis=1), atol=1e-15)
+        assert abs(v["eigenvalue 1"]) < 1e-12 and v["eigenvalue 2"] > 1e-3
+    assert "c" not in SoftmaxLogic(n=4).controls
 
 
 # ---------------------------------------------------------------------------
@@ -482,6 +534,132 @@ def test_network_student_backprop():
 
     lg = NetworkLogic(student_backprop=todo)
     assert not any("yours" in k for k in lg.values()) and lg.student_error is None
+
+
+def torch_backprop(params, X, y, activations, loss):
+    """A backprop for the tests, by torch autograd (the mean cross-entropy)."""
+    assert loss == "cross_entropy" and tuple(activations) == ("tanh", "softmax")
+    tp = [(t64(W, True), t64(b, True)) for W, b in params]
+    A = t64(X)
+    for i, (W, b) in enumerate(tp):
+        Z = A @ W.T + b
+        A = torch.tanh(Z) if i == 0 else Z
+    J = torch.nn.functional.cross_entropy(A, torch.as_tensor(np.asarray(y), dtype=torch.long))
+    J.backward()
+    return J.item(), [(W.grad.numpy(), b.grad.numpy()) for W, b in tp]
+
+
+def plain_sgd(params, grads, lr):
+    return [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads, strict=True)]
+
+
+def test_network_numbers_are_recomputed_when_a_parameter_moves_not_the_learning_rate():
+    calls = []
+
+    def mine(params, X, Y, activations, loss):
+        calls.append(1)
+        lg = NetworkLogic(nets.seed000())
+        lg.params = [(np.array(W), np.array(b)) for W, b in params]
+        return torch_loss_and_grads(lg)
+
+    lg = NetworkLogic(student_backprop=mine)
+    v0 = lg.values()
+    assert lg.set("lr", 0.1) == v0 and len(calls) == 1  # the numbers do not depend on lr
+    v1 = lg.set("W1[0,0]", 0.3)
+    assert len(calls) == 2 and v1["W1[0,0]"] == 0.3 and v1["J"] != v0["J"]
+    check_network_values(lg, v1)
+    v2 = lg.sgd_step()  # moves every parameter in place
+    assert len(calls) == 3 and v2["J"] < v1["J"]
+    check_network_values(lg, v2)
+    assert lg.reset() == v0
+
+
+def test_learning_rate_runs_are_trained_once_and_match_torch():
+    from course_lib import data
+
+    calls = []
+
+    def counted(*args):
+        calls.append(1)
+        return torch_backprop(*args)
+
+    X, y = data.two_moons(n=400, noise=0.15, seed=1)
+    lg = LearningRateLogic(counted, plain_sgd, X, y, steps=30)
+    lg.precompute()
+    assert len(lg._runs) == 9 * 2 * 3  # 9 learning rates, mean and sum, 3 batch sizes
+    trained = len(calls)
+    for lr in lg.positions():
+        lg.set("log10_lr", lr)
+        for r in ("sum", "mean"):
+            lg.set_reduction(r)
+            lg.values()
+    assert len(calls) == trained  # a move only reads what was trained
+    # N = 25 at lr = 1: the same run by hand in torch
+    lg.set("log10_lr", 0.0)
+    lg.set_reduction("sum")
+    idx = lg.order[:25]
+    params = [(W.copy(), b.copy()) for W, b in lg.start]
+    expected = []
+    for _ in range(30):
+        J, grads = torch_backprop(params, X[idx], y[idx], ("tanh", "softmax"), "cross_entropy")
+        if not np.isfinite(J) or J > 1e3:
+            expected.append(np.nan)
+            break
+        expected.append(J)
+        params = plain_sgd(params, [(25 * dW, 25 * db) for dW, db in grads], 1.0)
+    close(lg.curves()[25], expected, rtol=1e-12)
+    v = lg.values()
+    assert v["steps (N=25)"] == np.isfinite(expected).sum()
+    assert v["diverged (N=25)"] == float(np.isnan(expected[-1]))
+    lg.set("log10_lr", 1.0)
+    assert lg.values()["diverged (N=400)"] == 1.0  # lr = 10 with a sum over 400 points
+    lg.set_reduction("mean")
+    lg.set("log10_lr", -3.0)
+    v = lg.values()
+    assert v["diverged (N=400)"] == 0.0 and v["steps (N=400)"] == 30
+    assert LearningRateLogic().values()["lr"] == 1.0  # no backprop: no curves, no error
+    with pytest.raises(ValueError, match="reduction"):
+        lg.set_reduction("max")
+
+
+def test_vanishing_gradients_match_torch():
+    from course_lib.widgets.sigmoid import STACK_ACTIVATIONS, delta_norms_by_layer
+
+    lg = VanishingLogic()
+    for depth, e in ((20, 0.0), (7, -2.0), (12, 2.0), (2, 0.75)):
+        v = lg.update(depth=depth, log2_scale=e)
+        for act, scale in (("sigmoid", "xavier"), ("tanh", "xavier"), ("relu", "he")):
+            params = nets.init_params([64] * (depth + 1), seed=0, scale=scale)
+            rng = np.random.default_rng([0, 1])
+            A = t64(rng.standard_normal((32, 64)), grad=True)
+            dA = t64(rng.standard_normal((32, 64)) / 32)
+            zs = []
+            for W, _ in params:
+                Z = A @ t64(W * 2.0 ** e).T
+                Z.retain_grad()
+                zs.append(Z)
+                A = _TORCH_ACT[act](Z)
+            (A * dA).sum().backward()
+            norms = np.array([z.grad.norm().item() for z in zs])
+            close([v[f"ratio_{k} ({act})"] for k in range(1, depth + 1)], norms / norms[-1],
+                  rtol=1e-10)
+            # one deep stack serves every depth: the same as a fresh network of this depth
+            close(delta_norms_by_layer(act, depth, weight_scale=2.0 ** e)["ratio"],
+                  norms / norms[-1], rtol=1e-10)
+    assert f"ratio_{depth + 1} (sigmoid)" not in v
+    # the deepest network at both ends of the scale (ratios from 1e-60 to 1e30: there
+    # float64 rounding, numpy's or torch's, is amplified 50 times over, so the explorer
+    # is held to delta_norms_by_layer, whose forward pass it repeats), and a position
+    # visited again after others (its numbers are kept, not recomputed)
+    for depth, e in ((50, 2.0), (50, -1.25), (33, 0.25), (20, 0.0)):
+        v = lg.update(depth=depth, log2_scale=e)
+        for act in STACK_ACTIVATIONS:
+            ref = delta_norms_by_layer(act, depth, weight_scale=2.0 ** e)
+            close([v[f"ratio_{k} ({act})"] for k in range(1, depth + 1)], ref["ratio"],
+                  rtol=1e-12)
+            assert v[f"saturated ({act})"] == pytest.approx(100 * ref["saturated"].mean())
+    with pytest.raises(ValueError, match="activation"):
+        lg.set_activation("softplus")
 
 
 # ---------------------------------------------------------------------------
@@ -600,6 +778,50 @@ def test_network_widget_slider_dropdown_and_buttons():
     assert "ReLU input sits at its kink" in e4.readout.value
 
 
+def _every_explorer():
+    from course_lib import data
+
+    X, y = data.two_moons(n=400, noise=0.15, seed=1)
+    return ([GateExplorer(g) for g in ("neuron", "neuron_expanded", "gates", "fanout", "example")]
+            + [SigmoidExplorer(), VanishingExplorer(), SoftmaxExplorer(n=4, shift=True),
+               NetworkExplorer(), AutogradExplorer(),
+               LearningRateExplorer(torch_backprop, plain_sgd, X, y, steps=20)])
+
+
+def test_every_slider_s_observer_updates_the_readout_and_the_figure():
+    """Each slider of each explorer, moved as a student moves it (its .value set):
+    the logic holds the new position, the readout shows the logic's numbers there, and
+    the readout or the figure (both, for every slider but the learning rate of SGD
+    steps not yet taken) changed."""
+    for e in _every_explorer():
+        for name, s in e.sliders.items():
+            before = (e.readout.value, e.image.value)
+            # to 30% of its range, or 70% if it is there already (the ends can saturate
+            # everything: then nothing drawn moves)
+            log = hasattr(s, "base")  # FloatLogSlider: min and max are exponents
+            at = np.log(s.value) / np.log(s.base) if log else s.value
+            t = 0.7 if abs(at - (s.min + 0.3 * (s.max - s.min))) < s.step else 0.3
+            new = s.min + round(t * (s.max - s.min) / s.step) * s.step  # on its grid
+            new = s.base ** new if log else (round(new) if isinstance(s.value, int) else new)
+            s.value = new
+            where = f"{type(e).__name__}.sliders[{name!r}]"
+            assert e.status.value == "", (where, e.status.value)
+            logic_name = "lr" if name == "lr" else (e.logic.selected if name == "value"
+                                                     else name)
+            assert e.logic.state[logic_name] == pytest.approx(s.value), where
+            assert e.readout.value == e._readout(e.logic.values()), where
+            changed = (e.readout.value != before[0], e.image.value != before[1])
+            assert changed == (True, True) or (name == "lr" and changed[1]), (where, changed)
+
+
+def test_learning_rate_explorer_says_when_backprop_is_not_written():
+    def todo(*args):
+        raise NotImplementedError
+
+    with pytest.raises(NotImplementedError):
+        LearningRateExplorer(todo, plain_sgd)
+
+
 def test_autograd_widget_buttons():
     e = AutogradExplorer()
     g = e.logic.values()["a.grad"]
@@ -650,6 +872,71 @@ def test_no_module_imports_the_answers():
                 names = [node.module or ""] + [a.name for a in node.names]
             for name in names:
                 assert "reference" not in name and "grading" not in name, (path.name, name)
+
+
+# ---------------------------------------------------------------------------
+# drawing: what a move sends is the frame, with each number where it belongs
+# ---------------------------------------------------------------------------
+
+def test_the_png_a_move_sends_decodes_to_the_frame_pixel_for_pixel():
+    """A move's PNG (zlib in two halves on two threads for a figure this big, one
+    call for a small one) decodes to exactly the canvas's pixels."""
+    import io
+    import zlib
+
+    from PIL import Image
+
+    from course_lib.widgets._render import _adler32_combine, encode_png
+
+    def decode(png):
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+    e = NetworkExplorer()
+    e.value_slider.value = 1.25
+    frame = e.fig.rgb()
+    assert np.array_equal(decode(e.image.value), frame)
+    small = np.ascontiguousarray(frame[:40, :50])
+    assert np.array_equal(decode(encode_png(small)), small)
+    rgba = np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)])
+    assert encode_png(rgba) == encode_png(frame)
+    rng = np.random.default_rng(0)
+    for n in (1, 65521, 65522, 300_001):
+        a, b = (rng.integers(0, 256, k, dtype=np.uint8).tobytes() for k in (n, n // 3 + 5))
+        assert _adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)
+
+
+def test_a_label_is_drawn_in_its_colour_at_its_anchor_and_redrawn_when_it_changes():
+    from course_lib.widgets._render import BlitFigure
+
+    bf = BlitFigure((3, 2))  # 300 × 200 pixels
+    ax = bf.fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 3)
+    ax.set_ylim(0, 2)
+    ax.set_axis_off()
+    lab = bf.label(ax, 1.0, 0.5, "0.25", size=12, bold=True, color="#ff0000")
+    bf.label(ax, 2.0, 1.5, "-7", ha="left", va="bottom", size=10, color="#0000ff",
+             background="#00ff00")
+
+    def pixels(img, rgb):
+        d = np.abs(img.astype(int) - np.array(rgb)).sum(axis=2)
+        ys, xs = np.nonzero(d < 60)
+        return xs, ys
+
+    img = bf.rgb()
+    xs, ys = pixels(img, (255, 0, 0))
+    # centred on data (1.0, 0.5): pixel (100, 150) from the top left
+    assert len(xs) > 50
+    assert abs((xs.min() + xs.max()) / 2 - 100) <= 2 and abs((ys.min() + ys.max()) / 2 - 150) <= 2
+    wide = xs.max() - xs.min()
+    # a box (green) whose left edge and bottom are at data (2.0, 1.5), pixel (200, 50),
+    # with the blue text inside it
+    gx, gy = pixels(img, (0, 255, 0))
+    bx, by = pixels(img, (0, 0, 255))
+    assert abs(gx.min() - 198) <= 1 and abs(gy.max() - 51) <= 1 and len(bx) > 10
+    assert gx.min() < bx.min() and bx.max() < gx.max() and gy.min() < by.min()
+    lab.text = "9"
+    xs, ys = pixels(bf.rgb(), (255, 0, 0))
+    assert 0 < xs.max() - xs.min() < wide / 2 and abs((xs.min() + xs.max()) / 2 - 100) <= 2
 
 
 def test_grading_mode_draws_nothing_and_keeps_the_numbers():

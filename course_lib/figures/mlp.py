@@ -3,22 +3,23 @@
     draw_network(...)             a layered network with numbers on its neurons and edges
     plot_outer_products(dZ, A)    dW = dZᵀ A drawn as the sum of one outer product per sample
     plot_training(...)            loss curve and decision regions of a trained classifier
-    learning_rate_explorer(...)   widget: the same learning rate with a mean or a sum loss
+    plot_gradient_costs(...)      finite differences against backprop, timed (the capstone)
+    LiveCurves(...)               loss and accuracy curves redrawn while a network trains
 
 Nothing here computes a gradient for you: functions that train take your own
-``backprop`` and ``sgd_step`` as arguments. matplotlib (and ipywidgets for the
-widget) are imported here, so only notebooks that draw import this module.
+``backprop`` and ``sgd_step`` as arguments. matplotlib is imported here, so only
+notebooks that draw import this module. The explorers with sliders (the network's
+∂J/∂w, the learning rate with a mean or a sum loss) are in course_lib.widgets.mlp.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
 from .._drawing import draws, plt
 
-__all__ = ["draw_network", "plot_outer_products", "plot_training", "learning_rate_explorer"]
+__all__ = ["draw_network", "plot_outer_products", "plot_training",
+           "plot_gradient_costs", "LiveCurves"]
 
 _BLUE, _ORANGE, _GREY, _RED = "#1f77b4", "#ff7f0e", "#b0b0b0", "#d62728"
 
@@ -169,80 +170,100 @@ def plot_training(losses, predict, X, y, title=None, resolution=250):
     return fig
 
 
-@draws
-def learning_rate_explorer(backprop, sgd_step, X, y, layer_sizes=(2, 16, 2),
-                           activations=("tanh", "softmax"), batch_sizes=(25, 100, 400),
-                           steps=150, seed=0):
-    """Widget: train with a mean loss or a sum loss and see what the learning rate does.
+# ---------------------------------------------------------------------------
+# The capstone: "why backprop, measured" and live training curves
+# ---------------------------------------------------------------------------
 
-    For each batch size N in ``batch_sizes`` it trains the same network (same
-    initial weights) on the first N points of a fixed shuffle of ``X``, full
-    batch, with YOUR ``backprop`` (mean loss) and ``sgd_step``. With
-    "sum", the gradient is N times the mean's (J_sum = N · J_mean), so the
-    step is too. The curves always show the mean loss, so they are comparable.
+@draws
+def plot_gradient_costs(n_params, seconds_fd, seconds_bp):
+    """Time for all gradients by finite differences and by backprop, against the
+    number of parameters (log-log), with the ratio on a second panel.
 
     Args:
-        backprop: your backprop(params, X, Y, activations, loss) (mean loss).
-        sgd_step: your sgd_step(params, grads, lr).
-        X: shape (M, 2); y: integer labels (M,), M >= max(batch_sizes).
-        layer_sizes, activations: the network (loss "cross_entropy").
-        batch_sizes: the N compared, at most 4 of them.
-        steps: full-batch steps per run.
-        seed: for the initial weights and the shuffle.
+        n_params: the networks' numbers of parameters P.
+        seconds_fd, seconds_bp: measured seconds for one full gradient each way.
     Returns:
-        the ipywidgets object (displayed by the notebook).
+        the Figure.
     """
-    import ipywidgets as widgets
+    P = np.asarray(n_params, dtype=float)
+    fd, bp = np.asarray(seconds_fd, dtype=float), np.asarray(seconds_bp, dtype=float)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
+    ax0.loglog(P, fd, "o-", color=_RED, label="finite differences (2P forward passes)")
+    ax0.loglog(P, bp, "o-", color=_BLUE, label="backprop (one forward, one backward)")
+    ax0.set_xlabel("parameters P")
+    ax0.set_ylabel("seconds for the whole gradient")
+    ax0.legend(loc="upper left", fontsize=9)
+    ax0.grid(alpha=0.3, which="both")
+    ax1.loglog(P, fd / bp, "o-", color=_ORANGE)
+    ax1.loglog(P, P * (fd / bp)[0] / P[0], ":", color=_GREY, label="∝ P")
+    ax1.set_xlabel("parameters P")
+    ax1.set_ylabel("finite differences / backprop")
+    ax1.legend(loc="upper left")
+    ax1.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
 
-    from .. import nets
 
-    X = np.asarray(X, dtype=float)
-    y = np.asarray(y)
-    order = np.random.default_rng(seed).permutation(len(y))
-    start = nets.init_params(layer_sizes, seed=seed)
-    # One call outside the widget: if backprop is not written yet, the cell says so.
-    backprop(start, X[order[:2]], y[order[:2]], activations, "cross_entropy")
+class LiveCurves:
+    """Loss and accuracy curves that redraw while a network trains.
 
-    def train(lr, reduction, N):
-        idx = order[:N]
-        Xs, ys = X[idx], y[idx]
-        params = [(W.copy(), b.copy()) for W, b in start]
-        curve = []
-        factor = N if reduction == "sum" else 1.0
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            for _ in range(steps):
-                J, grads = backprop(params, Xs, ys, activations, "cross_entropy")
-                if not np.isfinite(J) or J > 1e3:
-                    curve.append(np.nan)
-                    break
-                curve.append(J)
-                grads = [(factor * dW, factor * db) for dW, db in grads]
-                params = sgd_step(params, grads, lr)
-        return curve
+    Pass it as ``on_epoch`` to a training loop that calls ``on_epoch(epoch, history)``
+    after every epoch, ``history`` holding the lists "loss", "train_acc" and "val_acc".
+    It redraws after every ``every``-th epoch (and after epoch ``epochs - 1``, the
+    last, when ``epochs`` is given), in one output area under the cell, so the
+    picture updates in place; a redraw costs about a tenth of a second, training
+    an epoch a few milliseconds. While a notebook is graded it draws nothing.
 
-    def show(log10_lr, reduction):
-        lr = 10.0 ** log10_lr
-        fig, ax = plt.subplots(figsize=(8, 3.8))
-        for N, colour in zip(batch_sizes, [_BLUE, _ORANGE, "#2ca02c", _RED], strict=False):
-            curve = train(lr, reduction, N)
-            diverged = bool(curve) and np.isnan(curve[-1])
-            ax.plot(curve, color=colour, label=f"N = {N}" + (" (diverged)" if diverged else ""))
-            if diverged and len(curve) > 1:
-                ax.plot([len(curve) - 2], [min(curve[-2], 1.45)], "x", color=colour, ms=10)
-        ax.set_xlabel("step")
-        ax.set_ylabel("mean training loss (cut at 1.5)")
-        ax.set_ylim(0, 1.5)
-        ax.set_xlim(0, steps)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right")
-        ax.set_title(f"lr = {lr:.3g}, loss = {reduction} over the batch")
-        plt.show()
+    ``redraw_epochs`` lists the epochs after which it (would have) redrawn: its logic
+    is testable without a browser.
+    """
 
-    return widgets.interactive(
-        show,
-        log10_lr=widgets.FloatSlider(value=0.0, min=-3.0, max=1.0, step=0.25,
-                                     description="log10(lr)", continuous_update=False),
-        reduction=widgets.ToggleButtons(options=["mean", "sum"], value="mean",
-                                        description="loss"),
-    )
+    def __init__(self, every: int = 5, epochs: int | None = None):
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every: expected a positive whole number, got {every!r}")
+        self.every, self.epochs = every, epochs
+        self.redraw_epochs: list[int] = []
+        self._out = None
+
+    def wants_redraw(self, epoch: int) -> bool:
+        return (epoch + 1) % self.every == 0 or (self.epochs is not None
+                                                 and epoch == self.epochs - 1)
+
+    def __call__(self, epoch: int, history: dict) -> bool:
+        if not self.wants_redraw(epoch):
+            return False
+        self.redraw_epochs.append(epoch)
+        self._draw(epoch, {k: list(history.get(k, ())) for k in ("loss", "train_acc",
+                                                                  "val_acc")})
+        return True
+
+    @draws
+    def _draw(self, epoch, history):
+        import ipywidgets as widgets
+        from IPython.display import clear_output, display
+
+        if self._out is None:
+            self._out = widgets.Output()
+            display(self._out)
+        with self._out:
+            clear_output(wait=True)
+            fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.6))
+            epochs = np.arange(1, len(history["loss"]) + 1)
+            ax0.plot(epochs, history["loss"], "o-", color=_BLUE, ms=3)
+            ax0.set_xlabel("epoch")
+            ax0.set_ylabel("mean training loss")
+            ax0.set_yscale("log")
+            ax0.grid(alpha=0.3)
+            for key, colour, label in (("train_acc", _ORANGE, "training"),
+                                       ("val_acc", _BLUE, "validation")):
+                if history[key]:
+                    ax1.plot(epochs[:len(history[key])], history[key], "o-", color=colour,
+                             ms=3, label=f"{label} ({history[key][-1]:.1%})")
+            ax1.set_xlabel("epoch")
+            ax1.set_ylabel("accuracy")
+            ax1.set_ylim(min(0.8, *(history["val_acc"] or [0.8])) - 0.02, 1.005)
+            ax1.legend(loc="lower right")
+            ax1.grid(alpha=0.3)
+            fig.suptitle(f"after epoch {epoch + 1}")
+            fig.tight_layout()
+            plt.show()

@@ -10,16 +10,19 @@ a student can import returns a graded function's answer).
     from course_lib.figures import sigmoid as figs
     figs.plot_sigmoid_and_derivative()
     figs.plot_vanishing_gradients()
-    figs.explore_vanishing_gradients()      # sliders (needs ipywidgets)
     figs.plot_bce_vs_mse()
+
+The explorers with sliders are in :mod:`course_lib.widgets.sigmoid`
+(``SigmoidExplorer``, ``VanishingExplorer``); the deep-network experiment,
+:func:`delta_norms_by_layer`, is theirs too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from course_lib import nets
 from course_lib._validate import check_choice, check_positive
+from course_lib.widgets.sigmoid import delta_norms_by_layer
 
 from .._drawing import draws, plt
 
@@ -28,7 +31,6 @@ __all__ = [
     "plot_sigmoid_and_derivative",
     "delta_norms_by_layer",
     "plot_vanishing_gradients",
-    "explore_vanishing_gradients",
     "train_single_neuron",
     "plot_bce_vs_mse",
 ]
@@ -96,66 +98,6 @@ def plot_sigmoid_and_derivative(threshold: float = 0.01, z_max: float = 8.0):
     return fig
 
 
-def delta_norms_by_layer(activation: str, depth: int = 30, width: int = 64,
-                         n_samples: int = 32, weight_scale: float = 1.0,
-                         seed: int = 0) -> dict[str, np.ndarray]:
-    """How big the backpropagated error δ is in each layer of a deep random MLP.
-
-    The network has ``depth`` layers of ``width`` units, all with the same
-    activation, biases 0 and weights from ``nets.init_params`` (Xavier for
-    sigmoid and tanh, He for ReLU: each activation's usual initialisation)
-    multiplied by ``weight_scale``. The input is N(0, 1) noise, and the top
-    layer receives a random upstream gradient dA. Going down,
-    ``dZ = dA * f'(Z)`` and ``dA_prev = dZ @ W``, exactly as in backprop.
-
-    Args:
-        activation: "sigmoid", "tanh" or "relu".
-        depth: number of layers, >= 1.
-        width: units per layer.
-        n_samples: rows of the input batch.
-        weight_scale: factor applied to every initial weight (1 = the usual init).
-        seed: int >= 0.
-    Returns:
-        dict with ``ratio`` (shape (depth,)): ‖dZ^(l)‖ / ‖dZ^(depth)‖ for
-        l = 1..depth (so the last entry is 1), and ``saturated`` (shape
-        (depth,)): the share of units per layer with f'(z) < 0.01.
-    """
-    check_choice("activation", activation, ACTIVATIONS)
-    for name, value in (("depth", depth), ("width", width), ("n_samples", n_samples)):
-        check_positive(name, value, integer=True)
-    check_positive("weight_scale", weight_scale)
-    scale = "he" if activation == "relu" else "xavier"
-    params = nets.init_params([width] * (depth + 1), seed=seed, scale=scale)
-    rng = np.random.default_rng([seed, 1])
-    A = rng.standard_normal((n_samples, width))
-    derivs, weights = [], []
-    for W, b in params:
-        W = W * weight_scale
-        Z = A @ W.T + b
-        # each layer's activation and its slope f'(Z), for this simulation only
-        if activation == "sigmoid":
-            A = 0.5 * (1.0 + np.tanh(0.5 * Z))  # σ, written with tanh: never overflows
-            d = A * (1.0 - A)
-        elif activation == "tanh":
-            A = np.tanh(Z)
-            d = 1.0 - A * A
-        else:
-            A = np.maximum(Z, 0.0)
-            d = np.where(Z > 0, 1.0, 0.0)  # ReLU'(0) = 0
-        derivs.append(d)
-        weights.append(W)
-    dA = rng.standard_normal(A.shape) / n_samples
-    norms = np.empty(depth)
-    for layer in range(depth - 1, -1, -1):
-        dZ = dA * derivs[layer]
-        norms[layer] = np.linalg.norm(dZ)
-        dA = dZ @ weights[layer]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = norms / norms[-1]
-    saturated = np.array([np.mean(d < 0.01) for d in derivs])
-    return {"ratio": ratio, "saturated": saturated}
-
-
 def _draw_vanishing(ax, depth, width, weight_scale, seed, activations=ACTIVATIONS):
     layers = np.arange(1, depth + 1)
     for name in activations:
@@ -188,38 +130,6 @@ def plot_vanishing_gradients(depth: int = 30, width: int = 64, weight_scale: flo
     ax.set_title(f"How much of the gradient reaches each layer ({depth} layers of {width} units)")
     fig.tight_layout()
     return fig
-
-
-@draws
-def explore_vanishing_gradients():
-    """Sliders for depth and weight scale, a menu for the activation (needs ipywidgets).
-
-    Without ipywidgets it draws the default figure instead.
-
-    Returns:
-        the ipywidgets interactive object (or the Figure without ipywidgets).
-    """
-    try:
-        import ipywidgets as widgets
-    except ImportError:  # the static figure still makes the point
-        print("ipywidgets is not installed: showing the default figure.")
-        return plot_vanishing_gradients()
-
-    def draw(depth, weight_scale, activation):
-        fig, ax = plt.subplots(figsize=(8, 4.2))
-        chosen = ACTIVATIONS if activation == "all three" else (activation,)
-        _draw_vanishing(ax, depth, 64, weight_scale, 0, chosen)
-        ax.set_title(f"depth {depth}, weights × {weight_scale:g}")
-        fig.tight_layout()
-        plt.show()
-
-    return widgets.interact(
-        draw,
-        depth=widgets.IntSlider(value=20, min=2, max=50, step=1, description="depth"),
-        weight_scale=widgets.FloatLogSlider(value=1.0, base=2, min=-2, max=2, step=0.25,
-                                            description="weights ×"),
-        activation=widgets.Dropdown(options=["all three", *ACTIVATIONS], value="all three",
-                                    description="activation"))
 
 
 # @draws: the data of plot_bce_vs_mse's right panel, computed only where figures are

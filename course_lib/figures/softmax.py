@@ -1,8 +1,8 @@
-"""Figures and an interactive explorer for lesson 03 (softmax and its Jacobian).
+"""Figures for lesson 03 (softmax and its Jacobian).
 
-Only the lesson's notebook imports this module (it needs matplotlib, and
-ipywidgets for the explorer). It computes softmax and its Jacobian with its
-own few lines of numpy, so every picture works before your exercises do. Those
+Only the lesson's notebook imports this module (it needs matplotlib). It
+computes softmax and its Jacobian with its own few lines of numpy, so every
+picture works before your exercises do. Those
 lines sit inside the drawing code, which draws them and returns nothing else: a
 helper returning softmax(z) or its Jacobian for any z would return an answer of
 this lesson (COURSE.md: no helper a student can import returns a graded
@@ -11,7 +11,9 @@ function's answer), and while a notebook is graded nothing here runs at all::
     from course_lib.figures import softmax as figs
     figs.plot_jacobians([[0.1, 0.0, -0.1], [4.0, 0.0, 0.0]])
     figs.plot_loss_gradients()
-    figs.softmax_explorer()          # sliders; shows s and J as you move them
+
+The explorer with sliders (logits, a shift c, the Jacobian and ∂L/∂z live) is
+``course_lib.widgets.SoftmaxExplorer``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from .._drawing import draws, plt
 from .._validate import as_float
 
-__all__ = ["plot_jacobians", "plot_loss_gradients", "softmax_explorer"]
+__all__ = ["plot_jacobians", "plot_loss_gradients"]
 
 # No entry of a softmax Jacobian exceeds 1/4 in size: s_i(1 - s_i) <= 1/4 on the
 # diagonal and s_i s_j <= 1/4 off it (s_i + s_j <= 1). One fixed colour scale
@@ -138,45 +140,3 @@ def plot_loss_gradients(n_classes: int = 3, margin_range: float = 8.0) -> None:
     ax2.set_ylim(-1.1, 0.1)
     ax2.legend(loc="lower right")
     plt.show()
-
-
-@draws
-def softmax_explorer(n: int = 4):
-    """Sliders for n logits and a common shift c; shows s = softmax(z + c) and J live.
-
-    Moving c changes nothing at all (softmax is shift-invariant); pulling one
-    logit far ahead drains the whole Jacobian towards 0. The text under the
-    plot prints the row sums of J and its eigenvalues.
-
-    Args:
-        n: number of logits, 2 to 6.
-    Returns:
-        an ipywidgets widget; display it by making it the last line of a cell.
-    """
-    import ipywidgets as widgets
-
-    if not isinstance(n, int) or not 2 <= n <= 6:
-        raise ValueError(f"n: expected an int from 2 to 6, got {n!r}")
-    start = [1.5, 0.5, 0.0, -0.5, -1.0, 0.2][:n]
-    sliders = {f"z{i + 1}": widgets.FloatSlider(value=start[i], min=-6.0, max=6.0, step=0.1,
-                                                description=f"z{i + 1}", continuous_update=False)
-               for i in range(n)}
-    shift = widgets.FloatSlider(value=0.0, min=-1000.0, max=1000.0, step=10.0,
-                                description="shift c", continuous_update=False)
-
-    def show(c, **zs):
-        z = np.array([zs[f"z{i + 1}"] for i in range(n)]) + c
-        fig, (ax_bar, ax_mat) = plt.subplots(1, 2, figsize=(8.5, 3.4), layout="constrained",
-                                             gridspec_kw={"width_ratios": [1, 1.1]})
-        im = _draw(ax_bar, ax_mat, z, title="s = softmax(z + c)")
-        fig.colorbar(im, ax=ax_mat, shrink=0.9)
-        J = im.get_array().data  # the heatmap's numbers: J = diag(s) - s sᵀ
-        eig = np.linalg.eigvalsh(J)
-        ax_mat.set_title("J = diag(s) - s sᵀ", fontsize=9)
-        plt.show()
-        print(f"row sums of J: {np.array2string(J.sum(axis=1), precision=3, suppress_small=True)}"
-              f"    eigenvalues: {np.array2string(eig, precision=4, suppress_small=True)}")
-
-    out = widgets.interactive_output(show, {"c": shift, **sliders})
-    controls = widgets.VBox([*sliders.values(), shift])
-    return widgets.HBox([controls, out])

@@ -12,7 +12,9 @@ with a message written for the student:
 
 Known mistakes are computed, not guessed: each check passes the values that a
 specific wrong answer would produce for the same inputs, and the message names
-the first one the student's result matches.
+the first one the student's result matches. A mistake the exercise's manifest
+lists (course_lib/manifest/) is worded there once and read with
+``known_mistake(id)``; a check's parts are the manifest's (``run_parts``).
 
 Inputs are random but reproducible: each check draws from a generator seeded by
 its own name (and ``COURSE_GRADING_SEED`` when set), so grading a class twice
@@ -22,6 +24,7 @@ gives identical results, while the inputs differ from the visible tests'.
 from __future__ import annotations
 
 import os
+import sys
 import zlib
 from collections.abc import Callable, Mapping
 
@@ -30,7 +33,7 @@ import numpy as np
 RTOL, ATOL = 1e-7, 1e-10
 
 __all__ = ["RTOL", "ATOL", "rng_for", "call", "experiment", "expect_close", "expect_tuple",
-           "run_parts", "fmt", "shape_str"]
+           "run_parts", "known_mistake", "fmt", "shape_str"]
 
 
 def rng_for(check_name: str) -> np.random.Generator:
@@ -224,13 +227,60 @@ def experiment(obj, name: str, **inputs):
     return run_experiment(obj, name, inputs)
 
 
-def run_parts(part: str, parts: Mapping[str, Callable[[], None]]) -> None:
-    """Run one named part of a check (for partial credit), or all of them in order."""
-    if part == "all":
-        for run in parts.values():
-            run()
-        return
-    if part not in parts:
+def run_parts(part: str, parts: Mapping[str, Callable[[], None]], *,
+              function: str | None = None) -> None:
+    """Run one named part of a check (for partial credit), or all of them in order.
+
+    The parts are the exercise's in the manifest (course_lib.manifest), in its
+    order: a check whose ``parts`` differ fails loudly (ManifestError), in tests
+    long before a student meets it. The exercise is the calling check's,
+    ``check_<function>`` (``function`` names it when another helper calls).
+    """
+    from .. import manifest
+
+    function = function or _calling_check()
+    try:
+        exercise = manifest.exercise(function)
+    except KeyError:
+        raise manifest.ManifestError(
+            f"check_{function} grades no exercise of the manifest: add {function}'s entry to "
+            "its lesson's course_lib/manifest/<slug>.toml (course_lib/manifest/__init__.py "
+            "says how)") from None
+    declared = [p.name for p in exercise.parts]
+    if list(parts) != declared:
+        raise manifest.ManifestError(
+            f"check_{function} runs the parts {', '.join(parts)}, but the manifest "
+            f"(course_lib/manifest/{exercise.lesson}.toml) gives {function} the parts "
+            f"{', '.join(declared)}: make them the same")
+    if part != "all" and part not in parts:
         raise ValueError(f"part: unknown value {part!r}; expected 'all' or one of "
                          f"{', '.join(map(repr, parts))}")
-    parts[part]()
+    try:
+        for name, run in parts.items():
+            if part in ("all", name):
+                run()
+    except AssertionError as exc:
+        if not exercise.uses:
+            raise
+        # graded with the student's own functions, by design: say which, so that a
+        # mistake there is looked for there first
+        uses = " and ".join(f"your {u}" for u in exercise.uses)
+        raise AssertionError(f"{exc}\n  ({function} calls {uses} and is graded with them: if "
+                             "their own test cells fail, fix those first.)") from None
+
+
+def _calling_check() -> str:
+    """'sigmoid' when check_sigmoid called run_parts (two frames up from here)."""
+    name = sys._getframe(2).f_code.co_name
+    if not name.startswith("check_"):
+        raise TypeError(f"run_parts was called from {name}, not from a check_<function>: "
+                        "pass function=")
+    return name[len("check_"):]
+
+
+def known_mistake(mistake_id: str) -> str:
+    """The manifest's wording of a known mistake (what the student reads after
+    "This matches a known mistake: "), for a check's catalogue."""
+    from .. import manifest
+
+    return manifest.mistake(mistake_id).diagnostic

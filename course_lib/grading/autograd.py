@@ -40,7 +40,17 @@ import torch.nn.functional as F
 
 from .. import reference as R
 from ..judge.experiments import build_graph
-from ._core import ATOL, RTOL, expect_close, expect_tuple, experiment, fmt, rng_for, run_parts
+from ._core import (
+    ATOL,
+    RTOL,
+    expect_close,
+    expect_tuple,
+    experiment,
+    fmt,
+    known_mistake,
+    rng_for,
+    run_parts,
+)
 
 F64 = torch.float64
 
@@ -579,10 +589,9 @@ def _finite_differences(cls, args, G, where):
     return grads
 
 
-LINEAR_DW_T = ("dW is transposed: you returned Xᵀ dZ of shape (n_in, n_out); the gradient has "
-               "W's shape (n_out, n_in): dW = dZᵀ X")
-LINEAR_DB_SUM = ("db was not summed over the batch: you returned dZ itself, shape (N, n_out); "
-                 "b is added to every row, so db = dZ.sum(0), shape (n_out,)")
+# Their wording is the manifest's (course_lib/manifest/autograd.toml).
+LINEAR_DW_T = known_mistake("linear-dw-transposed")
+LINEAR_DB_SUM = known_mistake("linear-db-not-summed")
 
 
 def check_MyLinear(MyLinear, part="all"):
@@ -806,3 +815,676 @@ def check_grad_fn_chain(grad_fn_chain, part="all"):
             _expect_names(where, got, R.grad_fn_chain(t), _chain_mistakes(t))
 
     run_parts(part, {"values": lambda: compare(False), "edge": lambda: compare(True)})
+
+
+# ============================================================================
+# Part A of the lesson: the student's own scalar engine (Value, engine_train)
+# ============================================================================
+#
+# The student's Value class lives in the grading kernel: each expression below
+# is sent as plain data (judge.experiments.build_expression's list of nodes),
+# built there from the student's class, back-propagated there, and only the
+# nodes' .data and .grad come back as floats. Everything they are compared with
+# is computed here: the reference engine (for the forward values and every
+# node's gradient) and torch.autograd (for the random expressions). A wrong
+# gradient is traced to the first node (from the output down) whose gradient
+# disagrees with what its users' gradients, as the student's engine computed
+# them, imply: the mistake is then in the backward of the operations that use
+# that node, and a catalogue of wrong local derivatives, of a missing +=, of a
+# wrong order and of a node run twice, each computed from those same numbers,
+# names it.
+
+# The wordings of the mistakes the manifest lists are the manifest's
+# (course_lib/manifest/autograd.toml); the others are written here.
+
+import itertools  # noqa: E402
+import math  # noqa: E402
+
+from ..judge.experiments import EXPRESSION_OPS, build_expression  # noqa: E402
+
+_UNARY_FUNCTIONS = ("exp", "tanh", "sigmoid", "relu")
+_SYMBOL = {"add": "+", "mul": "·", "sub": "-", "div": "/"}
+
+FORGOT_ACCUMULATE = known_mistake("value-forgot-accumulate")
+MISSING_UPSTREAM = ("the upstream gradient is missing: an operation's backward adds local "
+                    "derivative × out.grad into each input (the chain rule), not the local "
+                    "derivative alone")
+RAN_TWICE = ("a node's backward ran twice, so its contribution arrived twice: a node reached "
+             "along two paths must appear once in the topological order (keep a set of "
+             "visited nodes)")
+NOT_TOPOLOGICAL = known_mistake("value-backward-not-reversed")
+SIGN_FLIPPED = ("a contribution arrived with the wrong sign: each input receives + local "
+                "derivative × out.grad (`+=`, not `-=`), with the local derivative's own sign")
+ROOT_NOT_ONE = ("the output's gradient must be 1 after backward() (∂out/∂out = 1): backward() "
+                "starts with `self.grad = 1.0`, before visiting the nodes")
+POW_EXPONENT = known_mistake("value-pow-exponent-gradient")
+
+TOPO_DUPLICATES = known_mistake("value-topo-no-visited")
+TOPO_REVERSED = ("the order runs from the output to the leaves; a topological order lists every "
+                 "node AFTER its inputs (the leaves first, self last), and backward() walks it "
+                 "reversed")
+TOPO_PRE_ORDER = ("a node is listed before one of its inputs: append a node only after visiting "
+                  "all its inputs (depth-first post-order: recurse into the children, then "
+                  "append)")
+
+TRAIN_NO_ZERO = known_mistake("engine-train-no-zero-grad")
+TRAIN_ZERO_AFTER = ("the parameters never moved: the gradients were zeroed after backward() and "
+                    "before the update (or .data was never changed): zero, then backward(), "
+                    "then p.data -= lr * p.grad")
+TRAIN_SIGN = known_mistake("engine-train-ascent")
+TRAIN_SUM = ("the loss is summed over the samples instead of averaged: J = (1/N) Σ_n ½ Σ_j "
+             "(a_nj - y_nj)²")
+TRAIN_NO_HALF = "the ½ of the course's MSE is missing: J = (1/N) Σ_n ½ Σ_j (a_nj - y_nj)²"
+TRAIN_LOSS_AFTER = ("the losses are those after each update; record the loss of each forward "
+                    "pass, the one whose backward() gave that step")
+
+
+def _names(nodes):
+    """Readable names: leaves a, b, c, ...; the others v1, v2, ...; the last one "out"."""
+    names, leaves, inner = [], 0, 0
+    for i, node in enumerate(nodes):
+        if node[0] == "leaf":
+            names.append("abcdefghijklmnpqrstuw"[leaves] if leaves < 21 else f"x{leaves}")
+            leaves += 1
+        elif i == len(nodes) - 1:
+            names.append("out")
+        else:
+            inner += 1
+            names.append(f"v{inner}")
+    return names
+
+
+def _formula(node, names) -> str:
+    op, *rest = node
+    if op == "leaf":
+        return f"{rest[0]:.6g}"
+    n_nodes = EXPRESSION_OPS[op][0]
+    args = [names[int(i)] for i in rest[:n_nodes]]
+    consts = [f"{float(c):g}" for c in rest[n_nodes:]]
+    if op in _SYMBOL:
+        return f"{args[0]} {_SYMBOL[op]} {args[1]}"
+    return {"neg": lambda: f"-{args[0]}", "pow": lambda: f"{args[0]} ** {consts[0]}",
+            "add_const": lambda: f"{args[0]} + {consts[0]}",
+            "mul_const": lambda: f"{args[0]} * {consts[0]}",
+            "radd": lambda: f"{consts[0]} + {args[0]}",
+            "rmul": lambda: f"{consts[0]} * {args[0]}"}.get(op, lambda: f"{args[0]}.{op}()")()
+
+
+def expression_text(nodes) -> str:
+    """The expression in a line: "a = 0.5, b = -1; v1 = a · b; out = v1.exp()"."""
+    names = _names(nodes)
+    leaves = [f"{names[i]} = {_formula(n, names)}" for i, n in enumerate(nodes) if n[0] == "leaf"]
+    ops = [f"{names[i]} = {_formula(n, names)}" for i, n in enumerate(nodes) if n[0] != "leaf"]
+    return ", ".join(leaves) + "; " + "; ".join(ops)
+
+
+def _operands(node):
+    """(node indices, constants) of a node."""
+    op, *rest = node
+    if op == "leaf":
+        return [], []
+    n_nodes = EXPRESSION_OPS[op][0]
+    return [int(i) for i in rest[:n_nodes]], [float(c) for c in rest[n_nodes:]]
+
+
+def _sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def _local_derivatives(node, vals, out):
+    """∂node/∂operand for each node operand (in order), at the forward values ``vals``."""
+    op = node[0]
+    (ins, consts) = _operands(node)
+    a = vals[ins[0]] if ins else None
+    b = vals[ins[1]] if len(ins) > 1 else None
+    c = consts[0] if consts else None
+    return {"add": lambda: [1.0, 1.0], "mul": lambda: [b, a], "sub": lambda: [1.0, -1.0],
+            "div": lambda: [1.0 / b, -a / b ** 2], "neg": lambda: [-1.0],
+            "pow": lambda: [c * a ** (c - 1)], "add_const": lambda: [1.0],
+            "radd": lambda: [1.0], "mul_const": lambda: [c], "rmul": lambda: [c],
+            "exp": lambda: [out], "tanh": lambda: [1.0 - out ** 2],
+            "sigmoid": lambda: [out * (1.0 - out)],
+            "relu": lambda: [1.0 if a > 0 else 0.0]}[op]()
+
+
+def _wrong_local_derivatives(node, slot, vals, out):
+    """[(description, wrong ∂node/∂operand)] for operand ``slot``: the known slips."""
+    op = node[0]
+    ins, consts = _operands(node)
+    a = vals[ins[0]]
+    b = vals[ins[1]] if len(ins) > 1 else None
+    c = consts[0] if consts else None
+    wrong = []
+    if op == "mul":
+        mine = a if slot == 0 else b
+        wrong.append(("in the backward of *, an input's local derivative is the OTHER input's "
+                      "value (∂(a·b)/∂a = b, ∂(a·b)/∂b = a); you used the input's own value",
+                      mine))
+    elif op == "pow":
+        if a > 0:
+            wrong.append((POW_EXPONENT, out * math.log(a)))
+        wrong.append(("the backward of ** gave k · x^k: the exponent of the power rule is k - 1, "
+                      "∂(x^k)/∂x = k · x^(k-1)", c * a ** c))
+        wrong.append(("the backward of ** gave x^(k-1): the factor k of the power rule is "
+                      "missing, ∂(x^k)/∂x = k · x^(k-1)", a ** (c - 1)))
+    elif op == "exp":
+        wrong.append(("the backward of exp used the input x; ∂e^x/∂x = e^x, the output "
+                      "(out.data)", a))
+    elif op == "tanh":
+        wrong.append(("the backward of tanh used the input: 1 - x²; ∂tanh(x)/∂x = 1 - t² with "
+                      "t = tanh(x), the OUTPUT", 1.0 - a ** 2))
+        wrong.append(("the backward of tanh gave 1 - t: the square is missing, ∂tanh(x)/∂x = "
+                      "1 - t²", 1.0 - out))
+        wrong.append(("the backward of tanh used the sigmoid's derivative t(1 - t); ∂tanh(x)/∂x "
+                      "= 1 - t²", out * (1.0 - out)))
+    elif op == "sigmoid":
+        wrong.append((known_mistake("value-sigmoid-of-input"), a * (1.0 - a)))
+        wrong.append(("the backward of sigmoid gave s: the factor (1 - s) of σ'(x) = s(1 - s) "
+                      "is missing", out))
+        wrong.append(("the backward of sigmoid computed σ'(σ(x)): s = out.data already is σ(x), "
+                      "so σ'(x) = s(1 - s)", _sig(out) * (1.0 - _sig(out))))
+        wrong.append(("the backward of sigmoid used tanh's derivative 1 - s²; σ'(x) = s(1 - s)",
+                      1.0 - out ** 2))
+    elif op == "relu":
+        if a == 0:
+            wrong.append(("the backward of relu passed the gradient at x = 0; the course (and "
+                          "PyTorch) take ReLU'(0) = 0: test x > 0, not x >= 0", 1.0))
+        elif a < 0:
+            wrong.append(("the backward of relu passed the gradient through where x < 0; "
+                          "ReLU'(x) = 0 there (1 only where x > 0)", 1.0))
+        wrong.append(("the backward of relu used its output as the local derivative; ReLU'(x) "
+                      "is 1 where x > 0 and 0 elsewhere", out))
+    elif op == "sub" and slot == 1:
+        wrong.append(("the backward of a - b gave b the gradient +1; ∂(a - b)/∂b = -1", 1.0))
+    elif op == "neg":
+        wrong.append(("the backward of -x kept the sign: ∂(-x)/∂x = -1", 1.0))
+    elif op == "div":
+        if slot == 1:
+            wrong.append(("the backward of a / b gave b +a/b²; ∂(a/b)/∂b = -a/b²", a / b ** 2))
+            wrong.append(("the backward of a / b gave b -1/b²; ∂(a/b)/∂b = -a/b²",
+                          -1.0 / b ** 2))
+        else:
+            wrong.append(("the backward of a / b gave a the local derivative b; ∂(a/b)/∂a = 1/b",
+                          b))
+    elif op in ("mul_const", "rmul"):
+        wrong.append((f"the backward of a product with the constant {c:g} dropped it: "
+                      f"∂(c·x)/∂x = c", 1.0))
+    return wrong
+
+
+def _users(nodes):
+    """For each node: [(user index, operand slot)], every use of it by a later node."""
+    users = [[] for _ in nodes]
+    for p, node in enumerate(nodes):
+        for slot, i in enumerate(_operands(node)[0]):
+            users[i].append((p, slot))
+    return users
+
+
+def _close_num(x, y, rtol=RTOL, atol=ATOL) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and abs(x - y) <= atol + rtol * abs(y)
+
+
+def _reading_text(r) -> str:
+    if isinstance(r, dict):
+        if "missing" in r:
+            return f"a {r['type']} without an attribute .{r['missing']}"
+        return f"a {r['type']} ({r.get('repr', '')})"
+    return f"{r:.10g}"
+
+
+def _diagnose_gradients(nodes, vals, grads):
+    """The first node, from the output down, whose gradient its users' gradients contradict.
+
+    Args:
+        nodes: the expression; vals: its right forward values; grads: the student's .grad
+            of every node (floats, already checked to be numbers).
+    Returns:
+        None when every gradient follows from its users' (then all are right), else
+        (node index, the gradient its users imply, the name of a matching known mistake
+        or None).
+    """
+    n = len(nodes)
+    if not _close_num(grads[-1], 1.0):
+        return n - 1, 1.0, ROOT_NOT_ONE
+    users = _users(nodes)
+    local = [_local_derivatives(node, vals, vals[i]) if node[0] != "leaf" else []
+             for i, node in enumerate(nodes)]
+
+    def contributions(j):
+        return [local[p][slot] * grads[p] for p, slot in users[j]]
+
+    for j in range(n - 2, -1, -1):
+        parts = contributions(j)
+        due = math.fsum(parts)
+        if _close_num(grads[j], due):
+            continue
+        candidates = []
+        if len(parts) > 1:
+            candidates += [(FORGOT_ACCUMULATE, c) for c in parts]
+        for k, (p, slot) in enumerate(users[j]):
+            others = due - parts[k]
+            for description, wrong in _wrong_local_derivatives(nodes[p], slot, vals, vals[p]):
+                candidates.append((description, others + wrong * grads[p]))
+            if not _close_num(grads[p], 1.0):
+                candidates.append((MISSING_UPSTREAM, others + local[p][slot]))
+            candidates.append((RAN_TWICE, others + 2.0 * parts[k]))
+            candidates.append((SIGN_FLIPPED, others - parts[k]))
+            # p passed its gradient on when only some of its own contributions had arrived
+            p_parts = contributions(p)
+            for size in range(len(p_parts)):
+                for subset in itertools.combinations(p_parts, size):
+                    candidates.append((NOT_TOPOLOGICAL,
+                                       others + local[p][slot] * math.fsum(subset)))
+        name = next((d for d, v in candidates if _close_num(grads[j], v, rtol=1e-6)
+                     and not _close_num(v, due)), None)
+        return j, due, name
+    return None
+
+
+def _engine_reference(nodes):
+    """(forward values, gradients) of every node, by the reference engine."""
+    built = build_expression(R.Value, nodes)
+    built[-1].backward()
+    return [v.data for v in built], [v.grad for v in built]
+
+
+def _forward_mistakes(node, vals):
+    """[(description, wrong forward value)] for a node whose operands are right."""
+    op = node[0]
+    ins, consts = _operands(node)
+    a = vals[ins[0]] if ins else None
+    out = []
+    if op == "sigmoid":
+        out.append(("the minus sign of e^{-x} is missing: 1/(1 + e^x) = σ(-x)", _sig(-a)))
+    elif op == "sub":
+        out.append(("the operands of a - b are swapped: you computed b - a", vals[ins[1]] - a))
+        out.append(("a - b computed a + b: subtract the negated b, self + (-other)",
+                    a + vals[ins[1]]))
+    elif op == "div":
+        out.append(("the operands of a / b are swapped: you computed b / a", vals[ins[1]] / a))
+    elif op == "relu":
+        out.append(("relu returned x unchanged where x < 0; max(0, x) is 0 there", a))
+    elif op == "neg":
+        out.append(("-x returned x: the sign is missing", a))
+    elif op == "pow":
+        out.append(("** computed k · x instead of x^k", consts[0] * a))
+    return out
+
+
+def _engine_where(what, nodes):
+    return f"{what} for {expression_text(nodes)}"
+
+
+def _engine_run(Value, nodes, where, backward=True):
+    """The student's .data and .grad of every node (floats), checked to be numbers."""
+    got = _attempt(where, lambda: experiment(Value, "value_backward", nodes=nodes,
+                                             backward=backward))
+    names = _names(nodes)
+    for field in ("data", "grad") if backward else ("data",):
+        for i, r in enumerate(got[field]):
+            if not isinstance(r, float) or not math.isfinite(r):
+                raise AssertionError(f"{where}: {names[i]}.{field} must be a finite number (a "
+                                     f"Python float); got {_reading_text(r)}.")
+    return got["data"], got["grad"]
+
+
+def _expect_engine(Value, nodes, what, expected=None, source="the reference engine"):
+    """Run ``nodes`` in the student's engine and judge every node's data, then every grad.
+
+    ``expected`` is (values, grads) from another source (torch); by default the
+    reference engine's.
+    """
+    where = _engine_where(what, nodes)
+    names = _names(nodes)
+    vals, grads = expected if expected is not None else _engine_reference(nodes)
+    data, got = _engine_run(Value, nodes, where)
+    for i, (d, v) in enumerate(zip(data, vals, strict=True)):
+        if _close_num(d, v):
+            continue
+        msg = (f"{where}: wrong forward value: {names[i]} = {_formula(nodes[i], names)} should be "
+               f"{v:.10g} ({source}), got {names[i]}.data = {d:.10g}.")
+        hint = next((desc for desc, w in _forward_mistakes(nodes[i], vals)
+                     if _close_num(d, w, rtol=1e-6) and not _close_num(w, v)), None)
+        if hint:
+            msg += f"\n  This matches a known mistake: {hint}."
+        raise AssertionError(msg)
+    if all(_close_num(g, e) for g, e in zip(got, grads, strict=True)):
+        return
+    found = _diagnose_gradients(nodes, vals, got)
+    wrong = [f"{names[i]}.grad: expected {e:.10g}, got {g:.10g}"
+             for i, (g, e) in enumerate(zip(got, grads, strict=True)) if not _close_num(g, e)]
+    msg = (f"{where}: after out.backward(), {len(wrong)} of {len(nodes)} gradients differ from "
+           f"{source}'s: " + "; ".join(wrong[:6]) + ("; ..." if len(wrong) > 6 else "") + ".")
+    if found is not None:
+        j, due, name = found
+        used_by = sorted({names[p] + " = " + _formula(nodes[p], names)
+                          for p, _ in _users(nodes)[j]})
+        if j == len(nodes) - 1:
+            msg += f"\n  The first wrong one is {names[j]}.grad itself."
+        else:
+            msg += (f"\n  The first wrong one, from the output down, is {names[j]}.grad: the "
+                    f"gradients of the nodes that use it ({'; '.join(used_by)}) imply "
+                    f"{due:.10g}, so look at the backward of "
+                    f"{'that operation' if len(used_by) == 1 else 'those operations'}.")
+        if name is None:
+            name = _order_mistake(Value, nodes)
+        if name:
+            msg += f"\n  This matches a known mistake: {name}."
+    raise AssertionError(msg)
+
+
+def _order_mistake(Value, nodes):
+    """RAN_TWICE or NOT_TOPOLOGICAL when the student's topological_order() for ``nodes``
+    lists a node twice or a node before one of its inputs; None otherwise (or when it
+    cannot tell). A diagnosis only: the points rest on the gradients."""
+    try:
+        got = experiment(Value, "value_topological_order", nodes=nodes)
+    except Exception:  # noqa: BLE001 - no order to look at: no diagnosis
+        return None
+    order = [i for i in got.get("items", []) if isinstance(i, int) and i >= 0]
+    if len(set(order)) < len(order):
+        return RAN_TWICE
+    pos = {i: k for k, i in enumerate(order)}
+    if any(i in pos and p in pos and pos[i] > pos[p]
+           for p, node in enumerate(nodes) for i in _operands(node)[0]):
+        return NOT_TOPOLOGICAL
+    return None
+
+
+# --- the expressions -----------------------------------------------------------
+
+_POWERS = (2.0, 3.0, -1.0, 0.5, 1.5, -0.5)
+
+
+def _safe(op, operands, consts) -> bool:
+    """Whether ``op`` is well away from overflow, division by 0 and complex powers here."""
+    a = operands[0] if operands else 0.0
+    if op == "div":
+        return abs(operands[1]) > 0.3
+    if op == "pow":
+        k = consts[0]
+        if k != int(k) and a < 0.2:
+            return False
+        return not (k < 0 and abs(a) < 0.3) and abs(a) < 6
+    if op == "exp":
+        return a < 3.0
+    if op == "relu":
+        return abs(a) > 1e-3
+    return True
+
+
+def random_expression(rng, n_leaves=3, n_ops=8, ops=tuple(EXPRESSION_OPS)):
+    """A random expression (judge.experiments' node list) in which every node reaches the output.
+
+    Operands favour nodes not used yet and recent ones, so the graphs are deep and
+    have fan-outs; an operation that would leave its safe domain (``_safe``) is
+    replaced by tanh. Values stay below 50 in magnitude.
+    """
+    nodes = [["leaf", float(np.round(rng.uniform(-2.0, 2.0), 3))] for _ in range(n_leaves)]
+    vals = [n[1] for n in nodes]
+    used = [0] * n_leaves
+
+    def pick():
+        weights = np.array([(3.0 if used[i] == 0 else 1.0) * (1.0 + i / len(nodes))
+                            for i in range(len(nodes))])
+        return int(rng.choice(len(nodes), p=weights / weights.sum()))
+
+    def append(op, ins, consts):
+        fn = EXPRESSION_OPS[op][2]
+        value = fn(*(vals[i] for i in ins), *consts) if op not in _UNARY_FUNCTIONS else {
+            "exp": math.exp, "tanh": math.tanh, "sigmoid": _sig,
+            "relu": lambda x: max(x, 0.0)}[op](vals[ins[0]])
+        for i in ins:
+            used[i] += 1
+        nodes.append([op, *ins, *consts])
+        vals.append(float(value))
+        used.append(0)
+
+    for _ in range(n_ops):
+        op = str(rng.choice(ops))
+        n_nodes, n_consts, _ = EXPRESSION_OPS[op]
+        ins = [pick() for _ in range(n_nodes)]
+        consts = ([float(rng.choice(_POWERS))] if op == "pow" else
+                  [float(np.round(rng.uniform(-2.0, 2.0), 2))] * n_consts)
+        if not _safe(op, [vals[i] for i in ins], consts):
+            op, ins, consts = "tanh", ins[:1], []
+        append(op, ins, consts)
+        if abs(vals[-1]) > 50:
+            nodes.pop(), vals.pop(), used.pop()
+            for i in ins:
+                used[i] -= 1
+            append("tanh", ins[:1], [])
+    while used.count(0) > 1:  # join the loose ends: every node reaches the output
+        loose = [i for i, u in enumerate(used) if u == 0]
+        append("add", loose[:2], [])
+    return nodes
+
+
+def _leaves(rng, k, low=-2.0, high=2.0, avoid_zero=True):
+    out = []
+    while len(out) < k:
+        x = float(np.round(rng.uniform(low, high), 3))
+        if not (avoid_zero and abs(x) < 0.2):
+            out.append(x)
+    return [["leaf", x] for x in out]
+
+
+def _op_cases(rng, ops):
+    """One expression per case: the operation on fresh leaves, times a leaf k (the upstream)."""
+    cases = []
+    for op, consts in ops:
+        n_nodes = EXPRESSION_OPS[op][0]
+        for const in consts:
+            if op == "relu" and const is not None:  # relu at a chosen sign (or exactly 0)
+                leaves = [["leaf", const]]
+                c = []
+            elif op == "pow":  # positive bases: x^k · ln x (the exponent's gradient) is real
+                leaves, c = _leaves(rng, 1, 0.3, 2.0), [const]
+            else:
+                leaves = _leaves(rng, n_nodes)
+                c = [] if const is None else [const]
+            nodes = leaves + [[op, *range(n_nodes), *c]]
+            cases.append(nodes + _leaves(rng, 1) + [["mul", n_nodes, n_nodes + 1]])
+    return cases
+
+
+def check_Value(Value, part="all"):
+    """The student's scalar engine: each operation, the topological order, accumulation at
+    a fan-out, and agreement with torch.autograd on random expressions."""
+    rng = rng_for("Value")
+
+    def arithmetic():
+        ops = [("add", [None]), ("mul", [None]),
+               ("add_const", [float(np.round(rng.uniform(0.5, 3), 2))]),
+               ("radd", [float(np.round(rng.uniform(0.5, 3), 2))]),
+               ("mul_const", [float(np.round(rng.uniform(0.5, 3), 2))]),
+               ("rmul", [-float(np.round(rng.uniform(0.5, 3), 2))]),
+               ("pow", [2.0, 3.0, -1.0, 0.5, -1.5]),  # before a / b = a · b ** -1
+               ("neg", [None]), ("sub", [None]), ("div", [None])]
+        # a · b on its own first (its grads are b and a): every other case multiplies its
+        # operation's output by a leaf k, so that the upstream gradient is k, not 1.
+        for nodes in [_leaves(rng, 2) + [["mul", 0, 1]], *_op_cases(rng, ops)]:
+            _expect_engine(Value, nodes, "out.backward()")
+
+    def functions():
+        ops = [("exp", [None, None]), ("tanh", [None, None]), ("sigmoid", [None, None]),
+               ("relu", [float(np.round(rng.uniform(0.2, 2), 3)),
+                         -float(np.round(rng.uniform(0.2, 2), 3)), 0.0])]
+        for nodes in _op_cases(rng, ops):
+            _expect_engine(Value, nodes, "out.backward()")
+
+    def topo():
+        primitive = ("add", "mul", "pow", "exp", "tanh", "sigmoid", "relu")
+        graphs = [  # the diamond first: on a chain, pre-order is the reversed order
+            _leaves(rng, 2) + [["mul", 0, 1], ["exp", 2], ["tanh", 2], ["add", 3, 4]],  # diamond
+            [["leaf", 0.7], ["tanh", 0], ["exp", 1], ["sigmoid", 2]],  # a chain
+            _leaves(rng, 2) + [["add", 0, 1], ["mul", 2, 0], ["mul", 3, 2], ["add", 4, 2]],
+            random_expression(rng, 3, 10, ("add", "mul", "tanh", "sigmoid", "exp")),
+            random_expression(rng, 4, 12, primitive),
+        ]
+        for nodes in graphs:
+            _check_topological(Value, nodes)
+
+    def accumulate():
+        graphs = [
+            _leaves(rng, 1) + [["mul", 0, 0]],                                   # a · a
+            _leaves(rng, 1) + [["add", 0, 0]],                                   # a + a
+            _leaves(rng, 2) + [["mul", 0, 1], ["add", 2, 0]],                    # a·b + a
+            _leaves(rng, 2, -1.0, 1.0) + [["mul", 0, 1], ["exp", 2], ["mul", 3, 2],
+                                          ["add", 4, 2]],                        # e^u · u + u
+            _leaves(rng, 3) + [["mul", 0, 1], ["add", 3, 2], ["tanh", 4], ["mul", 5, 0],
+                               ["pow", 0, 2.0], ["add", 6, 7]],                  # a used 3 times
+            random_expression(rng, 2, 10, ("add", "mul", "tanh", "sigmoid")),
+        ]
+        for nodes in graphs:
+            _expect_engine(Value, nodes, "out.backward() (a node is used several times)")
+
+    def against_torch():
+        for _ in range(16):
+            nodes = random_expression(rng, int(rng.integers(2, 5)), int(rng.integers(4, 14)))
+            _expect_engine(Value, nodes, "a random expression, out.backward()",
+                           expected=_torch_reference(nodes), source="torch.autograd")
+
+    run_parts(part, {"arithmetic": arithmetic, "functions": functions, "topo": topo,
+                     "accumulate": accumulate, "torch": against_torch})
+
+
+def _torch_reference(nodes):
+    """(forward values, gradients) of every node, by torch.autograd in float64."""
+    built = build_expression(lambda x: torch.tensor(x, dtype=F64, requires_grad=True), nodes)
+    for t in built:
+        if not t.is_leaf:
+            t.retain_grad()
+    built[-1].backward()
+    return ([float(t.detach()) for t in built],
+            [0.0 if t.grad is None else float(t.grad) for t in built])
+
+
+def _check_topological(Value, nodes):
+    """The student's topological_order() for ``nodes``: every node once, after its inputs."""
+    where = _engine_where("out.topological_order()", nodes)
+    names = _names(nodes)
+    got = _attempt(where, lambda: experiment(Value, "value_topological_order", nodes=nodes))
+    if not got["sequence"]:
+        raise AssertionError(f"{where} must return a list of the nodes (Value objects), got a "
+                             f"{got['type']}.")
+    others = [x for x in got["items"] if isinstance(x, str)]
+    if others:
+        raise AssertionError(f"{where} must return the nodes themselves (Value objects); the "
+                             f"list holds {others[0]} items" + (
+                                 ": return the Values, not their .data"
+                                 if others[0] in ("float", "int") else "") + ".")
+    order = [i for i in got["items"] if i >= 0]  # -1: a number an operation wrapped in a Value
+    shown = "[" + ", ".join(names[i] for i in order[:14]) + (", ..." if len(order) > 14 else "") \
+        + "]"
+    if len(set(order)) < len(order):
+        twice = sorted({names[i] for i in order if order.count(i) > 1})
+        raise AssertionError(f"{where}: {', '.join(twice)} listed more than once: got {shown}.\n"
+                             f"  This matches a known mistake: {TOPO_DUPLICATES}.")
+    missing = sorted(set(range(len(nodes))) - set(order))
+    if missing:
+        leaves = {i for i, n in enumerate(nodes) if n[0] == "leaf"}
+        hint = ("the leaves are missing: the inputs of the graph are nodes too, and come first"
+                if set(missing) <= leaves else
+                "the output itself is missing: the list ends with self" if missing ==
+                [len(nodes) - 1] else "")
+        raise AssertionError(f"{where}: {len(missing)} of the {len(nodes)} nodes are missing "
+                             f"({', '.join(names[i] for i in missing)}); got {shown}."
+                             + (f"\n  This matches a known mistake: {hint}." if hint else ""))
+    pos = {i: k for k, i in enumerate(order)}
+    late = [(p, i) for p, node in enumerate(nodes) for i in _operands(node)[0]
+            if pos[i] > pos[p]]
+    if not late:
+        return
+    p, i = late[0]
+    reversed_ok = all(pos[i] > pos[p] for p, node in enumerate(nodes) for i in _operands(node)[0])
+    raise AssertionError(
+        f"{where}: {names[p]} = {_formula(nodes[p], names)} comes before its input {names[i]}: "
+        f"got {shown}.\n  This matches a known mistake: "
+        f"{TOPO_REVERSED if reversed_ok else TOPO_PRE_ORDER}.")
+
+
+# --- engine_train --------------------------------------------------------------
+
+def _train_numpy(params, X, Y, lr, steps, accumulate=False, sign=-1.0, scale=1.0,
+                 update=True, loss_after=False):
+    """Gradient descent by the numpy reference backprop, with one mistake switched on."""
+    acts = ["sigmoid"] * (len(params) - 1) + ["softmax"]
+    params = [(W.copy(), b.copy()) for W, b in params]
+    total = None
+    losses = []
+    for _ in range(steps):
+        J, grads = R.backprop(params, X, Y, acts, "mse")
+        grads = [(dW * scale, db * scale) for dW, db in grads]
+        if accumulate:
+            total = grads if total is None else [(tW + dW, tb + db) for (tW, tb), (dW, db)
+                                                 in zip(total, grads, strict=True)]
+            grads = total
+        if update:
+            params = [(W + sign * lr * dW, b + sign * lr * db)
+                      for (W, b), (dW, db) in zip(params, grads, strict=True)]
+        losses.append(J * scale)
+    if loss_after:
+        losses = losses[1:] + [R.backprop(params, X, Y, acts, "mse")[0] * scale]
+    return losses, params
+
+
+def check_engine_train(engine_train, part="all"):
+    """engine_train(params, X, Y, lr, steps) -> (losses, params): gradient descent on a
+    sigmoid-hidden, softmax-output MSE network, against the numpy reference."""
+    from .. import nets
+
+    rng = rng_for("engine_train")
+
+    def case(params, X, Y, lr, steps, what):
+        where = f"engine_train(params, X, Y, lr={lr:g}, steps={steps}) for {what}"
+        args = (copy.deepcopy(params), X.copy(), Y.copy(), lr, steps)
+        out = _attempt(where, lambda: engine_train(*args))
+        for (W, b), (W0, b0) in zip(args[0], params, strict=True):
+            if not (np.array_equal(W, W0) and np.array_equal(b, b0)):
+                raise AssertionError(f"{where}: it modified the arrays in params; make Values "
+                                     "from them and leave the arrays alone (return new ones).")
+        losses, new = expect_tuple(out, "engine_train", ("losses", "params"))
+        try:
+            losses = [float(x) for x in losses]
+        except (TypeError, ValueError):
+            raise AssertionError(f"{where}: losses must be a list of {steps} numbers (loss.data "
+                                 f"of each step), got {fmt(losses)}.") from None
+        if len(losses) != steps:
+            raise AssertionError(f"{where}: expected {steps} losses (one per step), got "
+                                 f"{len(losses)}.")
+        if not isinstance(new, list | tuple) or len(new) != len(params) or not all(
+                isinstance(p, list | tuple) and len(p) == 2 for p in new):
+            raise AssertionError(f"{where}: params must be a list of {len(params)} (W, b) "
+                                 "pairs of numpy arrays.")
+        N = X.shape[0]
+        mistakes = {TRAIN_NO_ZERO: dict(accumulate=True), TRAIN_SIGN: dict(sign=1.0),
+                    TRAIN_ZERO_AFTER: dict(update=False), TRAIN_NO_HALF: dict(scale=2.0),
+                    TRAIN_LOSS_AFTER: dict(loss_after=True)}
+        if N > 1:
+            mistakes[TRAIN_SUM] = dict(scale=float(N))
+        runs = {k: _train_numpy(params, X, Y, lr, steps, **v) for k, v in mistakes.items()}
+        ref_losses, ref_params = _train_numpy(params, X, Y, lr, steps)
+        _close(f"{where}: the losses", np.array(losses), ref_losses,
+               mistakes={k: v[0] for k, v in runs.items()})
+        for layer, ((W, b), (W_r, b_r)) in enumerate(zip(new, ref_params, strict=True)):
+            for label, got, exp, idx in (("W", W, W_r, 0), ("b", b, b_r, 1)):
+                _close(f"{where}: params[{layer}] {label} after the last step", got, exp,
+                       mistakes={k: v[1][layer][idx] for k, v in runs.items()})
+
+    def values():
+        net = nets.seed000()
+        case(net.params, net.X, net.Y, 0.1, 3, "the 3-4-2 network of the lecture notes")
+        for n_in, n_hidden, n_out, N, steps in ((2, 3, 2, 4, 4), (3, 4, 3, 3, 3)):
+            params = nets.init_params((n_in, n_hidden, n_out), seed=int(rng.integers(1 << 30)))
+            X = rng.normal(size=(N, n_in))
+            Y = np.eye(n_out)[rng.integers(0, n_out, size=N)]
+            lr = float(np.round(rng.uniform(0.5, 2.0), 2))
+            case(params, X, Y, lr, steps, f"a random {n_in}-{n_hidden}-{n_out} network, N = {N}")
+        params = nets.init_params((2, 3, 3, 2), seed=int(rng.integers(1 << 30)))
+        X = rng.normal(size=(3, 2))
+        Y = np.eye(2)[rng.integers(0, 2, size=3)]
+        case(params, X, Y, 1.0, 3, "a random 2-3-3-2 network (two sigmoid layers), N = 3")
+
+    run_parts(part, {"values": values})

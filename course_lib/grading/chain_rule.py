@@ -24,7 +24,16 @@ import numpy as np
 
 from .. import nets
 from .. import reference as R
-from ._core import call, expect_close, expect_tuple, experiment, rng_for, run_parts, shape_str
+from ._core import (
+    call,
+    expect_close,
+    expect_tuple,
+    experiment,
+    known_mistake,
+    rng_for,
+    run_parts,
+    shape_str,
+)
 
 __all__ = [
     "check_add_gate_backward",
@@ -181,9 +190,7 @@ def check_mul_gate_backward(mul_gate_backward, part="all"):
 def _max_mistakes(x, y, dout):
     """Known wrong (dx, dy) of a max gate, keyed by description, for dx and for dy."""
     dx_wrong = {
-        "the max gate sent the gradient to BOTH inputs (dx = dout everywhere). It is a router: "
-        "only the input that won (the larger one) affected max(x, y), so only it gets dout; "
-        "the other gets exactly 0": dout,
+        known_mistake("max-gate-both"): dout,
         "you routed dout to the SMALLER input: x should get it where x >= y": _mask(x < y) * dout,
         "you returned the 0/1 mask (the local gradient) without multiplying it by the upstream "
         "gradient dout": _mask(x >= y),
@@ -191,8 +198,7 @@ def _max_mistakes(x, y, dout):
             dout / 2,
     }
     dy_wrong = {
-        "the max gate sent the gradient to BOTH inputs (dy = dout everywhere). It is a router: "
-        "only the input that won gets dout; the other gets exactly 0": dout,
+        known_mistake("max-gate-both"): dout,
         "you routed dout to the SMALLER input: y should get it only where y > x":
             _mask(x >= y) * dout,
         "you returned the 0/1 mask (the local gradient) without multiplying it by the upstream "
@@ -275,10 +281,7 @@ def _fanout_mistakes(x, y):
         "lost. x feeds TWO gates, so its gradient is the SUM over both paths, "
         "dx = y + [x >= y]. Did you overwrite dx (`dx = ...`) instead of adding (`dx += ...`)?":
             y,
-        "dx keeps only the path through the max gate (dx = [x >= y]): the path through the mul "
-        "gate is lost. x feeds TWO gates, so its gradient is the SUM over both paths, "
-        "dx = y + [x >= y]. Did you overwrite dx (`dx = ...`) instead of adding (`dx += ...`)?":
-            _mask(x >= y),
+        known_mistake("fanout-overwrite"): _mask(x >= y),
         "the mul gate did not swap: its share of dx is y, not x": x + _mask(x >= y),
         "the max gate sent its gradient to both inputs: its share of dx is 1 only where x >= y":
             y + 1.0,

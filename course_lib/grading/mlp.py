@@ -26,7 +26,16 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference as R
-from ._core import call, expect_close, expect_tuple, fmt, rng_for, run_parts, shape_str
+from ._core import (
+    call,
+    expect_close,
+    expect_tuple,
+    fmt,
+    known_mistake,
+    rng_for,
+    run_parts,
+    shape_str,
+)
 
 ACTIVATIONS = R.ACTIVATIONS
 
@@ -188,8 +197,7 @@ def _dense_backward_mistakes(dZ, A_prev, W):
            "so dA_prev = dZ @ W, shape (N, n_out) @ (n_out, n_in) = (N, n_in)"] = dZ @ W.T
     dA["you divided dA_prev by N: the 1/N of the mean is already inside dZ"] = dZ @ W / N
     dW = {
-        "dW is transposed: A_prev.T @ dZ has shape (n_in, n_out); dW = dZ.T @ A_prev has "
-        "the shape (n_out, n_in) of W": A_prev.T @ dZ,
+        known_mistake("transposed-dW"): A_prev.T @ dZ,
         "the 1/N is applied twice: dZ already holds the 1/N of the batch mean, so "
         "dW = dZ.T @ A_prev is a plain sum over the samples (no mean)": dZ.T @ A_prev / N,
         "dW was overwritten instead of accumulated: it holds only the LAST sample's outer "
@@ -201,8 +209,7 @@ def _dense_backward_mistakes(dZ, A_prev, W):
     db = {
         "the 1/N is applied twice: dZ already holds the 1/N of the batch mean, so "
         "db = dZ.sum(axis=0), not dZ.mean(axis=0)": dZ.sum(axis=0) / N,
-        "db was overwritten instead of accumulated: it holds only the LAST sample's row "
-        "dZ[-1] (a loop over samples with `=` instead of `+=`); db = dZ.sum(axis=0)": dZ[-1],
+        known_mistake("db-last-sample"): dZ[-1],
         "db holds only the first sample's row dZ[0]; db = dZ.sum(axis=0)": dZ[0],
     }
     return {"dA_prev": dA, "dW": dW, "db": db}
@@ -244,8 +251,7 @@ def check_dense_backward(dense_backward, part="all"):
             known = {
                 "dA_prev": {(N, n_out): "dA_prev must have the shape of A_prev, (N, n_in): "
                                         "dA_prev = dZ @ W"},
-                "dW": {(n_in, n_out): "dW is transposed: A_prev.T @ dZ has shape (n_in, n_out); "
-                                      "dW = dZ.T @ A_prev has the shape (n_out, n_in) of W"},
+                "dW": {(n_in, n_out): known_mistake("transposed-dW")},
                 "db": {(1, n_out): "db has shape (1, n_out): sum without keepdims, "
                                    "db = dZ.sum(axis=0), shape (n_out,) like b",
                        (N,): "db was summed over the wrong axis: sum over the samples "
@@ -507,8 +513,7 @@ def _check_structure(out, params, where):
                              "grads[k] must be the pair (dW, db) for params[k].")
     for k, (pair, (sW, sb)) in enumerate(zip(grads, shapes, strict=True)):
         _expect_shape(f"{where}: layer {k + 1}'s dW = grads[{k}][0]", pair[0], sW,
-                      {sW[::-1]: "dW is transposed: A_prev.T @ dZ has shape (n_in, n_out); "
-                                 "dW = dZ.T @ A_prev has the shape (n_out, n_in) of W"}
+                      {sW[::-1]: known_mistake("transposed-dW")}
                       if sW[0] != sW[1] else None)
         _expect_shape(f"{where}: layer {k + 1}'s db = grads[{k}][1]", pair[1], sb,
                       {(1, sb[0]): "db has shape (1, n_out): use dZ.sum(axis=0), no keepdims"})
@@ -880,8 +885,7 @@ def check_sgd_step(sgd_step, part="all"):
                 for name, got, exp, x, dx in (("W", pair[0], eW, W, dW),
                                               ("b", pair[1], eb, b, db)):
                     _close(f"{where}: layer {k + 1}'s new {name}", got, exp, mistakes={
-                        f"you added the step: gradient descent moves against the gradient, "
-                        f"{name} - lr·d{name}, not {name} + lr·d{name}": x + lr * dx,
+                        known_mistake("plus-update"): x + lr * dx,
                         f"the learning rate is missing: {name} - lr·d{name}": x - dx,
                         f"{name} was not updated": x,
                         f"you returned the step lr·d{name} instead of the new {name}": lr * dx,
@@ -899,3 +903,515 @@ def check_sgd_step(sgd_step, part="all"):
             _expect_unchanged(where, "grads", grads, g_in, "sgd_step must only read them")
 
     run_parts(part, {"values": values, "inputs": inputs})
+
+
+# ===========================================================================
+# The capstone: layers with caches, a modular network, mini-batch SGD, digits
+# ===========================================================================
+# Each layer's backward is graded on its own: the judge builds the cache in the form the
+# lesson fixes ((x, W, b) for affine, x for ReLU, s = σ(x) for sigmoid), so a mistake in
+# a forward costs nothing here. Its result is compared with the reference and, when it
+# differs, the message also gives a gradient check of the layer's forward (central
+# differences, computed here): two independent witnesses of the right answer.
+
+from .. import data as _data  # noqa: E402 - the capstone's section of this module
+from .. import gradcheck as _gradcheck  # noqa: E402
+from ..reference import mlp as RM  # noqa: E402
+
+#: what the judge asks of the capstone's trained network, on data it never trained on
+VAL_LINE = 0.95  # on the validation set the student's function receives (stated in the text)
+HELD_OUT_LINE = 0.93  # on the judge's held-out digits (never inside the sandbox)
+
+
+def _fd_note(forward, x, dout, got_shape):
+    """A gradient check of ``forward`` at x along dout, as a sentence (or '')."""
+    try:
+        numeric = _gradcheck.numerical_gradient(lambda v: float(np.sum(forward(v) * dout)),
+                                                np.array(x, dtype=np.float64))
+    except Exception:  # noqa: BLE001 - only a hint
+        return ""
+    return (f"\n  A gradient check (central differences of the layer's forward, "
+            f"Σ out·dout) gives {fmt(numeric)}.")
+
+
+def _layer_backward_check(fn, fn_name, cases, names, mistakes_for):
+    """Each case: (where, args dict, expected tuple, [(forward of one input, x, dout)])."""
+    for where, args, expected, fd in cases:
+        out = call(fn, fn_name, args)
+        if len(names) > 1:
+            out = expect_tuple(out, fn_name, names)
+        else:
+            out = (out,)
+        mistakes = mistakes_for(args)
+        for i, (name, got, exp) in enumerate(zip(names, out, expected, strict=True)):
+            try:
+                _close(f"{where}: {name}", got, exp, mistakes=mistakes.get(name))
+            except AssertionError as exc:
+                if fd is None:  # a kink in the inputs: finite differences would straddle it
+                    raise
+                forward, x, dout = fd[i]
+                raise AssertionError(f"{exc}{_fd_note(forward, x, dout, np.shape(exp))}") from None
+
+
+_AFFINE_CACHE = ("the cache is the tuple (x, W, b) that affine_forward returns, the layer's "
+                 "inputs themselves")
+
+
+def check_affine_backward(affine_backward, part="all"):
+    """affine_backward(dout, cache=(x, W, b)) -> (dout @ W, dout.T @ x, dout.sum(0))."""
+    rng = rng_for("affine_backward")
+
+    def values():
+        cases = []
+        for N, n_in, n_out in [(1, 3, 2), _sizes(rng), _sizes(rng, square=True), (20, 8, 10)]:
+            x, W, b = _layer(rng, N, n_in, n_out)
+            dout = rng.normal(size=(N, n_out)) / N
+            where = (f"affine_backward(dout, cache) for x of shape {shape_str((N, n_in))}, W "
+                     f"of shape {shape_str((n_out, n_in))} (cache = (x, W, b))")
+            fd = [(lambda v, W=W, b=b: v @ W.T + b, x, dout),
+                  (lambda v, x=x, b=b: x @ v.T + b, W, dout),
+                  (lambda v, x=x, W=W: x @ W.T + v, b, dout)]
+            cases.append((where, {"dout": dout, "cache": (x, W, b)},
+                          RM.affine_backward(dout, (x, W, b)), fd))
+        try:
+            _layer_backward_check(
+                affine_backward, "affine_backward", cases, _NAMES_AFFINE,
+                lambda a: _affine_mistakes(a["dout"], *a["cache"]))
+        except AssertionError as exc:
+            if " raised " in str(exc).split("\n", 1)[0]:
+                raise AssertionError(f"{exc}\n  Remember: {_AFFINE_CACHE}.") from None
+            raise
+
+    run_parts(part, {"values": values})
+
+
+_NAMES_AFFINE = ("dx", "dW", "db")
+
+
+def _affine_mistakes(dout, x, W, b):
+    m = _dense_backward_mistakes(dout, x, W)
+    return {"dx": m["dA_prev"], "dW": m["dW"], "db": m["db"]}
+
+
+def check_relu_backward(relu_backward, part="all"):
+    """relu_backward(dout, cache=x) -> dout ⊙ [x > 0] (ReLU'(0) = 0)."""
+    rng = rng_for("relu_backward")
+
+    def values():
+        cases = []
+        for shape in [(4, 3), (7, 6), (1, 5)]:
+            # integers and halves: many entries exactly 0, where ReLU'(0) = 0 decides (and
+            # where finite differences straddle the kink: no gradient check in the message)
+            x = rng.integers(-3, 4, size=shape) / 2.0
+            x[0, 0] = 0.0
+            dout = rng.normal(size=shape)
+            where = f"relu_backward(dout, cache) for x of shape {shape_str(shape)} (cache = x)"
+            cases.append((where, {"dout": dout, "cache": x}, (RM.relu_backward(dout, x),),
+                          None))
+        _layer_backward_check(relu_backward, "relu_backward", cases, ("dx",),
+                              lambda a: {"dx": _relu_mistakes(a["dout"], a["cache"])})
+
+    run_parts(part, {"values": values})
+
+
+def _relu_mistakes(dout, x):
+    return {
+        "ReLU'(0) was taken as 1 (x >= 0): the course takes ReLU'(0) = 0, so the gradient "
+        "passes only where x > 0": dout * (x >= 0),
+        "the mask was taken from dout instead of the input: dx = dout * (x > 0), where x is "
+        "the cache": dout * (dout > 0),
+        "you multiplied by relu(x) instead of its derivative [x > 0]": dout * np.maximum(x, 0),
+        "dout is missing: dx = dout * (x > 0), not the mask alone": (x > 0).astype(float),
+    }
+
+
+def check_sigmoid_backward(sigmoid_backward, part="all"):
+    """sigmoid_backward(dout, cache=s) -> dout ⊙ s(1 - s), where s = σ(x) is the cache."""
+    rng = rng_for("sigmoid_backward")
+
+    def values():
+        cases = []
+        for shape in [(1, 4), (5, 3), (6, 7)]:
+            x = rng.normal(0.0, 2.0, size=shape)
+            s = R.sigmoid(x)
+            dout = rng.normal(size=shape)
+            where = (f"sigmoid_backward(dout, cache) for x of shape {shape_str(shape)} "
+                     "(cache = s = σ(x), the forward's output)")
+            cases.append((where, {"dout": dout, "cache": s}, (RM.sigmoid_backward(dout, s),),
+                          [(R.sigmoid, x, dout)]))
+        _layer_backward_check(sigmoid_backward, "sigmoid_backward", cases, ("dx",),
+                              lambda a: {"dx": _sigmoid_mistakes(a["dout"], a["cache"])})
+
+    run_parts(part, {"values": values})
+
+
+def _sigmoid_mistakes(dout, s):
+    t = R.sigmoid(s)
+    return {
+        known_mistake("sigmoid-of-the-cache"): dout * t * (1.0 - t),
+        "dout is missing: dx = dout * s * (1 - s)": s * (1.0 - s),
+        "the factor (1 - s) is missing: σ' = s(1 - s)": dout * s,
+        "the factor s is missing: σ' = s(1 - s)": dout * (1.0 - s),
+    }
+
+
+def check_softmax_loss(softmax_loss, part="all"):
+    """softmax_loss(scores, y) -> (mean cross-entropy, (softmax(scores) - onehot(y)) / N)."""
+    rng = rng_for("softmax_loss")
+
+    def values():
+        cases = [(1, 3, 1.0), (int(rng.integers(3, 9)), 4, 2.0), (12, 10, 1.0), (5, 3, 400.0)]
+        for N, C, scale in cases:
+            scores = rng.normal(0.0, scale, size=(N, C))
+            y = rng.integers(0, C, size=N)
+            if scale > 100:  # saturated: every label far below its row's largest score
+                y = scores.argmin(axis=1)
+            where = (f"softmax_loss(scores, y) for scores of shape {shape_str((N, C))}"
+                     + (f" with scores up to ±{np.abs(scores).max():.0f}" if scale > 100 else ""))
+            loss, dscores = expect_tuple(call(softmax_loss, "softmax_loss",
+                                              {"scores": scores, "y": y}),
+                                         "softmax_loss", ("loss", "dscores"))
+            exp_loss, exp_d = RM.softmax_loss(scores, y)
+            P = np.eye(C)[y]
+            S = R.softmax(scores)
+            _close(f"{where}: loss", loss, exp_loss, check_dtype=False, mistakes={
+                "the loss is a sum over the samples; the course's loss is their mean "
+                "(divide by N)": exp_loss * N,
+                "you averaged over all N·C entries instead of over the N samples":
+                    exp_loss / C,
+                "the minus sign is missing: J = -mean log softmax(scores)[y]": -exp_loss,
+            })
+            if scale > 100 and not np.isfinite(np.asarray(loss, dtype=float)).all():
+                raise AssertionError(f"{where}: the loss overflowed; compute it from the "
+                                     "log-softmax, scores - max - log(sum(exp(scores - max))).")
+            fd = _fd_note(lambda Z, y=y: np.array(RM.softmax_loss(Z, y)[0]), scores,
+                          np.array(1.0), exp_d.shape) if N * C <= 40 else ""
+            try:
+                _close(f"{where}: dscores", dscores, exp_d, mistakes={
+                    "dscores is not divided by N: the loss is a mean, so dscores = "
+                    "(softmax(scores) - onehot(y)) / N": S - P,
+                    "the one-hot target is not subtracted: dscores = (softmax(scores) - "
+                    "onehot(y)) / N": S / N,
+                    "the sign is flipped: dscores = (softmax(scores) - onehot(y)) / N":
+                        (P - S) / N,
+                })
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}{fd}") from None
+
+    run_parts(part, {"values": values})
+
+
+# ---------------------------------------------------------------------------
+# mlp_loss: the modular network
+# ---------------------------------------------------------------------------
+
+def _capstone_net(rng, depth, N, hidden, n_out=None):
+    sizes = [int(v) for v in rng.integers(2, 7, size=depth + 1)]
+    sizes[-1] = n_out or max(sizes[-1], 2)
+    params = [(rng.normal(0.0, 1.2 / np.sqrt(i), size=(o, i)), rng.normal(0.0, 0.5, size=o))
+              for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    X = rng.normal(size=(N, sizes[0]))
+    y = rng.integers(0, sizes[-1], size=N)
+    return params, X, y
+
+
+def _describe_capstone(params, hidden, N):
+    sizes = [params[0][0].shape[1]] + [W.shape[0] for W, _ in params]
+    return (f"mlp_loss on a {len(params)}-layer network of sizes {'-'.join(map(str, sizes))} "
+            f"with hidden={hidden!r} and a batch of N={N}")
+
+
+def _mlp_variant(params, X, y, hidden, mistake=None):
+    """The reference's gradients, or those of one known mistake of a layered network."""
+    fwd, bwd = RM.HIDDEN[hidden]
+    A, caches = X, []
+    for W, b in params[:-1]:
+        Z, c1 = RM.affine_forward(A, W, b)
+        A, c2 = fwd(Z)
+        caches.append((c1, c2))
+    scores, c = RM.affine_forward(A, *params[-1])
+    if mistake == "hidden_on_scores":
+        scores, c_act = fwd(scores)
+    _, d = RM.softmax_loss(scores, y)
+    if mistake == "hidden_on_scores":
+        d = bwd(d, c_act)
+    dA, dW, db = RM.affine_backward(d, c)
+    grads = [(dW, db)]
+    for c1, c2 in reversed(caches):
+        dZ = dA if mistake == "skip_activation" else bwd(dA, c2)
+        dA, dW, db = RM.affine_backward(dZ, c1)
+        grads.append((dW, db))
+    return grads[::-1]
+
+
+_MLP_MISTAKES = {
+    "skip_activation": "the hidden layers' activation backward is skipped: each hidden "
+                       "layer's dout must go through relu_backward (or sigmoid_backward) with "
+                       "that layer's cache before affine_backward",
+    "hidden_on_scores": "the last layer has an activation too: the scores are the last affine "
+                        "layer's output, fed to softmax_loss as they are",
+}
+
+
+def _compare_mlp(out, params, X, y, hidden, where):
+    loss_value, grads = _check_structure(out, params, where)
+    exp_loss, exp_grads = RM.mlp_loss(params, X, y, hidden)
+    _close(f"{where}: the loss", loss_value, exp_loss, check_dtype=False)
+    variants = {desc: _mlp_variant(params, X, y, hidden, key)
+                for key, desc in _MLP_MISTAKES.items()}
+    for k in range(len(params) - 1, -1, -1):
+        for i, name in ((0, "dW"), (1, "db")):
+            mistakes = {desc: v[k][i] for desc, v in variants.items()}
+            if i == 0 and params[k][0].shape[0] == params[k][0].shape[1]:
+                mistakes[known_mistake("transposed-dW")] = np.asarray(exp_grads[k][0]).T
+            _close(f"{where}: layer {k + 1}'s {name} = grads[{k}][{i}]", grads[k][i],
+                   exp_grads[k][i], mistakes=mistakes)
+
+
+def check_mlp_loss(mlp_loss, part="all"):
+    """mlp_loss(params, X, y, hidden) -> (loss, grads) for a layered network of any depth."""
+    rng = rng_for("mlp_loss")
+
+    def run(params, X, y, hidden, check_params=False):
+        mine = _deep_copy_params(params)
+        out = call(mlp_loss, "mlp_loss", {"params": mine, "X": X.copy(), "y": y.copy(),
+                                          "hidden": hidden})
+        where = _describe_capstone(params, hidden, X.shape[0])
+        if check_params:
+            _expect_unchanged(where, "params", params, mine,
+                              "mlp_loss must only read the parameters")
+        return out, where
+
+    def values():
+        for depth, N, hidden in [(1, 4, "relu"), (2, 1, "relu"), (2, 7, "sigmoid"),
+                                 (3, 9, "relu"), (3, 5, "sigmoid")]:
+            params, X, y = _capstone_net(rng, depth, N, hidden)
+            out, where = run(params, X, y, hidden)
+            _compare_mlp(out, params, X, y, hidden, where)
+
+    def repeat():
+        # Two calls in a row on different batches: the second call's gradients are those
+        # of its own batch (nothing left over from the first), and params stay unchanged.
+        params, X, y = _capstone_net(rng, 2, 12, "relu", n_out=3)
+        first, second = slice(0, 6), slice(6, 12)
+        run(params, X[first], y[first], "relu", check_params=True)
+        out, where = run(params, X[second], y[second], "relu", check_params=True)
+        loss_value, grads = _check_structure(out, params, where + " (the second call)")
+        g1 = RM.mlp_loss(params, X[first], y[first], "relu")[1]
+        g2 = RM.mlp_loss(params, X[second], y[second], "relu")[1]
+        for k in range(len(params) - 1, -1, -1):
+            for i, name in ((0, "dW"), (1, "db")):
+                _close(f"{where}, called a second time on another batch: layer {k + 1}'s "
+                       f"{name}", grads[k][i], g2[k][i], mistakes={
+                           "the gradients were not zeroed between calls: the second call "
+                           "returned the sum of both calls' gradients (a buffer kept from "
+                           "one call to the next and added to with +=); start every call "
+                           "from fresh gradients": g1[k][i] + g2[k][i],
+                           "the second call returned the first call's gradients (a result "
+                           "kept from the previous call)": g1[k][i]})
+
+    run_parts(part, {"values": values, "repeat": repeat})
+
+
+# ---------------------------------------------------------------------------
+# sgd_epoch: one epoch of mini-batch SGD
+# ---------------------------------------------------------------------------
+
+def _epoch_variant(params, X, y, lr, batch_size, seed, mistake):
+    """RM.sgd_epoch with one known mistake."""
+    N = X.shape[0]
+    order = (np.arange(N) if mistake == "no_shuffle"
+             else np.random.default_rng(seed).permutation(N))
+    stop = N - N % batch_size if mistake == "drop_last" else N
+    losses, acc = [], None
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        if mistake == "full_batch":
+            loss, grads = RM.mlp_loss(params, X, y)
+        elif mistake == "labels_unshuffled":
+            loss, grads = RM.mlp_loss(params, X[idx], y[start:start + batch_size])
+        else:
+            loss, grads = RM.mlp_loss(params, X[idx], y[idx])
+        if mistake == "accumulate":
+            acc = grads if acc is None else [(a + g, c + h) for (a, c), (g, h)
+                                             in zip(acc, grads, strict=True)]
+            grads = acc
+        losses.append(loss)
+        params = RM.sgd_step(params, grads, lr)
+    return params, losses
+
+
+def _epoch_mistakes():
+    """{mistake key: its description} (the manifest's wording where it has one)."""
+    return {
+        "accumulate": "the gradients were not zeroed between steps: each step used the sum of "
+                      "the gradients of every batch so far; take each batch's own gradients",
+        "no_shuffle": known_mistake("epoch-not-shuffled"),
+        "drop_last": "the last, smaller batch was dropped: every sample is used once per epoch",
+        "full_batch": "each step used the gradient of the whole data set instead of its batch's",
+        "labels_unshuffled": "the inputs were shuffled but the labels were not: take X[idx] and "
+                             "y[idx] with the same indices",
+    }
+
+
+def check_sgd_epoch(sgd_epoch, part="all"):
+    """sgd_epoch(params, X, y, lr, batch_size, seed) -> (new params, batch losses)."""
+    rng = rng_for("sgd_epoch")
+
+    def values():
+        for N, B in [(23, 5), (16, 4), (7, 10)]:
+            params, X, y = _capstone_net(rng, 2, N, "relu", n_out=3)
+            lr, seed = float(rng.choice([0.1, 0.5])), int(rng.integers(0, 1000))
+            mine = _deep_copy_params(params)
+            out = call(sgd_epoch, "sgd_epoch", {"params": mine, "X": X, "y": y, "lr": lr,
+                                                "batch_size": B, "seed": seed})
+            where = (f"sgd_epoch(params, X, y, lr={lr}, batch_size={B}, seed={seed}) for "
+                     f"N={N} samples")
+            _expect_unchanged(where, "params", params, mine, "return new arrays")
+            new, losses = expect_tuple(out, "sgd_epoch", ("params", "losses"))
+            exp_params, exp_losses = RM.sgd_epoch(params, X, y, lr, B, seed)
+            variants = {d: _epoch_variant(params, X, y, lr, B, seed, k)
+                        for k, d in _epoch_mistakes().items()}
+            n_batches = len(exp_losses)
+            try:
+                got_n = len(losses)
+            except TypeError:
+                got_n = None
+            if got_n != n_batches:
+                note = ""
+                if got_n == N // B and N % B:
+                    note = f"\n  This matches a known mistake: {_epoch_mistakes()['drop_last']}."
+                raise AssertionError(
+                    f"{where}: expected the losses of {n_batches} batches (ceil({N}/{B})), "
+                    f"got {got_n if got_n is not None else type(losses).__name__}.{note}")
+            _close(f"{where}: the batches' losses", losses, exp_losses, check_dtype=False,
+                   mistakes={d: v[1] for d, v in variants.items() if len(v[1]) == n_batches})
+            _check_structure((0.0, new), params, where + ": the new params")
+            for k in range(len(params)):
+                for i, name in ((0, "W"), (1, "b")):
+                    _close(f"{where}: layer {k + 1}'s new {name}", new[k][i],
+                           exp_params[k][i],
+                           mistakes={d: v[0][k][i] for d, v in variants.items()})
+
+    run_parts(part, {"values": values})
+
+
+# ---------------------------------------------------------------------------
+# train_digits: the capstone, measured by the judge
+# ---------------------------------------------------------------------------
+
+def _trained_network(out, where):
+    """(params, history) with params a chain of (W, b) from 64 inputs to 10 scores."""
+    params, history = expect_tuple(out, "train_digits", ("params", "history"))
+    if not isinstance(params, (list, tuple)) or not params:
+        raise AssertionError(f"{where}: params must be a non-empty list of (W, b) pairs, got "
+                             f"{type(params).__name__}.")
+    checked, n_in = [], 64
+    for k, pair in enumerate(params):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise AssertionError(f"{where}: params[{k}] must be a pair (W, b).")
+        W = np.asarray(pair[0], dtype=np.float64) if _numeric(pair[0]) else None
+        b = np.asarray(pair[1], dtype=np.float64) if _numeric(pair[1]) else None
+        if W is None or b is None or W.ndim != 2 or W.shape[1] != n_in or b.shape != W.shape[:1]:
+            raise AssertionError(
+                f"{where}: layer {k + 1} must be (W, b) with W of shape (n_out, {n_in}) and b "
+                f"of shape (n_out,); got shapes {np.shape(pair[0])} and {np.shape(pair[1])}.")
+        if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
+            raise AssertionError(f"{where}: layer {k + 1}'s parameters contain NaN or inf "
+                                 "(did training diverge? try a smaller learning rate).")
+        checked.append((W, b))
+        n_in = W.shape[0]
+    if n_in != 10:
+        raise AssertionError(f"{where}: the last layer must give 10 scores, one per digit; "
+                             f"it gives {n_in}.")
+    return checked, history
+
+
+def _numeric(v):
+    try:
+        return np.asarray(v, dtype=np.float64).dtype == np.float64
+    except (TypeError, ValueError):
+        return False
+
+
+def _diagnose_accuracy(acc_train, acc_new, line, what, params, X_new):
+    """Why a trained network scores below the line on new samples."""
+    predicted = RM.mlp_scores(params, X_new).argmax(axis=1)
+    if np.unique(predicted).size == 1:
+        return (f"It gives every {what} digit the same class, {int(predicted[0])}: the network "
+                "has not learned (check your layers' cells, and try a smaller learning rate "
+                "if the loss grew).")
+    if acc_train >= 0.99 and acc_new < line:
+        return (f"It is right on {acc_train:.1%} of the samples it was given but on only "
+                f"{acc_new:.1%} of {what} ones: it memorised its training samples instead of "
+                "learning what makes a digit (fewer epochs, or a smaller network, generalise "
+                "better).")
+    if acc_train < line:
+        return (f"It is right on only {acc_train:.1%} of its own training samples: training "
+                "has not converged (more epochs, another learning rate), or a layer's "
+                "backward is wrong (see its cell).")
+    return ""
+
+
+def _train_and_measure(train_digits):
+    X_train, y_train, X_val, y_val = _data.digits_split()
+    where = ("train_digits(X_train, y_train, X_val, y_val) on the digits of "
+             "data.digits_split()")
+    out = call(train_digits, "train_digits", {"X_train": X_train, "y_train": y_train,
+                                              "X_val": X_val, "y_val": y_val})
+    params, history = _trained_network(out, where)
+    return where, params, history, {
+        "train": RM.accuracy(params, X_train, y_train), "val": RM.accuracy(params, X_val, y_val),
+        "n_val": len(y_val)}
+
+
+def check_train_digits(train_digits, part="all"):
+    """train_digits(X_train, y_train, X_val, y_val) -> (params, history), judged on new digits.
+
+    Every accuracy is the judge's: it runs the returned parameters through the
+    reference forward (ReLU hidden layers, scores out) in the grading process.
+    Part "validation": at least VAL_LINE on the validation set, and the history's
+    last validation accuracy is that accuracy (not the training set's). Part
+    "heldout": at least HELD_OUT_LINE on the judge's held-out digits, which never
+    exist inside the sandbox (course_lib.data, judge.sandbox).
+    """
+
+    def validation():
+        where, params, history, acc = _train_and_measure(train_digits)
+        if acc["val"] < VAL_LINE:
+            X_train, y_train, X_val, y_val = _data.digits_split()
+            raise AssertionError(
+                f"{where}: expected a validation accuracy of at least {VAL_LINE:.0%}, got "
+                f"{acc['val']:.1%} (measured by the grader). "
+                + _diagnose_accuracy(acc["train"], acc["val"], VAL_LINE, "validation", params,
+                                     X_val))
+        if not isinstance(history, dict) or not all(
+                isinstance(history.get(k), (list, tuple)) and history.get(k)
+                for k in ("loss", "train_acc", "val_acc")):
+            raise AssertionError(f"{where}: history must be a dict with the lists 'loss', "
+                                 "'train_acc' and 'val_acc', one entry per epoch.")
+        reported = history["val_acc"][-1]
+        if not isinstance(reported, (int, float)) or abs(reported - acc["val"]) > 1e-9:
+            note = ""
+            if isinstance(reported, (int, float)) and abs(reported - acc["train"]) < 1e-9:
+                note = ("\n  This matches a known mistake: "
+                        f"{known_mistake('accuracy-on-the-training-set')}.")
+            raise AssertionError(
+                f"{where}: history['val_acc'][-1] must be the trained network's accuracy on "
+                f"the validation set: expected {acc['val']:.6g} (measured by the grader on "
+                f"the {acc['n_val']} validation samples), got {reported!r:.40}.{note}")
+
+    def heldout():
+        where, params, _, acc = _train_and_measure(train_digits)
+        X_ho, y_ho = _data.digits_held_out()
+        if len(y_ho) == 0:
+            raise RuntimeError("the held-out digits are missing where the judge runs")
+        acc_ho = RM.accuracy(params, X_ho, y_ho)
+        if acc_ho < HELD_OUT_LINE:
+            raise AssertionError(
+                f"{where}: on the grader's {len(y_ho)} held-out digits (never given to your "
+                f"code) your network is right on {acc_ho:.1%}; at least {HELD_OUT_LINE:.0%} "
+                f"is needed. " + _diagnose_accuracy(acc["train"], acc_ho, HELD_OUT_LINE,
+                                                    "held-out", params, X_ho))
+
+    run_parts(part, {"validation": validation, "heldout": heldout})

@@ -31,7 +31,7 @@ import warnings
 import numpy as np
 
 from .. import reference as R
-from ._core import call, describe_inputs, expect_close, fmt, rng_for, run_parts
+from ._core import call, describe_inputs, expect_close, fmt, known_mistake, rng_for, run_parts
 
 # The rule each edge part grades, as the lesson states it; every edge message starts
 # with "<function>(...) (rule: <rule>)", so that a lost point names its rule.
@@ -142,13 +142,11 @@ def check_sigmoid(sigmoid, part="all"):
 
 def _sigmoid_prime_mistakes(z):
     return {
-        "you returned σ(z), the sigmoid itself, instead of its derivative σ'(z) = σ(z)(1 - σ(z))":
-            R.sigmoid(z),
+        known_mistake("sigmoid-for-prime"): R.sigmoid(z),
         "you applied a(1 - a) to z itself: that formula needs the activation a = σ(z), "
         "so σ'(z) = σ(z)(1 - σ(z)), not z(1 - z) (the activation and the pre-activation are "
         "mixed up)": z * (1 - z),
-        "you applied σ' to the activation σ(z) instead of the pre-activation z: "
-        "you computed σ'(σ(z)), but σ'(z) = σ(z)(1 - σ(z))": R.sigmoid_prime(R.sigmoid(z)),
+        known_mistake("prime-of-activation"): R.sigmoid_prime(R.sigmoid(z)),
         "you returned 1 - σ(z) (a factor σ(z) is missing)": 1 - R.sigmoid(z),
         "you returned σ(z)² - σ(z), which has the wrong sign": -R.sigmoid_prime(z),
     }
@@ -187,8 +185,7 @@ def check_sigmoid_prime(sigmoid_prime, part="all"):
 
 def _relu_prime_mistakes(z):
     return {
-        "ReLU'(0) = 1 where the course's convention (and PyTorch's) is ReLU'(0) = 0: "
-        "you returned 1 at z = 0 (use z > 0, not z >= 0)": (z >= 0).astype(float),
+        known_mistake("relu-prime-zero"): (z >= 0).astype(float),
         "you returned ReLU(z) = max(0, z) instead of its derivative": np.maximum(z, 0.0),
         "you returned 1 for z < 0 and 0 for z > 0: the comparison is the wrong way round":
             (z < 0).astype(float),
@@ -314,8 +311,7 @@ def check_bce(bce, part="all"):
 def _delta_mistakes(z, y):
     s, N = R.sigmoid(z), (1 if np.ndim(z) == 0 else np.shape(z)[0])
     return {
-        "the 1/N of the batch mean is missing: the loss is a mean over the N samples, "
-        "so δ = (ŷ - y)/N": s - y,
+        known_mistake("bce-delta-no-mean"): s - y,
         "the 1/N is applied twice: δ = (ŷ - y)/N, divided by N once": (s - y) / N**2,
         "the sign is flipped: δ = (ŷ - y)/N, not (y - ŷ)/N": (y - s) / N,
         "you multiplied by σ'(z) again: with BCE the σ'(z) cancels, δ = (ŷ - y)/N":

@@ -31,7 +31,16 @@ import warnings
 import numpy as np
 
 from .. import reference as R
-from ._core import call, describe_inputs, expect_close, fmt, rng_for, run_parts, shape_str
+from ._core import (
+    call,
+    describe_inputs,
+    expect_close,
+    fmt,
+    known_mistake,
+    rng_for,
+    run_parts,
+    shape_str,
+)
 
 __all__ = ["check_softmax", "check_softmax_jacobian", "check_softmax_backward",
            "check_cross_entropy", "check_softmax_cross_entropy_grad"]
@@ -192,10 +201,7 @@ def _fail_if_not_finite(label, out, inputs, mistakes, advice, expected=None):
 # softmax
 # ---------------------------------------------------------------------------
 
-OVERFLOW = ("the softmax is not stabilised: np.exp of a logit above about 709 overflows to inf "
-            "(and below about -745 underflows to 0), so you get inf/inf or 0/0 = nan. "
-            "Subtract each row's maximum first: softmax(z) = softmax(z - max(z)), "
-            "because softmax is shift-invariant")
+OVERFLOW = known_mistake("unstable-softmax")  # its wording is the manifest's
 
 
 def _softmax_mistakes(z):
@@ -293,10 +299,8 @@ def _jacobian_mistakes(z):
     s = R.softmax(z)
     n = s.size
     return _mistakes(**{
-        "the diagonal term diag(s) is missing: you returned -s sᵀ instead of diag(s) - s sᵀ "
-        "(for i = j the quotient rule gives s_i(1 - s_i), not -s_i²)": -np.outer(s, s),
-        "the sign is flipped: you returned s sᵀ - diag(s) instead of diag(s) - s sᵀ "
-        "(the diagonal entries s_i(1 - s_i) are positive)": np.outer(s, s) - np.diag(s),
+        known_mistake("jacobian-no-diagonal"): -np.outer(s, s),
+        known_mistake("jacobian-sign"): np.outer(s, s) - np.diag(s),
         "you kept only the diagonal, diag(s(1 - s)): the off-diagonal entries -s_i s_j "
         "(i ≠ j) are missing; softmax is not elementwise": np.diag(s * (1 - s)),
         "you used s.T @ s, which for a 1-D array is the inner product (one number), instead "
@@ -593,8 +597,7 @@ def _grad_mistakes(Z, Y):
     return _mistakes(**{
         "the 1/N of the batch mean is missing: the loss is a mean over the N samples, so "
         "dZ = (softmax(Z) - Y) / N": s - Y,
-        "the 1/N is applied twice: dZ = (softmax(Z) - Y) / N, divided by N once":
-            (s - Y) / N**2,
+        known_mistake("ce-grad-mean-twice"): (s - Y) / N**2,
         "the sign is flipped: dZ = (softmax(Z) - Y) / N, not (Y - softmax(Z)) / N":
             (Y - s) / N,
         "you multiplied by s(1 - s), the diagonal of the softmax Jacobian: with cross-entropy "

@@ -1,10 +1,21 @@
 """Grade one notebook on its own, with nbgrader, without touching the gradebook.
 
-``check_notebook(path, assignment)`` builds a throw-away course folder (the
+``check_notebook(path, assignment)`` grades in a throw-away course folder (the
 assignment's source, a private SQLite gradebook, the notebook as the only
-submission), runs nbgrader's own ``generate_assignment`` and ``autograde`` in
-it, and reads back every graded cell's score and, for a failed test cell, the
-message of its error. Nothing in the real course folder changes.
+submission) with nbgrader's own ``autograde``, and reads back every graded
+cell's score and, for a failed test cell, the message of its error. Nothing in
+the real course folder changes.
+
+What does not depend on the notebook is prepared once and kept (``prepared``):
+the assignment's source and a gradebook in which nbgrader's
+``generate_assignment`` registered it (creating a gradebook runs alembic's
+migrations: seconds). It is kept under the user's cache folder, one folder per
+course and assignment whose name is a digest of everything the registration
+reads (the assignment's source files, nbgrader_config.py, nbgrader's version), so
+an edited lesson or configuration gets a new one; each check copies it into its
+own temporary folder, so checks running at once share nothing writable. The
+sealed kernel is started while nbgrader sets up (judge.warm), and ``timings``
+says where the time went (``course check --timings``).
 
 This is the engine of ``course check`` and of the tests that grade the source
 and release notebooks and submissions that make a known mistake.
@@ -12,18 +23,23 @@ and release notebooks and submissions that make a known mistake.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from .course import check_assignments, find_course_root
-from .grade import NORMAL, grade_reliably, open_grading_api, register_assignment
+from .course import check_assignments, find_course_root, open_api
+from .grade import grade_reliably, open_grading_api, register_assignment
+from .status import NORMAL, Status
 
 STUDENT = "selfcheck"
+CACHE_VERSION = "1"  # bump when what a prepared folder holds changes
 
 
 @dataclass
@@ -67,8 +83,102 @@ class CheckResult:
         raise KeyError(f"no graded cell {grade_id!r} in {self.assignment}")
 
 
+def cache_root() -> Path:
+    """Where prepared courses are kept: $COURSE_CHECK_CACHE, else the user's cache folder.
+    Never bound into a grading sandbox (and masked there if a bound tree holds it)."""
+    if os.environ.get("COURSE_CHECK_CACHE"):
+        return Path(os.environ["COURSE_CHECK_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "course-check"
+
+
+def preparation_key(course_root: Path, assignment: str) -> str:
+    """A digest of everything the gradebook's registration of ``assignment`` reads."""
+    from importlib.metadata import version
+
+    nbgrader_version = version("nbgrader")
+    digest = hashlib.sha256(f"{CACHE_VERSION}\0{nbgrader_version}\0{assignment}\0".encode())
+    config = Path(course_root) / "nbgrader_config.py"
+    digest.update(config.read_bytes() if config.is_file() else b"")
+    source = Path(course_root) / "source" / assignment
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if path.is_file() and not any(p in ("__pycache__", ".ipynb_checkpoints")
+                                      for p in rel.parts):
+            digest.update(f"\0{rel.as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def prepared(course_root: Path, assignment: str) -> tuple[Path, bool]:
+    """The prepared folder (``source/<assignment>``, ``gradebook.db`` with the assignment
+    registered) for the course as it is now, and whether it was built just now."""
+    course_root = Path(course_root).resolve()
+    place = hashlib.sha256(str(course_root).encode()).hexdigest()[:12]
+    folder = cache_root() / place / f"{assignment}-{preparation_key(course_root, assignment)}"
+    if (folder / "gradebook.db").is_file():
+        return folder, False
+    if not folder.parent.is_dir():
+        _sweep_gone_courses(folder.parent.parent)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        (folder.parent / "course").write_text(str(course_root))
+    _sweep_older(folder.parent, assignment, keep=folder.name)
+    build = Path(tempfile.mkdtemp(prefix=f".{assignment}-", dir=folder.parent))
+    try:
+        shutil.copytree(course_root / "source" / assignment, build / "source" / assignment,
+                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        api, _ = open_api(course_root, CourseDirectory__root=str(build),  # runs nothing
+                          CourseDirectory__db_url=f"sqlite:///{build / 'gradebook.db'}")
+        register_assignment(api, assignment)
+        try:
+            build.rename(folder)  # whole or not at all; another check may have won the race
+        except OSError:
+            shutil.rmtree(build, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return folder, True
+
+
+def _sweep_gone_courses(cache: Path) -> None:
+    """The prepared folders of courses that no longer exist (a test's temporary course)."""
+    for place in cache.glob("*/course") if cache.is_dir() else ():
+        try:
+            gone = not Path(place.read_text()).is_dir()
+        except OSError:
+            continue
+        if gone:
+            shutil.rmtree(place.parent, ignore_errors=True)
+
+
+def _sweep_older(parent: Path, assignment: str, keep: str) -> None:
+    """Prepared folders of earlier versions of the assignment: no longer needed."""
+    for old in parent.glob(f"{assignment}-*"):
+        if old.name != keep and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _private_api(course_root: Path, tmp: Path, unsealed: bool):
+    """The course's settings, with every folder and the gradebook in ``tmp``."""
+    return open_grading_api(course_root, guard_roots=[course_root, cache_root()],
+                            unsealed=unsealed, CourseDirectory__root=str(tmp),
+                            CourseDirectory__db_url=f"sqlite:///{tmp / 'gradebook.db'}")
+
+
+def _start_kernel_ahead(api, assignment: str) -> None:
+    """Start the sealed kernel now, while nbgrader sets up (judge.warm), and none after."""
+    from ..judge.sandbox import SandboxKernelManager
+    from ..judge.sealed import KERNEL_NAME
+
+    sandbox = api.sealed.sandbox
+    sandbox.warm.ahead = False  # one notebook: no kernel for a next one
+    sandbox.no_torch = api.sealed.manual_gradients(assignment)  # as Sealed.begin sets it
+    extra = list(api.config.Execute.get("extra_arguments", []))
+    SandboxKernelManager.start_ahead(sandbox, KERNEL_NAME, extra)
+
+
 def check_notebook(path, assignment: str, course_root: Path | None = None,
-                   unsealed: bool = False) -> CheckResult:
+                   unsealed: bool = False, timings: dict | None = None) -> CheckResult:
     """Autograde one notebook file in a private, temporary course.
 
     The same code path as ``course grade`` (grade.grade_reliably), in a
@@ -79,10 +189,12 @@ def check_notebook(path, assignment: str, course_root: Path | None = None,
             release notebook).
         assignment: its nbgrader assignment id, e.g. "02_sigmoid".
         course_root: the course folder (default: see find_course_root).
+        timings: a dict to fill with seconds per step (``course check --timings``).
     Returns:
         CheckResult with one CellResult per graded cell, in notebook order;
         status "ok" or why the notebook could not be graded normally.
     """
+    clock = _Clock(timings)
     course_root = Path(course_root) if course_root else find_course_root()
     check_assignments(course_root, [assignment])
     path = Path(path)
@@ -92,34 +204,67 @@ def check_notebook(path, assignment: str, course_root: Path | None = None,
                for c in nbformat.read(str(source_nb), as_version=4).cells
                if c.metadata.get("nbgrader", {}).get("grade")
                and c.metadata["nbgrader"].get("solution")}
+    clock.lap("read the assignment")
+    ready, built = prepared(course_root, assignment)
+    clock.lap("prepare the course (built now)" if built else "prepared course (cached)")
 
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         tmp = Path(tmp)
-        shutil.copytree(course_root / "source" / assignment, tmp / "source" / assignment)
+        shutil.copytree(ready, tmp, dirs_exist_ok=True)
         dest = tmp / "submitted" / STUDENT / assignment
         dest.mkdir(parents=True)
         if path.is_file():
             shutil.copyfile(path, dest / f"{assignment}.ipynb")
-        # The course's settings, with every folder and the gradebook in tmp.
-        api = open_grading_api(course_root, guard_roots=[course_root], unsealed=unsealed,
-                               CourseDirectory__root=str(tmp),
-                               CourseDirectory__db_url=f"sqlite:///{tmp / 'gradebook.db'}")
+        api = _private_api(course_root, tmp, unsealed)
+        clock.lap("open the grader (sandbox, judge, nbgrader)")
         try:
-            register_assignment(api, assignment)
+            if api.sealed is not None:
+                _start_kernel_ahead(api, assignment)
+                clock.lap("start the kernel (in the background)")
             graded = grade_reliably(api, assignment, STUDENT)
+            ahead = api.sealed is not None and api.sealed.sandbox.warm.adopted > 0
+            clock.lap("grade: nbgrader's autograde, the notebook in its kernel, the judge"
+                      + (" (the kernel was ready)" if ahead else ""))
         finally:
             if api.sealed is not None:
+                api.sealed.sandbox.warm.close()
                 api.sealed.close()
 
     cells = [CellResult(gid, score, max_score, graded.messages.get(gid, ""),
                         autograded=gid not in by_hand)
              for gid, (score, max_score) in graded.cell_scores.items()]
-    status = "ok" if graded.status in NORMAL else graded.status
+    status = Status.OK if graded.status in NORMAL else graded.status
     result = CheckResult(assignment, graded.score, graded.max_score, status, cells,
                          notes=list(graded.notes))
-    if graded.status == "awaiting_hand_grading":
-        result.flags.append("awaiting_hand_grading")
+    if graded.status == Status.AWAITING_HAND_GRADING:
+        result.flags.append(Status.AWAITING_HAND_GRADING)
     result.flags.extend(graded.flags)
     if graded.reason and not graded.flags:
         result.flags.append(graded.reason)
+    clock.lap("read the results")
     return result
+
+
+class _Clock:
+    """Seconds per step, into ``timings`` (in order) when one is given."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.last = timings, time.perf_counter()
+        if timings is not None and not timings and (age := _process_age()) is not None:
+            timings["start Python, read the command"] = age
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[step] = self.timings.get(step, 0.0) + now - self.last
+        self.last = now
+
+
+def _process_age() -> float | None:
+    """Seconds since this process started (Linux: /proc), or None."""
+    try:
+        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None

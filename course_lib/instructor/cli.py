@@ -52,8 +52,9 @@ def _collect(args, root: Path) -> int:
 
 
 def _grade(args, root: Path) -> int:
-    from .grade import NORMAL, grade_class, merge_results, text_progress, write_grades_csv
+    from .grade import feedback_due, grade_class, merge_results, text_progress, write_grades_csv
     from .report import load_results, save_results, write_report
+    from .status import NORMAL
 
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected a number of processes >= 1, got {args.jobs}")
@@ -62,8 +63,9 @@ def _grade(args, root: Path) -> int:
                          "--nworkers sets how many submissions it grades at once)")
     progress = text_progress if not args.quiet else None
     _warn_if_unsealed(args)
+    policy = _feedback_policy(args)
     fresh = results = grade_class(root, args.assignments, args.students, progress=progress,
-                                  jobs=args.jobs, feedback=not args.no_feedback,
+                                  jobs=args.jobs, feedback=policy,
                                   scheduler=args.scheduler, unsealed=args.unsealed)
     if args.students and (root / RESULTS_JSON).is_file():
         # only these students were graded: everyone else keeps their stored result and row
@@ -75,9 +77,25 @@ def _grade(args, root: Path) -> int:
     _warn_if_unsealed(args)
     if not args.no_feedback:
         print(f"feedback: {root / 'feedback'}")
+        waiting = [r for r in fresh if r.status in NORMAL and not feedback_due(r, policy)]
+        if waiting:
+            n = len(waiting)
+            print(f"          {n} submission{'s' * (n != 1)} {'have' if n != 1 else 'has'} no "
+                  "feedback yet: written answers wait for hand grading (`course formgrader`); "
+                  "`course finalize` writes it then (--force-feedback writes it now)")
     print(f"grades:   {root / GRADES_CSV}\nreport:   {root / REPORT_HTML}")
     bad = [r for r in fresh if r.status not in NORMAL]
     return 0 if not bad else 1
+
+
+def _feedback_policy(args):
+    from .grade import Feedback
+
+    if args.no_feedback and args.force_feedback:
+        raise ValueError("--no-feedback and --force-feedback: choose one")
+    if args.no_feedback:
+        return Feedback.NONE
+    return Feedback.ALL if args.force_feedback else Feedback.FINAL
 
 
 def _warn_if_unsealed(args) -> None:
@@ -89,7 +107,7 @@ def _warn_if_unsealed(args) -> None:
 
 def _print_summary(results) -> None:
     """A table: one row per student, one column per assignment (score/max, status)."""
-    from .grade import NORMAL
+    from .status import NORMAL
 
     assignments = sorted({r.assignment for r in results})
     students = sorted({r.student for r in results})
@@ -119,22 +137,31 @@ def _report(args, root: Path) -> int:
 
 def _check(args, root: Path) -> int:
     from .check import check_notebook
+    from .status import Status, full_marks
 
     _warn_if_unsealed(args)
-    result = check_notebook(args.notebook, args.assignment, root, unsealed=args.unsealed)
+    timings = {} if args.timings else None
+    result = check_notebook(args.notebook, args.assignment, root, unsealed=args.unsealed,
+                            timings=timings)
     if args.json:
         print(result.to_json())
     else:
         print(f"{args.notebook}: {result.score:g}/{result.max_score:g} ({result.status})")
         for c in result.cells:
-            mark = "ok " if c.score == c.max_score else ("-- " if c.autograded else "?? ")
+            passed = full_marks(c.score, c.max_score)
+            mark = "ok " if passed else ("-- " if c.autograded else "?? ")
             print(f"  {mark}{c.grade_id:<32} {c.score:g}/{c.max_score:g}"
                   + ("" if c.autograded else "  (graded by hand)"))
             if c.message:
                 print("      " + c.message.replace("\n", "\n      "))
         for note in result.notes:
             print(f"  note (costs nothing): {note}")
-    return 0 if result.status == "ok" else 1
+    if timings is not None:  # on stderr: --json's stdout stays one JSON object
+        print("where the time went:", file=sys.stderr)
+        for step, seconds in timings.items():
+            print(f"  {seconds:6.2f} s  {step}", file=sys.stderr)
+        print(f"  {sum(timings.values()):6.2f} s  in all", file=sys.stderr)
+    return 0 if result.status == Status.OK else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these students (a regrade, a resubmission): everyone else keeps "
                         "their stored result, grades.csv row and feedback")
     s.add_argument("--no-feedback", action="store_true", help="skip the feedback files")
+    s.add_argument("--force-feedback", action="store_true",
+                   help="also write the feedback of submissions whose written answers are "
+                        "not graded yet (by default it waits for `course finalize`)")
     s.add_argument("--jobs", "-j", type=int, metavar="N",
                    help="submissions graded at once (default: the number of cores)")
     s.add_argument("--scheduler", metavar="ADDRESS",
@@ -176,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--assignment", required=True, metavar="ID")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--unsealed", action="store_true", help=UNSEALED_HELP)
+    s.add_argument("--timings", action="store_true",
+                   help="say where the time went, step by step (on stderr)")
     s.set_defaults(run=_check)
 
     from .export import register as register_export

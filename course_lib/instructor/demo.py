@@ -5,8 +5,9 @@ way: all right, nothing at all, half done, one of the lessons' common mistakes,
 a notebook that kills its kernel, an infinite loop, a missing assignment, a
 file that is not a notebook. Their answers are built from the source
 notebooks' solutions, so the demo always matches the lessons; a mistake is a
-small edit of one solution (`old` -> `new`), and building the class fails
-loudly if a lesson changes so that the edit no longer applies.
+small edit of one solution (`old` -> `new`), listed in the lesson's manifest
+(course_lib/manifest/, ``demo = true``), and building the class fails loudly
+if a lesson changes so that the edit no longer applies.
 
     python -m course_lib.instructor.demo            # build, collect, grade, report
     python -m course_lib.instructor.demo --build-only OUT   # just write the class
@@ -44,54 +45,21 @@ class Mistake:
     description: str
 
 
-MISTAKES = {
-    "max-gate-both": Mistake(
-        "01_chain_rule", "max_gate_backward_answer",
-        "return np.where(x_wins, dout, 0.0), np.where(x_wins, 0.0, dout)",
-        "return dout.copy(), dout.copy()",
-        "a max gate that sends the gradient to both inputs"),
-    "fanout-overwrite": Mistake(
-        "01_chain_rule", "fanout_forward_backward_answer",
-        "dx += np.where(x_wins, dm, 0.0)\n    dy += np.where(x_wins, 0.0, dm)",
-        "dx = np.where(x_wins, dm, 0.0)\n    dy = np.where(x_wins, 0.0, dm)",
-        "gradients overwritten instead of accumulated at a fan-out"),
-    "sigmoid-for-prime": Mistake(
-        "02_sigmoid", "sigmoid_prime_answer", "return s * (1.0 - s)", "return s",
-        "σ(z) returned for σ'(z)"),
-    "prime-of-activation": Mistake(
-        "02_sigmoid", "sigmoid_prime_answer", "s = sigmoid(z)", "s = sigmoid(sigmoid(z))",
-        "σ' applied to the activation instead of the pre-activation"),
-    "relu-prime-zero": Mistake(
-        "02_sigmoid", "relu_prime_answer", "(z > 0)", "(z >= 0)", "ReLU'(0) = 1"),
-    "bce-delta-no-mean": Mistake(
-        "02_sigmoid", "bce_sigmoid_delta_answer", "return (sigmoid(z) - y) / N",
-        "return sigmoid(z) - y", "the 1/N of the batch mean forgotten"),
-    "jacobian-no-diagonal": Mistake(
-        "03_softmax_jacobian", "softmax_jacobian_answer",
-        "return np.diag(s) - np.outer(s, s)", "return -np.outer(s, s)",
-        "a softmax Jacobian missing the diagonal term"),
-    "jacobian-sign": Mistake(
-        "03_softmax_jacobian", "softmax_jacobian_answer",
-        "return np.diag(s) - np.outer(s, s)", "return np.outer(s, s) - np.diag(s)",
-        "a softmax Jacobian with the sign flipped"),
-    "unstable-softmax": Mistake(
-        "03_softmax_jacobian", "softmax_answer",
-        "shifted = z - z.max(axis=-1, keepdims=True)", "shifted = z",
-        "an unstable softmax that overflows"),
-    "ce-grad-mean-twice": Mistake(
-        "03_softmax_jacobian", "softmax_cross_entropy_grad_answer",
-        "return (softmax(Z) - Y) / N", "return (softmax(Z) - Y) / N / N",
-        "the 1/N of the batch mean applied twice"),
-    "transposed-dW": Mistake(
-        "04_backprop_mlp", "dense_backward_answer", "dW = dZ.T @ A_prev", "dW = A_prev.T @ dZ",
-        "a transposed dW"),
-    "db-last-sample": Mistake(
-        "04_backprop_mlp", "dense_backward_answer", "db = dZ.sum(axis=0)", "db = dZ[-1]",
-        "gradients overwritten instead of accumulated over the batch"),
-    "plus-update": Mistake(
-        "04_backprop_mlp", "sgd_step_answer", "(W - lr * dW, b - lr * db)",
-        "(W + lr * dW, b + lr * db)", "+ instead of - in the update"),
-}
+def manifest_mistakes() -> dict[str, Mistake]:
+    """{id: Mistake} for each mistake the manifest marks ``demo = true``, in lesson order.
+
+    The manifest (course_lib/manifest/<slug>.toml) holds each mistake once: its
+    edit of the source solution, the words its check uses, and the summary the
+    demo's roster shows.
+    """
+    from .. import manifest
+
+    return {m.id: Mistake(les.assignment, ex.answer_id, m.old, m.new, m.summary)
+            for les in manifest.lessons() for ex in les.exercises for m in ex.mistakes
+            if m.demo}
+
+
+MISTAKES = manifest_mistakes()
 
 # student id -> how they work. "perfect" answers everything from the source;
 # "empty" hands in the release untouched; other plans are below.
@@ -158,7 +126,7 @@ def _apply(nb, mistake: Mistake) -> None:
             if mistake.old not in cell.source:
                 raise ValueError(f"demo mistake {mistake.description!r}: {mistake.old!r} is no "
                                  f"longer in {mistake.assignment}/{mistake.grade_id}; update "
-                                 "MISTAKES in course_lib/instructor/demo.py")
+                                 "its old/new in the lesson's course_lib/manifest/<slug>.toml")
             cell.source = cell.source.replace(mistake.old, mistake.new)
             return
     raise ValueError(f"demo mistake: no cell {mistake.grade_id} in {mistake.assignment}")
@@ -237,7 +205,10 @@ def run_demo(course_root: Path) -> int:
             # exit code 1 = some files could not be placed: the demo has none, but
             # the report printed by collect says so if it ever happens
             course(["collect", str(Path(tmp) / assignment), "--assignment", assignment])
-    course(["grade"])  # exits 1 when some submissions could not be graded normally: expected
+    # exits 1 when some submissions could not be graded normally: expected. The demo shows
+    # every student's feedback page at once; a real class's pages wait for hand grading
+    # (`course finalize` writes them), which is why the demo asks for them explicitly.
+    course(["grade", "--force-feedback"])
     print("\nThe demo class has been graded:")
     for label, path in (("submissions", "submitted/"), ("graded copies", "autograded/"),
                         ("feedback (one HTML per student and assignment)", "feedback/"),

@@ -45,7 +45,7 @@ class ClusterError(RuntimeError):
     """The cluster cannot grade this course; the message says why and what to do."""
 
 
-def grade_on_cluster(scheduler: str, course_root, tasks, feedback: bool = False,
+def grade_on_cluster(scheduler: str, course_root, tasks, feedback=False,
                      progress=None) -> list:
     """Grade each (assignment, student) of ``tasks`` as one task on the cluster.
 
@@ -53,7 +53,7 @@ def grade_on_cluster(scheduler: str, course_root, tasks, feedback: bool = False,
         scheduler: the dask scheduler's address, e.g. ``tcp://host:8786``.
         course_root: the course folder, at the same path on every worker.
         tasks: (assignment, student) pairs.
-        feedback: also write each autograded submission's feedback.
+        feedback: which submissions get their feedback page (grade.Feedback).
         progress: callable(done, total, label) called after each submission.
     Returns:
         one SubmissionResult per task, in the order they finished.
@@ -192,7 +192,7 @@ def _gradebook_problem(here: str, course_root: str, db_url: str) -> str:
     return ""
 
 
-def _grade(client, course_root: Path, tasks: list, feedback: bool, progress) -> list:
+def _grade(client, course_root: Path, tasks: list, feedback, progress) -> list:
     from distributed import as_completed
 
     from .grade import _grade_task

@@ -51,11 +51,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .grade import SubmissionResult
+from .status import Status
 
 FORMATS = ("canvas", "moodle", "csv")
 # Statuses whose score is exported as it is, with a warning: the score is real under the
 # course's rules, but the instructor should look.
-SCORED_WITH_WARNING = ("timeout", "kernel_died", "tampered")
+SCORED_WITH_WARNING = (Status.TIMEOUT, Status.KERNEL_DIED, Status.TAMPERED)
 CANVAS_FIXED = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 CANVAS_POINTS_ROW = "    Points Possible"  # the first cell of the row Canvas's export writes
 MOODLE_FIXED = ("Username", "Email address", "First name", "Last name")
@@ -125,16 +126,16 @@ def cell_value(r: SubmissionResult | None, missing_as_zero: bool = False) -> tup
     """(what the LMS file holds for this result, why it needs a warning or '')."""
     if r is None:
         return "", "no result: not graded (run `course grade`)"
-    if r.status == "ok":
+    if r.status == Status.OK:
         return _points(r.score), ""
     if r.status in SCORED_WITH_WARNING:
         return _points(r.score), (f"the score grading reached; {r.reason}" if r.reason
                                   else "the score grading reached")
-    if r.status == "awaiting_hand_grading":
+    if r.status == Status.AWAITING_HAND_GRADING:
         return "", (f"{_points(r.open_points)} point{'s' * (r.open_points != 1)} of written "
                     f"answers not graded yet ({_points(r.score)} so far): grade them in "
                     "the formgrader, then `course finalize`")
-    if r.status == "missing" and missing_as_zero:
+    if r.status == Status.MISSING and missing_as_zero:
         return "0", "nothing handed in; 0 by --missing-as-zero"
     return "", r.reason or "not graded normally"
 
@@ -152,7 +153,7 @@ def grade_table(results, students: dict[str, Student], assignments=None,
         for a in assignments:
             r = by_pair.get((s, a))
             value, why = cell_value(r, missing_as_zero)
-            status = r.status if r else "not_graded"
+            status = r.status if r else Status.NOT_GRADED
             table.values[(s, a)], table.statuses[(s, a)] = value, status
             if why:
                 table.warnings.append(ExportWarning(s, a, status, value, why))
@@ -217,7 +218,7 @@ def export(course_root: Path, to: str, out: Path | None = None, assignments=None
         to: "canvas", "moodle" or "csv".
         out: the file to write (default: exports/<to>-grades.csv in the course).
         assignments: ids to export (default: every graded one).
-        missing_as_zero: write 0, not an empty cell, for status "missing".
+        missing_as_zero: write 0, not an empty cell, for status missing.
         canvas_ids: {assignment: Canvas assignment id} for the Canvas column names.
     Raises:
         ValueError: an unknown format or assignment, or no stored results.

@@ -36,6 +36,8 @@ from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
+from .status import full_marks
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # nbgrader's API always asks for the template named "feedback": the course's folder of
 # that name comes first in extra_template_basedirs, nbgrader's after it. Its file is not
@@ -78,10 +80,6 @@ def _points(value) -> float:
     return float(value) if value is not None else 0.0
 
 
-def _full(score: float, points: float) -> bool:
-    return score >= points - 1e-9
-
-
 class ExerciseFeedback(NbGraderPreprocessor):
     """Put each graded cell in the words of the page, for the template.
 
@@ -117,7 +115,7 @@ class ExerciseFeedback(NbGraderPreprocessor):
                     current = {"name": gid, "grade_id": gid, "code": "", "tests": [],
                                "score": 0.0, "points": 0.0}
                     exercises.append(current)
-                passed = _full(score, points)
+                passed = full_marks(score, points)
                 test = {"grade_id": gid, "score": score, "points": points, "passed": passed,
                         "message": "" if passed else (error_message(cell) or
                                                       "this test did not give full marks")}

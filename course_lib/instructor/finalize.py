@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .course import check_assignments, open_api
-from .grade import NORMAL, SubmissionResult, generate_feedback, read_grades, write_grades_csv
+from .grade import (
+    Feedback,
+    SubmissionResult,
+    feedback_due,
+    generate_feedback,
+    read_grades,
+    write_grades_csv,
+)
+from .status import NORMAL, Status
 
 
 @dataclass
@@ -67,7 +75,7 @@ def reread(coursedir, r: SubmissionResult) -> SubmissionResult:
         raise RuntimeError(f"{r.student}/{r.assignment}: status {r.status}, but the gradebook "
                            "has no such submission (was gradebook.db replaced since grading?)")
     r.score, r.cell_scores, r.open_points = score, cells, open_points
-    r.status = "awaiting_hand_grading" if open_points > 0 else "ok"
+    r.status = Status.AWAITING_HAND_GRADING if open_points > 0 else Status.OK
     return r
 
 
@@ -111,7 +119,7 @@ def finalize(course_root: Path, assignments, force: bool = False,
             done.comments[(r.student, r.assignment)] = len(comments)
         if not feedback:
             continue
-        if r.open_points > 0 and not force:
+        if not feedback_due(r, Feedback.ALL if force else Feedback.FINAL):
             done.held_back.append(r)
             continue
         done.feedback.extend(generate_feedback(api, [r]))
@@ -129,7 +137,7 @@ def describe(done: Finalized, force: bool = False) -> list[str]:
     for r in done.updated:
         n = done.comments.get((r.student, r.assignment), 0)
         said = f"{r.student}/{r.assignment}: {r.score:g}/{r.max_score:g}, " + (
-            "ok" if r.open_points == 0 else open_points_text(r)) + \
+            Status.OK if r.open_points == 0 else open_points_text(r)) + \
             (f", {n} comment{'s' * (n != 1)}" if n else "")
         if any(r is h for h in done.held_back):
             said += ("; feedback held back until its written answers are graded "
@@ -169,7 +177,7 @@ def register(subparsers) -> None:
         "finalize", help="read the formgrader's hand grades back: scores, feedback, "
                          "grades.csv, report")
     s.add_argument("assignments", nargs="+", metavar="ID", help="assignment ids")
-    s.add_argument("--force", action="store_true",
+    s.add_argument("--force", "--force-feedback", dest="force", action="store_true",
                    help="write feedback even for submissions whose written answers are "
                         "not graded yet (they show 0 for those)")
     s.add_argument("--no-feedback", action="store_true", help="skip the feedback files")

@@ -3,23 +3,17 @@
 Stock nbgrader either grades a submission or logs an error and moves on; the
 gradebook then holds nothing for it, and an export shows a bare 0. Here every
 (student, assignment) pair ends with a ``SubmissionResult`` whose ``status``
-says how far grading got:
+says how far grading got: a ``status.Status`` (ok, awaiting_hand_grading,
+missing, unreadable, timeout, kernel_died, tampered, error), each member with
+the line that says what it means. A tampered notebook loses what it touched;
+code that only looks suspicious (exec, inspect, a patched module) is a note,
+not a cost: course_lib.judge.tamper says why.
 
-    ok                    autograded; every point is final
-    awaiting_hand_grading autograded; written answers wait for the formgrader:
-                          ``open_points`` says how many points are still open
-                          (``course finalize`` reads the hand grades back)
-    missing               the student has no notebook for this assignment
-    unreadable            the file is not a notebook (bad JSON, not nbformat)
-    timeout               a cell ran past the time limit (graded as far as it got)
-    kernel_died           the kernel died (os._exit, segfault, out of memory); the
-                          test cells that ran before keep their grades
-    tampered              the notebook deleted or changed a test cell's grading, or
-                          kept a hidden test from reaching the judge (or hid its
-                          failure); what it touched scores 0. Code that only looks
-                          suspicious (exec, inspect, a patched module) is a note,
-                          not a cost: course_lib.judge.tamper says why
-    error                 nbgrader itself failed; ``reason`` holds its message
+One submission goes through ``STEPS``, chained as nbgrader chains its
+preprocessors: read (the notebook, or missing / unreadable), inspect (the
+hidden checks each test cell calls, tampering), run sealed (autograde with
+the judge), settle verdicts (``status.cell_verdict`` for every test cell),
+write (the gradebook, the autograded notebook, the result).
 
 Grading is sealed (course_lib.judge): the kernel runs the student's code with
 no answers in reach, and each hidden test's verdict is reached in this
@@ -37,6 +31,7 @@ import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import nbformat
@@ -44,10 +39,8 @@ import nbformat
 from ..judge.server import Record, expected_checks, sweep_stale_folders
 from ..judge.tamper import ALL, inspect_submission
 from .course import check_assignments, find_course_root, load_config, open_api
+from .status import FAILED, NO_VERDICT, NORMAL, Status, cell_verdict
 
-NORMAL = ("ok", "awaiting_hand_grading")
-# Status names of earlier versions, as results stored then may still hold them.
-RENAMED_STATUSES = {"needs_manual_grading": "awaiting_hand_grading"}
 MAX_NOTEBOOK_BYTES = 20 * 2**20  # a lesson notebook with outputs is well under 2 MiB
 
 
@@ -59,7 +52,7 @@ class SubmissionResult:
     assignment: str
     score: float
     max_score: float
-    status: str
+    status: Status  # a str: grades.csv and results.json hold its value
     reason: str = ""
     messages: dict[str, str] = field(default_factory=dict)  # grade_id -> failed test's message
     cell_scores: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -126,14 +119,14 @@ def _max_score(api, assignment: str) -> float:
 KERNEL_START_FAILED = ("before replying to kernel_info", "didn't respond in")
 
 
-def _status_from_log(text: str) -> str:
+def _status_from_log(text: str) -> Status:
     if any(words in text for words in KERNEL_START_FAILED):
-        return "kernel_start_failed"
+        return Status.KERNEL_START_FAILED
     if "DeadKernelError" in text or "Kernel died" in text or "kernel died" in text:
-        return "kernel_died"
+        return Status.KERNEL_DIED
     if "CellTimeoutError" in text or "TimeoutError" in text:
-        return "timeout"
-    return "error"
+        return Status.TIMEOUT
+    return Status.ERROR
 
 
 def _kernel_words(log: str) -> str:
@@ -147,95 +140,267 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
+# ---------------------------------------------------------------------------
+# One submission: a short pipeline of named steps
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Submission:
+    """One submission on its way through ``STEPS``: what each step found, for the next.
+
+    The steps are chained as nbgrader chains its preprocessors: each takes
+    this object, adds what it found, and either returns None (go on) or a
+    ``SubmissionResult`` (grading ends there: a missing file, a notebook that
+    did not run to its end, the grades written).
+    """
+
+    api: object
+    assignment: str
+    student: str
+    max_score: float = 0.0
+    submitted: object = None  # read: the student's notebook
+    source: object = None  # read: the assignment's source notebook
+    expected: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # inspect
+    findings: list = field(default_factory=list)  # inspect: tampering that costs points
+    notes: list[str] = field(default_factory=list)  # inspect: suspicious code, no cost
+    outcome: dict = field(default_factory=dict)  # run: nbgrader's autograde answer
+    record: Record = field(default_factory=Record)  # run: what the judge saw
+    graded: object = None  # settle: the autograded notebook
+    status: Status = Status.OK  # settle
+    reason: str = ""  # settle
+    messages: dict[str, str] = field(default_factory=dict)  # settle: grade_id -> message
+    zeroed: dict[str, str] = field(default_factory=dict)  # settle: grade_id -> why it scores 0
+    warned: set[str] = field(default_factory=set)  # settle: cells nbgrader failed for stderr
+    flags: list[str] = field(default_factory=list)  # settle: tampering that cost points
+
+    @property
+    def sealed(self):
+        """The judge in use (course_lib.judge.sealed.Sealed), or None: --unsealed."""
+        return self.api.sealed
+
+    def path(self, directory: str) -> Path:
+        """The submission's notebook in one of nbgrader's folders (submitted, autograded)."""
+        cd = self.api.coursedir
+        return Path(cd.format_path(directory, self.student, self.assignment)) / \
+            f"{self.assignment}.ipynb"
+
+    def end(self, status: Status, reason: str) -> SubmissionResult:
+        """A result with no points: grading ends here, and says why."""
+        return SubmissionResult(self.student, self.assignment, 0.0, self.max_score, status,
+                                reason)
+
+
+def not_regular_files(top: Path) -> list[str]:
+    """What in a submission folder (``submitted/<student>/<assignment>``) is neither a
+    folder nor a regular file, each as 'a link x.txt' or 'a special file y' (a FIFO, a
+    socket, a device); the folder and its student folder included. Nothing is followed."""
+    import stat
+
+    found = [f"a link {folder.name}/" for folder in (top.parent, top) if folder.is_symlink()]
+    if found or not top.is_dir():
+        return found
+    for folder, dirs, files in os.walk(top):  # never into a linked folder
+        for name in dirs + files:
+            path = Path(folder) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                found.append(f"a link {path.relative_to(top)}")
+            elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                found.append(f"a special file {path.relative_to(top)}")
+    return sorted(found)
+
+
+def read_notebooks(s: Submission) -> SubmissionResult | None:
+    """Read: the student's notebook and the assignment's source notebook.
+
+    A notebook that is missing, too large, or not a valid notebook ends grading
+    here, with status missing or unreadable and the reason; so does a submission
+    that holds a link or a special file (``not_regular_files``).
+    """
+    api = s.api
+    cd = api.coursedir
+    s.max_score = _max_score(api, s.assignment)
+    notebook = s.path(cd.submitted_directory)
+    strange = not_regular_files(notebook.parent)
+    if strange:
+        # nbgrader reads the notebook and copies every other file to autograded/ as the
+        # grader, outside the sandbox, following links: a link would hand the kernel
+        # another student's notebook, the source or the gradebook (and a FIFO would hang)
+        return s.end(Status.UNREADABLE,
+                     f"the submission holds {', '.join(strange[:3])}"
+                     f"{' and more' if len(strange) > 3 else ''}: grading reads regular "
+                     "files only; hand in the files themselves")
+    if not notebook.is_file():
+        return s.end(Status.MISSING,
+                     f"no {notebook.name} in submitted/{s.student}/{s.assignment}/")
+    size = notebook.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        return s.end(Status.UNREADABLE,
+                     f"the file is {size / 2**20:.0f} MiB; a notebook of this course "
+                     f"is under {MAX_NOTEBOOK_BYTES // 2**20} MiB")
+    try:
+        s.submitted = nbformat.read(str(notebook), as_version=4)
+        nbformat.validate(s.submitted)
+    except Exception as exc:  # noqa: BLE001 - every unreadable file is a status
+        return s.end(Status.UNREADABLE, f"{type(exc).__name__}: {_last_line(str(exc))}")
+    s.source = nbformat.read(str(Path(cd.format_path(cd.source_directory, ".", s.assignment))
+                                 / f"{s.assignment}.ipynb"), as_version=4)
+    return None
+
+
+def inspect_notebook(s: Submission) -> None:
+    """Inspect: which hidden checks each test cell calls, and what the notebook touched.
+
+    ``expected`` is what the judge must see (empty when grading unsealed: the
+    checks then run in the student's kernel and nbgrader's grades stand). The
+    tamper reader's findings either cost points (a test cell deleted or its
+    grading changed) or are notes that cost nothing (judge.tamper says why).
+    """
+    expected = {c.metadata["nbgrader"]["grade_id"]: checks for c in s.source.cells
+                if _is_test_cell(c) and (checks := expected_checks(c))}
+    s.expected = expected if s.sealed is not None else {}
+    findings = inspect_submission(s.submitted, s.source)
+    s.notes = [str(f) for f in findings if not f.costs_points]
+    s.findings = [f for f in findings if f.costs_points]
+
+
+def run_sealed(s: Submission) -> None:
+    """Run sealed: nbgrader's autograde, the kernel sandboxed and every hidden check
+    answered by the judge in this process, whose record keeps each cell's verdicts."""
+    sealed = s.sealed
+    if sealed is not None:
+        sealed.begin(s.assignment, s.expected)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=Warning)  # SQLAlchemy noise from nbgrader
+            s.outcome = s.api.autograde(s.assignment, s.student, force=True, create=True)
+    finally:
+        s.record = sealed.end() if sealed is not None else Record()
+
+
+def settle_verdicts(s: Submission) -> SubmissionResult | None:
+    """Settle verdicts: which test cells keep their points, and the submission's status.
+
+    Every test cell is decided by ``status.cell_verdict`` (its hidden checks'
+    verdicts, and whether the kernel ran it without error); what tampering
+    touched scores 0 too. A notebook that did not run to its end (nbgrader
+    failed: the kernel died, the total time ran out) has no grades in the
+    gradebook: grading ends here, with the points of the test cells that
+    passed before it stopped.
+    """
+    if not s.outcome.get("success"):
+        return _unfinished(s)
+    s.graded = nbformat.read(str(s.path(s.api.coursedir.autograded_directory)), as_version=4)
+    for index, cell in enumerate(s.graded.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        msg = error_message(cell) if cell.cell_type == "code" else ""
+        if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
+            where = meta.get("grade_id") or f"#{index + 1}"
+            s.status = Status.TIMEOUT
+            s.reason = f"cell {where} ran past the time limit and was stopped"
+        if meta.get("grade") and msg:
+            s.messages[meta["grade_id"]] = msg
+    ran_clean: dict[str, bool] = {}  # grade_id -> no copy of the cell shows an error
+    for cell in s.graded.cells:
+        if gid := cell.metadata.get("nbgrader", {}).get("grade_id"):
+            ran_clean[gid] = ran_clean.get(gid, True) and not _has_error(cell)
+    s.zeroed, s.flags = _judge(s.record, s.expected, s.findings, s.messages, ran_clean)
+    s.warned = _only_warned(s.graded, s.zeroed)
+    return None
+
+
+def _unfinished(s: Submission) -> SubmissionResult:
+    """nbgrader could not finish: say why, and keep what the judge graded before.
+
+    A kernel that died or a notebook stopped at its total time is graded as far
+    as it got: each test cell that ran before scores as cell_verdict decides
+    (the kernel's own report on the cell stands in for nbgrader's). A tampered
+    notebook keeps nothing, even what ran before the failure.
+    """
+    record = s.record
+    text = (s.outcome.get("error") or "") + (s.outcome.get("log") or "")
+    status = _status_from_log(text)
+    reason = {Status.KERNEL_DIED: "the kernel died while running the notebook (os._exit, a "
+                                  "crash, or out of memory)",
+              Status.TIMEOUT: "the notebook ran past the time limit",
+              Status.KERNEL_START_FAILED: "the grading kernel did not start: "
+                                          + (_kernel_words(record.kernel_log)
+                                             or _last_line(text))}.get(status, _last_line(text))
+    if status == Status.ERROR and GRADEBOOK_LOCKED in text:
+        reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
+    if record.out_of_time:
+        status = Status.TIMEOUT
+        reason = "the notebook ran past its total time limit and was stopped"
+    result = s.end(status, reason)
+    result.sealed, result.notes = s.sealed is not None, s.notes
+    if status in (Status.KERNEL_DIED, Status.TIMEOUT):
+        for cell in s.source.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if not meta.get("grade"):
+                continue
+            gid, points = meta["grade_id"], float(meta.get("points", 0))
+            verdict = cell_verdict(s.expected.get(gid, ()), record.verdicts.get(gid, []),
+                                   record.kernel_ok.get(gid, False))
+            result.cell_scores[gid] = (points if verdict.passed else 0.0, points)
+            if verdict.kind == FAILED:
+                result.messages[gid] = verdict.why
+        result.score = sum(score for score, _ in result.cell_scores.values())
+        ran = sum(1 for gid in s.expected if gid in record.kernel_ok)
+        result.reason += f" (graded as far as it got: {ran} of {len(s.expected)} test cells ran)"
+    flags = _flags(s.findings, record)
+    if flags:
+        result.flags, result.score = flags, 0.0
+        result.cell_scores = {g: (0.0, m) for g, (_, m) in result.cell_scores.items()}
+        if result.status == Status.ERROR or record.flags:  # the judge saw it attack
+            result.status, result.reason = Status.TAMPERED, "; ".join(
+                result.flags + ([result.reason] if result.status != Status.ERROR else []))
+    return result
+
+
+def write_grades(s: Submission) -> SubmissionResult:
+    """Write: the settled scores into the gradebook (a cell the judge failed scores 0,
+    one nbgrader failed only for a warning on stderr keeps its points), why a cell
+    scored 0 into the autograded notebook (and so into the feedback), then the
+    submission's score read back from the gradebook."""
+    api, cd = s.api, s.api.coursedir
+    if s.zeroed:
+        _set_auto_scores(api, s.assignment, s.student, s.zeroed, full=False)
+        _mark_cells(s.path(cd.autograded_directory), s.graded, s.zeroed, s.messages)
+    if s.warned:
+        _set_auto_scores(api, s.assignment, s.student, s.warned, full=True)
+    order = [c.metadata.get("nbgrader", {}).get("grade_id") for c in s.graded.cells]
+    score, cell_scores, open_points = read_grades(cd, s.assignment, s.student, order)
+    if score is None:
+        return s.end(Status.ERROR, "autograde reported success but wrote no grades")
+    status, reason = s.status, s.reason
+    if s.flags:
+        status, reason = Status.TAMPERED, "; ".join(s.flags)
+    elif status == Status.OK and open_points > 0:
+        status = Status.AWAITING_HAND_GRADING
+    return SubmissionResult(s.student, s.assignment, score, s.max_score, status, reason,
+                            s.messages, cell_scores, s.flags, s.notes, s.sealed is not None,
+                            open_points)
+
+
+STEPS = (read_notebooks, inspect_notebook, run_sealed, settle_verdicts, write_grades)
+
+
 def grade_submission(api, assignment: str, student: str) -> SubmissionResult:
     """Autograde one submission and read back its score, status and messages.
 
-    ``api`` comes from open_grading_api: the submission is read for tampering
-    first, runs in the sealed kernel, and each test cell's grade is the
-    judge's verdict.
+    ``api`` comes from open_grading_api. The submission goes through ``STEPS``
+    (read, inspect, run sealed, settle verdicts, write) until one of them
+    returns its result.
     """
     if not hasattr(api, "sealed"):
         raise ValueError("grade_submission: the API must come from open_grading_api "
                          "(sealed grading), not from a plain NbGraderAPI")
-    sealed = api.sealed  # None: --unsealed, stock nbgrader's own grades
-    cd = api.coursedir
-    notebook = Path(cd.format_path(cd.submitted_directory, student, assignment)) / \
-        f"{assignment}.ipynb"
-    max_score = _max_score(api, assignment)
-    if not notebook.is_file():
-        return SubmissionResult(student, assignment, 0.0, max_score, "missing",
-                                f"no {notebook.name} in submitted/{student}/{assignment}/")
-    size = notebook.stat().st_size
-    if size > MAX_NOTEBOOK_BYTES:
-        return SubmissionResult(student, assignment, 0.0, max_score, "unreadable",
-                                f"the file is {size / 2**20:.0f} MiB; a notebook of this course "
-                                f"is under {MAX_NOTEBOOK_BYTES // 2**20} MiB")
-    try:
-        submitted = nbformat.read(str(notebook), as_version=4)
-        nbformat.validate(submitted)
-    except Exception as exc:  # noqa: BLE001 - every unreadable file is a status
-        return SubmissionResult(student, assignment, 0.0, max_score, "unreadable",
-                                f"{type(exc).__name__}: {_last_line(str(exc))}")
-
-    source_nb = nbformat.read(str(Path(cd.format_path(cd.source_directory, ".", assignment))
-                                  / f"{assignment}.ipynb"), as_version=4)
-    expected = {c.metadata["nbgrader"]["grade_id"]: checks for c in source_nb.cells
-                if _is_test_cell(c) and (checks := expected_checks(c.source))}
-    if sealed is None:
-        expected = {}  # the checks ran in the student's kernel: nbgrader's grades stand
-    else:
-        sealed.begin(assignment, expected)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=Warning)  # SQLAlchemy noise from nbgrader
-            outcome = api.autograde(assignment, student, force=True, create=True)
-    finally:
-        record = sealed.end() if sealed is not None else Record()
-    findings = inspect_submission(submitted, source_nb)
-    notes = [str(f) for f in findings if not f.costs_points]
-    findings = [f for f in findings if f.costs_points]
-    if not outcome["success"]:
-        result = _failed(outcome, student, assignment, max_score, source_nb, expected, record)
-        result.sealed, result.notes = sealed is not None, notes
-        flags = _flags(findings, record)
-        if flags:  # a tampered notebook keeps nothing, even what ran before the failure
-            result.flags, result.score = flags, 0.0
-            result.cell_scores = {g: (0.0, m) for g, (_, m) in result.cell_scores.items()}
-            if result.status == "error" or record.flags:  # the judge saw it attack
-                result.status, result.reason = "tampered", "; ".join(
-                    result.flags + ([result.reason] if result.status != "error" else []))
-        return result
-
-    graded_path = Path(cd.format_path(cd.autograded_directory, student, assignment)) / \
-        f"{assignment}.ipynb"
-    graded = nbformat.read(str(graded_path), as_version=4)
-    messages, status, reason = {}, "ok", ""
-    for cell in graded.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        msg = error_message(cell) if cell.cell_type == "code" else ""
-        if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
-            where = meta.get("grade_id") or f"#{graded.cells.index(cell) + 1}"
-            status, reason = "timeout", f"cell {where} ran past the time limit and was stopped"
-        if meta.get("grade") and msg:
-            messages[meta["grade_id"]] = msg
-    zeroed, flags = _judge(record, expected, findings, messages)
-    if zeroed:
-        _zero_in_gradebook(api, assignment, student, zeroed)
-        _mark_cells(graded_path, graded, zeroed, messages)
-    warned = _only_warned(graded, zeroed)
-    if warned:
-        _full_in_gradebook(api, assignment, student, warned)
-    order = [c.metadata.get("nbgrader", {}).get("grade_id") for c in graded.cells]
-    score, cell_scores, open_points = read_grades(cd, assignment, student, order)
-    if score is None:
-        return SubmissionResult(student, assignment, 0.0, max_score, "error",
-                                "autograde reported success but wrote no grades")
-    if flags:
-        status, reason = "tampered", "; ".join(flags)
-    elif status == "ok" and open_points > 0:
-        status = "awaiting_hand_grading"
-    return SubmissionResult(student, assignment, score, max_score, status, reason, messages,
-                            cell_scores, flags, notes, sealed is not None, open_points)
+    submission = Submission(api, assignment, student)
+    for step in STEPS:
+        result = step(submission)
+        if result is not None:
+            return result
+    raise AssertionError("the last step of grading returns the result")
 
 
 def _is_test_cell(cell) -> bool:
@@ -243,12 +408,18 @@ def _is_test_cell(cell) -> bool:
     return bool(meta.get("grade") and not meta.get("solution") and cell.cell_type == "code")
 
 
-def _judge(record, expected, findings, messages) -> tuple[dict[str, str], list[str]]:
+def _has_error(cell) -> bool:
+    return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+
+
+def _judge(record, expected, findings, messages, ran_clean) -> tuple[dict[str, str], list[str]]:
     """The test cells that score 0 ({grade_id: why}) and the flags, from the judge's record.
 
-    A test cell keeps its points only when the kernel ran it without error,
-    every hidden check it contains reached a passing verdict in the judge, and
-    nothing the notebook did touches it.
+    Each test cell with hidden checks keeps its points only when cell_verdict
+    passes it and nothing the notebook did touches it. A cell whose kernel
+    showed no error although its hidden check failed, or never reached the
+    judge, means something in the notebook hid or skipped it: a flag, and the
+    whole run is suspect.
     """
     flags = _flags(findings, record)
     cost = set().union(*(f.scope for f in findings)) if findings else set()
@@ -256,18 +427,14 @@ def _judge(record, expected, findings, messages) -> tuple[dict[str, str], list[s
         cost.add(ALL)  # refused at run time: the whole run is suspect
     zeroed = {}
     for gid, checks in expected.items():
-        verdicts = record.verdicts.get(gid, [])
-        passed = [(v.check, v.part) for v in verdicts if v.passed]
-        failed = [v for v in verdicts if not v.passed]
-        if failed:
-            zeroed[gid] = failed[0].message
-        elif any(passed.count(c) < checks.count(c) for c in set(checks)):
-            zeroed[gid] = "its hidden test did not run to a verdict"
-            if record.kernel_ok.get(gid):
-                flags.append(f"check: test cell {gid} ran without error, but its hidden test "
-                             "never reached the grader (something skipped or rewrote it)")
-                cost.add(ALL)
-        if failed and record.kernel_ok.get(gid):
+        verdict = cell_verdict(checks, record.verdicts.get(gid, []), ran_clean.get(gid, False))
+        if not verdict.passed:
+            zeroed[gid] = verdict.why
+        if record.kernel_ok.get(gid) and verdict.kind == NO_VERDICT:
+            flags.append(f"check: test cell {gid} ran without error, but its hidden test "
+                         "never reached the grader (something skipped or rewrote it)")
+            cost.add(ALL)
+        if record.kernel_ok.get(gid) and verdict.kind == FAILED:
             flags.append(f"check: test cell {gid} showed no error, but its hidden test failed "
                          "(something in the notebook hid the failure)")
             cost.add(ALL)
@@ -304,14 +471,6 @@ def _only_warned(graded, zeroed) -> set[str]:
                 and not any(o.get("output_type") == "error" for o in outputs):
             warned.add(gid)
     return warned
-
-
-def _zero_in_gradebook(api, assignment, student, zeroed) -> None:
-    _set_auto_scores(api, assignment, student, zeroed, full=False)
-
-
-def _full_in_gradebook(api, assignment, student, cells) -> None:
-    _set_auto_scores(api, assignment, student, cells, full=True)
 
 
 def _set_auto_scores(api, assignment, student, cells, full: bool) -> None:
@@ -375,49 +534,13 @@ def read_grades(coursedir, assignment, student, order=()):
         return float(sub.score or 0.0), cell_scores, open_points
 
 
-def _failed(outcome, student, assignment, max_score, source_nb, expected, record):
-    """nbgrader could not finish: say why, and keep what the judge graded before."""
-    text = (outcome.get("error") or "") + (outcome.get("log") or "")
-    status = _status_from_log(text)
-    reason = {"kernel_died": "the kernel died while running the notebook (os._exit, a "
-                             "crash, or out of memory)",
-              "timeout": "the notebook ran past the time limit",
-              "kernel_start_failed": "the grading kernel did not start: "
-                                     + (_kernel_words(record.kernel_log)
-                                        or _last_line(text))}.get(status, _last_line(text))
-    if status == "error" and GRADEBOOK_LOCKED in text:
-        reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
-    if record.out_of_time:
-        status, reason = "timeout", "the notebook ran past its total time limit and was stopped"
-    result = SubmissionResult(student, assignment, 0.0, max_score, status, reason)
-    if status not in ("kernel_died", "timeout"):
-        return result
-    # Graded as far as it got: a test cell that ran, without error, to a passing
-    # verdict before the kernel went keeps its points.
-    points = {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
-              for c in source_nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    for gid, pts in points.items():
-        checks = expected.get(gid)
-        ok = bool(checks) and record.kernel_ok.get(gid, False) and all(
-            v.passed for v in record.verdicts.get(gid, [])) and \
-            len(record.verdicts.get(gid, [])) >= len(checks)
-        result.cell_scores[gid] = (pts if ok else 0.0, pts)
-        verdicts = [v for v in record.verdicts.get(gid, []) if not v.passed]
-        if verdicts:
-            result.messages[gid] = verdicts[0].message
-    result.score = sum(score for score, _ in result.cell_scores.values())
-    ran = sum(1 for gid in expected if gid in record.kernel_ok)
-    result.reason += f" (graded as far as it got: {ran} of {len(expected)} test cells ran)"
-    return result
-
-
 def _worth_retrying(result: SubmissionResult, attempt: int) -> bool:
     if attempt == ATTEMPTS:
         return False
-    if result.status == "error" and GRADEBOOK_LOCKED in result.reason:
+    if result.status == Status.ERROR and GRADEBOOK_LOCKED in result.reason:
         return True
-    return result.status == "kernel_start_failed" or (result.status == "kernel_died"
-                                                      and attempt == 1)
+    return result.status == Status.KERNEL_START_FAILED or (
+        result.status == Status.KERNEL_DIED and attempt == 1)
 
 
 def add_students(coursedir, students: list[str]) -> None:
@@ -438,7 +561,7 @@ def class_students(course_root: Path, api) -> list[str]:
     """Everyone with a submission, and everyone the gradebook knows.
 
     A student on the class list who handed nothing in still gets a row
-    (status "missing").
+    (status missing).
     """
     from nbgrader.api import Gradebook
 
@@ -506,14 +629,39 @@ def grade_reliably(api, assignment: str, student: str) -> SubmissionResult:
             continue
         if not _worth_retrying(result, attempt):
             break
-    if result.status == "kernel_start_failed":
-        result.status = "error"
+    if result.status == Status.KERNEL_START_FAILED:
+        result.status = Status.ERROR
     return result
 
 
+class Feedback(StrEnum):
+    """Which submissions get their feedback page written (nbgrader's feedback/ folder,
+    what `nbgrader release_feedback` hands back)."""
+
+    NONE = "none"  # no page at all (--no-feedback)
+    FINAL = "final"  # only a submission whose points are all final: no written answer open
+    ALL = "all"  # also while written answers wait for hand grading (--force-feedback)
+
+    @classmethod
+    def of(cls, value) -> Feedback:
+        """A policy from a Feedback, its string, or a bool (True: ALL, every autograded
+        submission's page, as asked; False: NONE). `course grade` asks for FINAL."""
+        if isinstance(value, bool):
+            return cls.ALL if value else cls.NONE
+        return cls(value)
+
+
+def feedback_due(r: SubmissionResult, policy) -> bool:
+    """Does ``r`` get its feedback page under ``policy``? A page written while written
+    answers are ungraded would hand back a grade that is not final."""
+    policy = Feedback.of(policy)
+    return policy == Feedback.ALL or (policy == Feedback.FINAL and r.open_points == 0)
+
+
 def _grade_task(course_root: str, assignment: str, student: str,
-                feedback: bool) -> SubmissionResult:
-    """Grade (and write feedback for) one submission; runs in a worker process."""
+                feedback) -> SubmissionResult:
+    """Grade (and write feedback for) one submission; runs in a worker process.
+    ``feedback``: a Feedback policy (or a bool, see Feedback.of)."""
     api = _WORKER_API.get(course_root)
     if api is None:
         # --unsealed reaches worker processes through the environment they inherit
@@ -521,13 +669,16 @@ def _grade_task(course_root: str, assignment: str, student: str,
                                unsealed=os.environ.get("COURSE_UNSEALED") == "1")
         _WORKER_API[course_root] = api
     result = grade_reliably(api, assignment, student)
-    if feedback and _has_feedback(api, result):
-        _feedback_one(api, result)
+    if Feedback.of(feedback) != Feedback.NONE and _has_feedback(api, result):
+        if feedback_due(result, feedback):
+            _feedback_one(api, result)
+        else:
+            withdraw_feedback(api, result)
     return result
 
 
 def grade_class(course_root: Path | None = None, assignments=None, students=None,
-                progress=None, jobs: int | None = None, feedback: bool = False,
+                progress=None, jobs: int | None = None, feedback=Feedback.NONE,
                 scheduler: str | None = None, unsealed: bool = False) -> list[SubmissionResult]:
     """Autograde every submission of every given assignment.
 
@@ -538,7 +689,9 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         progress: callable(done, total, label) called after each submission.
         jobs: submissions graded at once, each in its own process (default:
             the number of cores; 1 grades in this process).
-        feedback: also write each autograded submission's feedback.
+        feedback: which submissions get their feedback page (a Feedback policy, or
+            True for all of them; `course grade` asks for Feedback.FINAL: none while
+            written answers wait for hand grading).
         scheduler: a dask scheduler's address (``tcp://host:8786``): grade on
             its workers instead, one task per submission (``jobs`` is then
             unused; see distributed.py).
@@ -608,7 +761,7 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
                 remaining = [t for t in remaining if t not in finished]
                 if attempt == ATTEMPTS:
                     for a, s in remaining:
-                        done(SubmissionResult(s, a, 0.0, 0.0, "error", "the grading worker "
+                        done(SubmissionResult(s, a, 0.0, 0.0, Status.ERROR, "the grading worker "
                                               f"died {ATTEMPTS} times while grading it"))
     sweep_stale_folders()  # what a worker killed mid-run left in /tmp
     return sorted(results, key=lambda r: (r.student, r.assignment))
@@ -660,6 +813,18 @@ def _feedback_one(api, r: SubmissionResult) -> Path:
         f"{r.assignment}.html"
 
 
+def withdraw_feedback(api, r: SubmissionResult) -> None:
+    """Remove the feedback page an earlier grading wrote for ``r``, now that its grade is
+    open again (a regrade that went back to waiting for hand grading): otherwise
+    `nbgrader release_feedback` would hand back the old grade."""
+    import shutil
+
+    cd = api.coursedir
+    folder = Path(cd.format_path(cd.feedback_directory, r.student, r.assignment))
+    if folder.is_dir():
+        shutil.rmtree(folder)
+
+
 def generate_feedback(api, results: list[SubmissionResult]) -> list[Path]:
     """nbgrader's generate_feedback for every submission that was autograded.
 
@@ -671,7 +836,7 @@ def generate_feedback(api, results: list[SubmissionResult]) -> list[Path]:
 def _has_feedback(api, r: SubmissionResult) -> bool:
     """Was it autograded, so that nbgrader can write its feedback? (A notebook stopped
     at its total time, or a kernel that died, has statuses but may have no graded copy.)"""
-    if not (r.status in NORMAL or r.status == "timeout"):
+    if not (r.status in NORMAL or r.status == Status.TIMEOUT):
         return False
     cd = api.coursedir
     return (Path(cd.format_path(cd.autograded_directory, r.student, r.assignment))

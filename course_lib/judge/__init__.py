@@ -29,7 +29,8 @@ Only ``server`` needs the reference answers; the others ship in the student
 wheel's grading runtime.
 """
 
-#: what never leaves the grading machine: the answers, the checks, the tooling,
-#: and the judge's own grading side (file names, as shutil.ignore_patterns sees them)
-GRADING_ONLY = ("reference", "grading", "instructor", "server.py", "sealed.py", "tamper.py",
-                "sandbox.py")
+#: what never leaves the grading machine: the answers, the checks, the exercises'
+#: manifest (its mistakes are edits of the solutions), the tooling, and the judge's own
+#: grading side (file names, as shutil.ignore_patterns sees them)
+GRADING_ONLY = ("reference", "grading", "manifest", "instructor", "server.py", "sealed.py",
+                "tamper.py", "sandbox.py")

@@ -333,3 +333,110 @@ def walk_graph(fn, graph, arrays):
             kind, text = "other", repr(item)[:200]
         items.append([kind, type(item).__name__, text])
     return {"type": type(got).__name__, "sequence": sequence, "items": items}
+
+
+# ----------------------------------------------------------------------------
+# A scalar autograd engine (the Value class of lesson 05's first part)
+# ----------------------------------------------------------------------------
+#
+# An expression travels as plain data: a list of nodes, each a list whose first
+# item names the operation and whose other items are earlier nodes' indices or
+# constant numbers; the last node is the output. A node used by several later
+# ones is a fan-out. ``EXPRESSION_OPS`` says what each operation does with the
+# student's objects; the same table builds the expression from torch tensors or
+# from the reference engine on the grading side, so that the three graphs have
+# the same nodes in the same order.
+#
+#     [["leaf", 2.0], ["leaf", -1.5], ["mul", 0, 1], ["exp", 2], ["add", 3, 0]]
+#     is  e^(a·b) + a  with a = 2, b = -1.5
+
+EXPRESSION_OPS = {
+    # name: (number of node operands, number of constants, what it does)
+    "add": (2, 0, lambda a, b: a + b),
+    "mul": (2, 0, lambda a, b: a * b),
+    "sub": (2, 0, lambda a, b: a - b),
+    "div": (2, 0, lambda a, b: a / b),
+    "neg": (1, 0, lambda a: -a),
+    "pow": (1, 1, lambda a, k: a ** k),          # a ** k, k a constant number
+    "add_const": (1, 1, lambda a, c: a + c),     # a + 2.5
+    "mul_const": (1, 1, lambda a, c: a * c),     # a * 2.5
+    "radd": (1, 1, lambda a, c: c + a),          # 2.5 + a (__radd__)
+    "rmul": (1, 1, lambda a, c: c * a),          # 2.5 * a (__rmul__)
+    "exp": (1, 0, lambda a: a.exp()),
+    "tanh": (1, 0, lambda a: a.tanh()),
+    "sigmoid": (1, 0, lambda a: a.sigmoid()),
+    "relu": (1, 0, lambda a: a.relu()),
+}
+
+
+def build_expression(make_leaf, nodes):
+    """The objects of expression ``nodes`` (see above), leaves made by ``make_leaf(x)``.
+
+    Returns the list of objects, one per node, in order (the output last).
+    """
+    built = []
+    for node in nodes:
+        op, *rest = node
+        if op == "leaf":
+            built.append(make_leaf(float(rest[0])))
+            continue
+        if op not in EXPRESSION_OPS:
+            raise KeyError(f"no expression operation named {op!r}")
+        n_nodes, n_consts, do = EXPRESSION_OPS[op]
+        if len(rest) != n_nodes + n_consts:
+            raise ValueError(f"{op}: expected {n_nodes} node(s) and {n_consts} constant(s)")
+        operands = [built[int(i)] for i in rest[:n_nodes]]
+        built.append(do(*operands, *(float(c) for c in rest[n_nodes:])))
+    return built
+
+
+def _reading(obj, attr: str):
+    """``obj.<attr>`` as a float, or a description of what is there instead."""
+    try:
+        value = getattr(obj, attr)
+    except AttributeError:
+        return {"missing": attr, "type": type(obj).__name__}
+    if isinstance(value, bool):
+        return {"type": "bool", "repr": repr(value)}
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return {"type": type(value).__name__, "repr": repr(value)[:100]}
+
+
+@experiment
+def value_backward(cls, nodes, backward=True):
+    """Build ``nodes`` from the student's ``cls`` (leaves ``cls(x)``), then ``out.backward()``.
+
+    Returns ``{"data": [...], "grad": [...]}``: every node's ``.data`` and
+    ``.grad`` as floats, in the order of ``nodes`` (an entry that is not a number
+    comes back as a dict describing it). With ``backward=False`` the backward
+    pass is not run (the forward values alone).
+    """
+    built = build_expression(cls, nodes)
+    if backward:
+        built[-1].backward()
+    return {"data": [_reading(v, "data") for v in built],
+            "grad": [_reading(v, "grad") for v in built]}
+
+
+@experiment
+def value_topological_order(cls, nodes):
+    """``out.topological_order()`` for the output of ``nodes``, told as node indices.
+
+    Returns ``{"type", "sequence", "items"}``: the result's type name, whether it
+    is a list or tuple, and for each item the index of the node it is (by
+    identity), or ``-1`` for an object of ``cls`` that is none of them (a number
+    wrapped into a Value by an operation), or the type name of anything else.
+    """
+    built = build_expression(cls, nodes)
+    index = {id(v): i for i, v in enumerate(built)}
+    got = built[-1].topological_order()
+    sequence = isinstance(got, list | tuple)
+    items = []
+    for item in (got if sequence else ()):
+        if id(item) in index:
+            items.append(index[id(item)])
+        else:
+            items.append(-1 if isinstance(item, cls) else type(item).__name__)
+    return {"type": type(got).__name__, "sequence": sequence, "items": items}

@@ -164,15 +164,69 @@ def fill_work_folder(env=os.environ) -> None:
         shutil.copytree(source, work, dirs_exist_ok=True, symlinks=True)
 
 
+def preload(env=os.environ) -> None:
+    """Import what the notebook will import anyway (COURSE_PRELOAD: numpy, torch where
+    the lesson may use it) before the submission arrives (judge.warm). A module that
+    fails here is left for the notebook to import, and to fail on, itself."""
+    import importlib
+
+    for name in filter(None, env.get("COURSE_PRELOAD", "").split(",")):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the notebook's own import says what is wrong
+            pass
+
+
+def wait_for_submission(fd: int = 0) -> None:
+    """Block until the grader says the submission is in place ("go" on stdin). A kernel
+    started ahead (judge.warm) waits here, having run nothing of any student's; one
+    whose stdin closes without "go" was not needed and ends."""
+    said = b""
+    while not said.endswith(b"\n"):
+        chunk = os.read(fd, 16)
+        if not chunk:
+            os._exit(0)
+        said += chunk
+    if said.strip() != b"go":
+        os._exit(0)
+
+
 def main() -> None:
     die_on_fatal_signals()
-    fill_work_folder()
-    from ipykernel.kernelapp import IPKernelApp
+    # The kernel's log, as it is before ipykernel captures stderr (through a pipe and a
+    # thread, which a kernel dying while it starts may never drain): a kernel that
+    # cannot start says why there, in full (judge.sandbox reads its last lines).
+    log = os.dup(2)
+    try:
+        from ipykernel.kernelapp import IPKernelApp
 
-    app = IPKernelApp.instance()
-    app.initialize(sys.argv[1:])  # IPython's profile, the sockets: still unfiltered
-    forbid_new_programs()  # before the first message, so before any of the notebook's code
+        app = IPKernelApp.instance()
+        app.initialize(sys.argv[1:])  # IPython's profile, the sockets: still unfiltered
+        preload()
+        wait_for_submission()
+        fill_work_folder()  # only now is there a submission to copy
+        import importlib
+
+        importlib.invalidate_caches()  # the working folder changed after the imports above
+        forbid_new_programs()  # before the first message, so before any of the notebook's code
+    except BaseException as exc:  # noqa: BLE001 - whatever stopped it, said in its log
+        _say_why(log, exc)
+        os._exit(1)
+    os.close(log)
     app.start()
+
+
+def _say_why(fd: int, exc: BaseException) -> None:
+    try:
+        import traceback
+
+        text = "".join(traceback.format_exception(exc))
+    except BaseException:  # noqa: BLE001 - out of memory even for the traceback
+        text = f"{type(exc).__name__}: {exc}\n"
+    try:
+        os.write(fd, text.encode(errors="replace"))
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data import sandbox_digits_binds
 from .polled_client import PolledKernelManager
+from .warm import Standby, WarmPool
 
 HOME = "/home/student"
 WORK = HOME + "/work"  # the kernel's working folder: a copy of the submission
@@ -166,14 +168,34 @@ class Sandbox:
         self._torch_stub = self.folder / "no-torch"
         (self._torch_stub).mkdir(exist_ok=True)
         (self._torch_stub / "__init__.py").write_text(NO_TORCH)
+        self.warm = WarmPool()  # the next notebook's kernel, started ahead (judge.warm)
+        _compile_runtime(self.runtime)
+
+    def preload(self) -> list[str]:
+        """What a kernel imports before it waits for its submission (judge.warm): numpy,
+        and torch where the lesson may use it (not where torch is the stub)."""
+        return ["numpy"] + ([] if self.no_torch or not _torch_folder() else ["torch"])
 
     # -- the folders --------------------------------------------------------------
-    def new_box(self, submission: Path | None) -> KernelBox:
+    def new_box(self, submission: Path | None = None) -> KernelBox:
+        """A kernel's folders; its work folder (bound read-only at SUBMISSION) stays
+        empty until ``place_submission`` (a standby kernel gets its submission late)."""
         folder = self.folder / "kernels" / uuid.uuid4().hex[:12]
         box = KernelBox(folder, folder / "c", folder / "work", folder / "kernel.log")
         box.connection.mkdir(parents=True)
-        _copy_submission(submission, box.work)
+        box.work.mkdir()
+        if submission is not None:
+            self.place_submission(box, submission)
         return box
+
+    def place_submission(self, box: KernelBox, submission: Path | None) -> None:
+        _copy_submission(submission, box.work)
+
+    def key(self, kernel_cmd: list[str]) -> tuple:
+        """What makes two kernels' sandboxes the same: the bwrap command but for the
+        box's own folders, and the limits (a standby is adopted only for the same key)."""
+        argv = self.command(_SAME_BOX, kernel_cmd)
+        return (tuple(argv), tuple(vars(self.limits).items()))
 
     # -- the command ----------------------------------------------------------------
     def command(self, box: KernelBox, kernel_cmd: list[str]) -> list[str]:
@@ -211,6 +233,9 @@ class Sandbox:
                 argv += ["--tmpfs", path, "--remount-ro", path]
         if self.no_torch and (torch := _torch_folder()):
             argv += ["--ro-bind", str(self._torch_stub), torch]
+        # scikit-learn's digits without the judge's held-out samples, mounted over the
+        # installed file: they never exist where the student's code runs (course_lib.data)
+        argv += sandbox_digits_binds(self.folder)
         argv += ["--ro-bind", str(self.runtime), str(self.runtime),
                  "--ro-bind", str(self.judge_dir), str(self.judge_dir),
                  "--bind", str(box.connection), str(box.connection),
@@ -230,7 +255,9 @@ class Sandbox:
         env.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": HOME,
                     "TMPDIR": "/tmp", "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
                     "IPYTHONDIR": HOME + "/.ipython", "MPLCONFIGDIR": "/tmp/matplotlib",
-                    "JUPYTER_RUNTIME_DIR": "/tmp/jupyter", "COURSE_SUBMISSION": SUBMISSION})
+                    "JUPYTER_RUNTIME_DIR": "/tmp/jupyter", "COURSE_SUBMISSION": SUBMISSION,
+                    # judge.launcher: import these, then wait for the submission (judge.warm)
+                    "COURSE_PRELOAD": ",".join(self.preload())})
         env.update(self.env)
         return env
 
@@ -257,7 +284,7 @@ def _copy_submission(submission: Path | None, work: Path, max_files: int = 1000,
     """The submission's regular files into ``work``: no links, no hidden folders,
     at most ``max_files`` files and ``max_bytes`` in all (nbgrader's autograded
     folder of one student: the notebook and whatever they handed in with it)."""
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     if submission is None or not Path(submission).is_dir():
         return
     submission = Path(submission)
@@ -273,6 +300,20 @@ def _copy_submission(submission: Path | None, work: Path, max_files: int = 1000,
     for rel in files:
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(submission / rel, work / rel)
+
+
+# The box every kernel's command is compared with (Sandbox.key): its folders stand for
+# whichever box a kernel gets.
+_SAME_BOX = KernelBox(Path("/box"), Path("/box/c"), Path("/box/work"), Path("/box/kernel.log"))
+
+
+def _compile_runtime(runtime: Path) -> None:
+    """Byte-compile the grading runtime once, here: the kernel imports it read-only with
+    PYTHONDONTWRITEBYTECODE, so without this every kernel compiled course_lib again."""
+    import compileall
+
+    if Path(runtime).is_dir():
+        compileall.compile_dir(str(runtime), quiet=2, workers=1)
 
 
 def _under(path: str, root: str) -> bool:
@@ -396,6 +437,9 @@ async def _child_pidfd(bwrap_pid: int, wait: float = 5.0) -> int | None:
     return None
 
 
+# Stands for the connection file in a kernel's command template (absolute, so that
+# jupyter_client's realpath leaves it as it is).
+CONNECTION_FILE = "/{connection_file}"
 _ACTIVE: Sandbox | None = None  # the sandbox of this process (set by Sealed)
 _WATCHER = None  # the judge: kernel_started(pid), kernel_stopped(last stderr lines)
 
@@ -421,29 +465,99 @@ class SandboxKernelManager(PolledKernelManager):
         self.cgroup: Path | None = None
         self.init_pidfd: int | None = None  # the sandbox's pid 1 (the kernel), for cleanup
         self.transport = "ipc"
+        self.template: list[str] = []  # the kernel's command, CONNECTION_FILE left open
+        self.key: tuple | None = None  # its sandbox (Sandbox.key), as judge.warm compares them
+        self.standby: Standby | None = None
+        self.warm = False  # did this kernel start ahead (a standby)?
+        self.submission = None
 
     async def _async_pre_start_kernel(self, **kw):
-        self.box = self.sandbox.new_box(kw.get("cwd"))
+        # The kernel's command with its connection file left open: what a standby was
+        # started with (judge.warm), and what a cold start runs now.
+        self.connection_file = CONNECTION_FILE
+        self.template = self.format_kernel_cmd(extra_arguments=kw.get("extra_arguments", []))
+        self.submission = kw.get("cwd")
+        self.key = (type(self).__name__, *self.sandbox.key(self.template))
+        self.standby, self.warm = self.sandbox.warm.take(self.key, self._new_standby)
+        self.box = self.standby.box
         self.connection_file = str(self.box.connection / "kernel.json")
-        self.ip = str(self.box.connection / "k")  # sockets k-1, k-2... (ipc "ports")
-        return await super()._async_pre_start_kernel(**kw)
+        # the sockets, key and scheme the kernel already has (ipc "ports": k-1, k-2...)
+        self.load_connection_info(self.standby.info)
+        self._connection_file_written = True
+        try:
+            return await super()._async_pre_start_kernel(**kw)
+        except BaseException:
+            self.standby.kill()
+            self.box = None
+            raise
+
+    @classmethod
+    def start_ahead(cls, sandbox: Sandbox, kernel_name: str, extra_arguments=()) -> None:
+        """Start the kernel the next notebook will get (``course check``: while nbgrader
+        sets up), as a manager nbclient makes would start it (judge.warm)."""
+        previous = _ACTIVE, _WATCHER
+        activate(sandbox, previous[1])
+        try:
+            km = cls(kernel_name=kernel_name)
+        finally:
+            activate(*previous)
+        km.connection_file = CONNECTION_FILE
+        km.template = km.format_kernel_cmd(extra_arguments=list(extra_arguments))
+        km.key = (cls.__name__, *sandbox.key(km.template))
+        sandbox.warm.prepare(km.key, km._new_standby)
+
+    def _new_standby(self) -> Standby:
+        """Start a kernel in a new sandbox; it waits for its submission (judge.warm)."""
+        from jupyter_client.connect import write_connection_file
+
+        box = self.sandbox.new_box()
+        connection_file = str(box.connection / "kernel.json")
+        _, info = write_connection_file(connection_file, ip=str(box.connection / "k"),
+                                        transport="ipc", key=uuid.uuid4().hex.encode(),
+                                        kernel_name=self.kernel_name)
+        cmd = [a.replace(CONNECTION_FILE, connection_file) for a in self.template]
+        cgroup = make_cgroup(self.sandbox.limits.processes)
+        stdin, go = os.pipe()  # the kernel waits on stdin until "go" (judge.launcher)
+        try:
+            with box.log.open("wb") as log:
+                process = self._launch(box, cmd, cgroup, log, stdin)
+        except BaseException:
+            os.close(go)
+            remove_cgroup(cgroup)
+            shutil.rmtree(box.folder, ignore_errors=True)
+            raise
+        finally:
+            os.close(stdin)
+        return Standby(self.key, box, process, dict(info), cgroup, go)
+
+    def _launch(self, box: KernelBox, cmd: list[str], cgroup, log, stdin: int):
+        """bwrap running ``cmd`` (jupyter_client's launch: its own session)."""
+        from jupyter_client.launcher import launch_kernel
+
+        return launch_kernel(self.sandbox.command(box, cmd), stdin=stdin,
+                             stdout=subprocess.DEVNULL, stderr=log, cwd=str(box.folder),
+                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},  # bwrap's
+                             preexec_fn=self.sandbox.preexec(cgroup))
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        box = self.box
-        self.cgroup = make_cgroup(self.sandbox.limits.processes)
-        kw = {k: v for k, v in kw.items() if k not in ("env", "cwd")}
-        kw["cwd"] = str(box.folder)
-        kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # bwrap's own; cleared
-        kw["stderr"] = box.log.open("wb")
-        kw["stdout"] = subprocess.DEVNULL
-        kw["preexec_fn"] = self.sandbox.preexec(self.cgroup)
+        """Hand the submission to the kernel taken in _async_pre_start_kernel."""
+        standby, provisioner = self.standby, self.provisioner
+        provisioner.process, provisioner.pid = standby.process, standby.process.pid
         try:
-            await super()._async_launch_kernel(self.sandbox.command(box, kernel_cmd), **kw)
-        finally:
-            kw["stderr"].close()
-        self.init_pidfd = await _child_pidfd(self.provisioner.pid)
+            provisioner.pgid = os.getpgid(standby.process.pid)
+        except OSError:
+            provisioner.pgid = None
+        provisioner.cwd = str(standby.box.folder)
+        self.cgroup = standby.cgroup
+        try:
+            self.sandbox.place_submission(standby.box, self.submission)
+            self.init_pidfd = await _child_pidfd(standby.process.pid)
+        except BaseException:
+            standby.close_pipe()  # its stdin ends without "go": it exits (cleanup kills it)
+            raise
+        standby.go()
         if _WATCHER is not None:
-            _WATCHER.kernel_started(self.provisioner.pid)
+            _WATCHER.kernel_started(standby.process.pid)
 
     def kill_sandbox(self) -> None:
         """SIGKILL bwrap's process group and the sandbox's pid 1, whatever state they are
@@ -496,6 +610,9 @@ class SandboxKernelManager(PolledKernelManager):
         if self.box is not None:
             (self.box.connection / "kernel.json").chmod(0o400)
             self.box.connection.chmod(0o500)
+        # This kernel runs: start the next notebook's while it does (judge.warm).
+        if self.sandbox.warm.ahead and self.key is not None:
+            self.sandbox.warm.prepare(self.key, self._new_standby)
 
     def last_error_lines(self, n: int = 8) -> str:
         """The end of the kernel's stderr (for a kernel that did not start)."""

@@ -10,8 +10,10 @@ back the same way. The verdict is kept per test cell; the grade of a cell is
 its verdict, whatever the kernel printed.
 
 Nothing the kernel says about itself is believed. A check is accepted only
-from the test cell that contains it (as the gradebook's copy of the cell
-says): a check called from anywhere else is refused and flagged. The pid the
+from the test cell that runs it, as the manifest says (course_lib.manifest:
+test cell ``<function>_<part>`` runs ``check_<function>`` with that part; the
+release verifies each cell's hidden block against it): a check called from
+anywhere else is refused and flagged. The pid the
 judge stops when a notebook runs past its total time is the one the kernel
 manager started (judge.sandbox), never one the kernel names. What the kernel
 may send is bounded (connections at once, connections and bytes per
@@ -23,6 +25,7 @@ costs the student their grade, not the grader its memory.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import re
 import shutil
@@ -35,14 +38,39 @@ from dataclasses import dataclass, field
 
 from . import wire
 
-# A hidden test's call, as written in the source notebooks.
-CHECK_CALL = re.compile(r"grading\.(check_\w+)\(\s*\w+\s*(?:,\s*part\s*=\s*[\"'](\w+)[\"'])?\s*\)")
 SESSION_TIMEOUT = 300.0  # seconds the judge waits for the kernel's answer to one request
 
 
-def expected_checks(source: str) -> list[tuple[str, str]]:
-    """The (check, part) pairs a test cell's source calls, in order."""
-    return [(name, part or "all") for name, part in CHECK_CALL.findall(source)]
+class UnknownTestCell(ValueError):
+    """An autograded test cell whose grade id no exercise of the manifest has."""
+
+
+def expected_checks(cell) -> list[tuple[str, str]]:
+    """The (check, part) pairs an autograded test cell's hidden test calls; [] for any
+    other cell.
+
+    They come from the cell's grade id through the manifest (course_lib.manifest:
+    ``<function>_<part>`` runs ``check_<function>`` with that part), never from the
+    cell's text, which the release step checks against the same manifest.
+
+    Raises:
+        UnknownTestCell: a test cell the manifest does not know (grading it would
+            guess): the message names it and where its entry belongs.
+    """
+    from .. import manifest
+
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    if not (meta.get("grade") and not meta.get("solution") and cell.get("cell_type") == "code"):
+        return []
+    grade_id = meta.get("grade_id")
+    try:
+        return [manifest.part_for(grade_id)]
+    except KeyError:
+        raise UnknownTestCell(
+            f"test cell {grade_id!r} grades no part of an exercise in the manifest, so the "
+            "judge cannot tell which check it runs: add the exercise to its lesson's "
+            "course_lib/manifest/<slug>.toml (test cells are named <function>_<part>)"
+        ) from None
 
 
 @dataclass
@@ -193,12 +221,12 @@ class Judge:
         self.socket_dir = os.path.join(self.folder, "judge")
         os.mkdir(self.socket_dir)
         self.address = os.path.join(self.socket_dir, "judge.sock")
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self.address)
-        os.chmod(self.address, 0o600)
-        self._listener.listen(MAX_OPEN)
-        self.notebook_time_limit = notebook_time_limit
         self._lock = threading.Lock()
+        self._closed = False
+        self._listener = None
+        self._conns: set = set()  # the connections being served, to cut between submissions
+        self._listen()
+        self.notebook_time_limit = notebook_time_limit
         self._open = threading.BoundedSemaphore(MAX_OPEN)
         self._connections = 0
         self._bytes_in = 0
@@ -209,9 +237,41 @@ class Judge:
         threading.Thread(target=self._accept, daemon=True, name="judge").start()
         threading.Thread(target=self._watch_time, daemon=True, name="judge-clock").start()
 
+    def _listen(self) -> None:
+        """A fresh listening socket at ``address`` (replacing the previous one atomically),
+        the previous one closed: the connections still waiting in its backlog go with it,
+        and so do any sockets a kernel passed through them (SCM_RIGHTS)."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        fresh = self.address + ".new"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fresh)
+        listener.bind(fresh)
+        os.chmod(fresh, 0o600)
+        listener.listen(MAX_OPEN)
+        os.replace(fresh, self.address)
+        with self._lock:
+            old, self._listener = self._listener, listener
+        if old is not None:
+            with contextlib.suppress(OSError):
+                old.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it
+            old.close()
+
+    def _cut_connections(self) -> None:
+        """Nothing of an earlier submission reaches the next: every connection still open
+        is shut (its thread ends and frees its slot) and the backlog is dropped. (A kernel
+        could otherwise keep connections open past its own end, holding every slot, so that
+        the next student's checks waited until their cells ran out of time.)"""
+        self._listen()  # first: a slot freed below must not accept from the old backlog
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
     # -- one submission ---------------------------------------------------------
     def begin(self, expected: dict[str, list[tuple[str, str]]]) -> None:
         """A new submission: ``expected`` maps each test cell's grade_id to its checks."""
+        self._cut_connections()
         with self._lock:
             self._expected = dict(expected)
             self._current = None
@@ -226,7 +286,13 @@ class Judge:
         return record
 
     def close(self) -> None:
-        self._listener.close()
+        with self._lock:
+            self._closed = True
+            listener, conns = self._listener, list(self._conns)
+        for sock in (listener, *conns):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        listener.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     # -- the kernel manager (judge.sandbox) --------------------------------------------
@@ -239,6 +305,7 @@ class Judge:
         with self._lock:
             self.record.kernel_pid = None
             self.record.kernel_log = log_tail
+        self._cut_connections()  # what the kernel left open ends with it
 
     def flag(self, what: str, detail: str) -> None:
         with self._lock:
@@ -272,18 +339,26 @@ class Judge:
     def _accept(self) -> None:
         while True:
             self._open.acquire()  # at most MAX_OPEN served at once; the rest wait in the backlog
+            with self._lock:
+                listener = self._listener
             try:
-                conn, _ = self._listener.accept()
+                conn, _ = listener.accept()
             except OSError:
                 self._open.release()
-                return  # closed
+                with self._lock:
+                    if self._closed:
+                        return
+                continue  # replaced between submissions (_listen): accept on the new one
             with self._lock:
                 self._connections += 1
                 too_many = self._connections > MAX_CONNECTIONS
+                self._conns.add(conn)
             if too_many:
                 if self._connections == MAX_CONNECTIONS + 1:
                     self.flag("flood", f"the notebook opened more than {MAX_CONNECTIONS} "
                                        "connections to the grader")
+                with self._lock:
+                    self._conns.discard(conn)
                 conn.close()
                 self._open.release()
                 continue
@@ -308,6 +383,8 @@ class Judge:
         except OSError:
             pass
         finally:
+            with self._lock:
+                self._conns.discard(conn)
             conn.close()
             self._open.release()
 

@@ -4,7 +4,8 @@
     sigmoid      lesson 02  sigmoid and friends, their derivatives, BCE
     softmax      lesson 03  softmax, its Jacobian and VJP, cross-entropy
     mlp          lesson 04  dense layers, backprop, SGD
-    autograd     lesson 05  the same with PyTorch (loaded lazily: needs torch)
+    autograd     lesson 05  a scalar autograd engine, then the same with PyTorch
+                            (loaded lazily; torch only for the PyTorch names)
 
 This package holds the answers, so it lives only where grading runs; nothing a
 student uses imports it. ``python -m course_lib.reference`` prints every seed
@@ -15,17 +16,6 @@ from __future__ import annotations
 
 import importlib
 
-from .sigmoid import (
-    bce,
-    bce_sigmoid_delta,
-    bce_with_logits,
-    relu,
-    relu_prime,
-    sigmoid,
-    sigmoid_prime,
-    tanh,
-    tanh_prime,
-)
 from .chain_rule import (
     add_gate_backward,
     fanout_forward_backward,
@@ -48,6 +38,17 @@ from .mlp import (
     mse,
     sgd_step,
 )
+from .sigmoid import (
+    bce,
+    bce_sigmoid_delta,
+    bce_with_logits,
+    relu,
+    relu_prime,
+    sigmoid,
+    sigmoid_prime,
+    tanh,
+    tanh_prime,
+)
 from .softmax import (
     cross_entropy,
     log_softmax,
@@ -57,9 +58,11 @@ from .softmax import (
     softmax_jacobian,
 )
 
-# Names whose module imports torch: resolved on first use (PEP 562), so that
-# `import course_lib.reference` stays light for lessons 1 to 4.
-_TORCH_NAMES = {"torch_backprop", "MySigmoid", "MyLinear", "grad_fn_chain"}
+# Lesson 05's names: resolved on first use (PEP 562), so that
+# `import course_lib.reference` stays light for lessons 1 to 4 (the PyTorch ones
+# import torch then; the engine, Value and engine_train, does not).
+_TORCH_NAMES = {"torch_backprop", "MySigmoid", "MyLinear", "grad_fn_chain", "Value",
+                "engine_train"}
 
 
 def __getattr__(name):

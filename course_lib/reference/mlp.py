@@ -17,6 +17,12 @@ Softmax couples its outputs, so for it "⊙ act'" becomes the vector-Jacobian
 product of softmax_backward; for softmax + cross-entropy and sigmoid + BCE the
 output error simplifies to (A^L - Y) / N and is computed that way, which stays
 exact when the output saturates.
+
+The capstone (the end of lesson 4) builds the same network from layers, each a
+forward/backward pair that shares a cache (CS231n's layers.py): ``affine``,
+``relu``, ``sigmoid`` and ``softmax_loss``; ``mlp_loss`` chains them for any depth,
+``sgd_epoch`` runs one epoch of mini-batch SGD and ``train_digits`` trains a
+network on scikit-learn's 8x8 digits (course_lib.data.digits).
 """
 
 from __future__ import annotations
@@ -46,6 +52,19 @@ __all__ = [
     "mlp_forward",
     "backprop",
     "sgd_step",
+    "affine_forward",
+    "affine_backward",
+    "relu_forward",
+    "relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "softmax_loss",
+    "HIDDEN",
+    "mlp_loss",
+    "mlp_scores",
+    "accuracy",
+    "sgd_epoch",
+    "train_digits",
 ]
 
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "identity", "softmax")
@@ -304,3 +323,267 @@ def sgd_step(params, grads, lr):
         db = d.check(f"grads[{i}] db", as_float(f"grads[{i}] db", db), ("n_out",))
         new.append((W - lr * dW, b - lr * db))
     return new
+
+
+# ----------------------------------------------------------------------------
+# Layers as forward/backward pairs (the capstone)
+# ----------------------------------------------------------------------------
+# Each forward returns (out, cache); its backward takes (dout, cache), where dout is
+# ∂J/∂out, and returns ∂J/∂ of each input. The cache holds what the backward pass
+# needs and nothing else, in a fixed form (the lesson states it), so a backward can be
+# tested on its own with a cache built by hand.
+
+def affine_forward(x, W, b):
+    """out = x @ Wᵀ + b, and the cache (x, W, b).
+
+    Args:
+        x: shape (N, n_in).
+        W: shape (n_out, n_in).
+        b: shape (n_out,).
+    Returns:
+        (out, cache): out of shape (N, n_out); cache = (x, W, b), the inputs themselves.
+    """
+    return dense_forward(x, W, b), (x, W, b)
+
+
+def affine_backward(dout, cache):
+    """Gradients of an affine layer (dense_backward, from the cache).
+
+    Args:
+        dout: shape (N, n_out), ∂J/∂out.
+        cache: (x, W, b) as affine_forward made it; x (N, n_in), W (n_out, n_in), b (n_out,).
+    Returns:
+        (dx, dW, db) of shapes (N, n_in), (n_out, n_in), (n_out,).
+    """
+    x, W, b = _cache("cache", cache, 3)
+    d = Dims()
+    d.check("cache x", as_float("cache x", x), ("N", "n_in"))
+    d.check("cache W", as_float("cache W", W), ("n_out", "n_in"))
+    d.check("cache b", as_float("cache b", b), ("n_out",))
+    return dense_backward(dout, x, W)
+
+
+def relu_forward(x):
+    """out = max(x, 0) elementwise; cache = x.
+
+    Args:
+        x: any shape, e.g. (N, n).
+    Returns:
+        (out, cache): out of x's shape; cache = x.
+    """
+    x = as_float("x", x)
+    return relu(x), x
+
+
+def relu_backward(dout, cache):
+    """dx = dout ⊙ [x > 0]: the gradient passes where the input was positive (ReLU'(0) = 0).
+
+    Args:
+        dout: ∂J/∂out, the shape of x.
+        cache: x, as relu_forward kept it.
+    Returns:
+        dx: the shape of x.
+    """
+    x = as_float("cache", cache)
+    dout = as_float("dout", dout)
+    _same_shape("dout", dout, "cache", x)
+    return dout * relu_prime(x)
+
+
+def sigmoid_forward(x):
+    """out = σ(x) elementwise; cache = out (σ' = σ(1 - σ) needs only the output).
+
+    Args:
+        x: any shape, e.g. (N, n).
+    Returns:
+        (out, cache): out of x's shape, in (0, 1); cache = out.
+    """
+    out = sigmoid(as_float("x", x))
+    return out, out
+
+
+def sigmoid_backward(dout, cache):
+    """dx = dout ⊙ s(1 - s), where the cache s = σ(x) is the forward's output.
+
+    Args:
+        dout: ∂J/∂out, the shape of x.
+        cache: s = σ(x), as sigmoid_forward kept it.
+    Returns:
+        dx: the shape of x.
+    """
+    s = as_float("cache", cache)
+    dout = as_float("dout", dout)
+    _same_shape("dout", dout, "cache", s)
+    return dout * s * (1.0 - s)
+
+
+def softmax_loss(scores, y):
+    """Mean cross-entropy of softmax(scores) against integer labels, and its gradient.
+
+    J = -(1/N) Σ_n log softmax(scores_n)[y_n], computed from the log-softmax (no
+    overflow for any finite scores); dscores = (softmax(scores) - onehot(y)) / N.
+
+    Args:
+        scores: shape (N, C), the last affine layer's output (logits).
+        y: shape (N,), integer labels in 0..C-1.
+    Returns:
+        (loss, dscores): a float, and ∂J/∂scores of shape (N, C).
+    """
+    scores = Dims().check("scores", as_float("scores", scores), ("N", "C"))
+    N, C = scores.shape
+    P = targets_as_probabilities(_int_labels(y, N, C), N, C)
+    return cross_entropy(scores, P), softmax_cross_entropy_grad(scores, P)
+
+
+def _int_labels(y, N, C):
+    y = np.asarray(y)
+    if y.shape != (N,) or y.dtype.kind not in "iu":
+        raise ValueError(f"y: expected integer labels of shape ({N},), got "
+                         f"{y.dtype} of shape {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= C):
+        raise ValueError(f"y: expected labels in 0..{C - 1}")
+    return y
+
+
+def _cache(name, cache, n):
+    if not isinstance(cache, (tuple, list)) or len(cache) != n:
+        raise ValueError(f"{name}: expected a tuple of {n}, got {type(cache).__name__}")
+    return cache
+
+
+def _same_shape(name_a, a, name_b, b):
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a}: expected the shape of {name_b}, {b.shape}, got {a.shape}")
+
+
+#: hidden activations of the capstone's network: name -> (forward, backward)
+HIDDEN = {"relu": (relu_forward, relu_backward), "sigmoid": (sigmoid_forward, sigmoid_backward)}
+
+
+def _hidden(hidden):
+    check_choice("hidden", hidden, tuple(HIDDEN))
+    return HIDDEN[hidden]
+
+
+def mlp_loss(params, X, y, hidden="relu"):
+    """Loss and gradients of a network of any depth, built from the layers above.
+
+    Layers 1..L-1 are affine then ``hidden``; layer L is affine (the scores), followed
+    by softmax_loss. The forward pass keeps each layer's caches in a list; the
+    backward pass walks that list in reverse, each layer's backward turning the
+    gradient of its output into that of its input and parameters. Every call starts
+    from fresh gradients (nothing accumulates from one call to the next).
+
+    Args:
+        params: list of L pairs (W, b), W^l: (n_l, n_{l-1}), b^l: (n_l,).
+        X: shape (N, n_0).
+        y: shape (N,), integer labels in 0..n_L - 1.
+        hidden: "relu" or "sigmoid".
+    Returns:
+        (loss, grads): a float, and a list of L pairs (dW, db) shaped like params.
+    """
+    forward, backward = _hidden(hidden)
+    checked, X, _ = _check_network(params, X, [hidden] * (len(params) - 1) + ["identity"]
+                                   if isinstance(params, Sequence) else ["identity"])
+    A, caches = X, []
+    for W, b in checked[:-1]:
+        Z, affine_cache = affine_forward(A, W, b)
+        A, act_cache = forward(Z)
+        caches.append((affine_cache, act_cache))
+    scores, out_cache = affine_forward(A, *checked[-1])
+    loss, dscores = softmax_loss(scores, y)
+    dA, dW, db = affine_backward(dscores, out_cache)
+    grads = [(dW, db)]
+    for affine_cache, act_cache in reversed(caches):
+        dA, dW, db = affine_backward(backward(dA, act_cache), affine_cache)
+        grads.append((dW, db))
+    return loss, grads[::-1]
+
+
+def mlp_scores(params, X, hidden="relu"):
+    """The scores (logits) of the capstone's network: affine + hidden, ..., affine.
+
+    Args:
+        params: list of L pairs (W, b); X: shape (N, n_0); hidden: "relu" or "sigmoid".
+    Returns:
+        shape (N, n_L).
+    """
+    _hidden(hidden)
+    acts = [hidden] * (len(params) - 1) + ["identity"]
+    return mlp_forward(params, X, acts)[-1][0]
+
+
+def accuracy(params, X, y, hidden="relu"):
+    """The share of samples whose largest score is at their label.
+
+    Args:
+        params, X, hidden: as for mlp_scores; y: shape (N,), integer labels.
+    Returns:
+        a float in [0, 1].
+    """
+    return float(np.mean(mlp_scores(params, X, hidden).argmax(axis=1) == np.asarray(y)))
+
+
+def sgd_epoch(params, X, y, lr, batch_size, seed, hidden="relu"):
+    """One epoch of mini-batch SGD: every sample used once, in a shuffled order.
+
+    The order is ``np.random.default_rng(seed).permutation(N)``; the batches are
+    its consecutive slices of ``batch_size`` samples (the last one may be smaller).
+    Each batch: the loss and gradients of mlp_loss on that batch only, then one
+    sgd_step. Fresh gradients every batch: nothing carries over from the previous one.
+
+    Args:
+        params: list of (W, b) pairs. X: (N, n_0). y: (N,) integer labels.
+        lr: learning rate > 0. batch_size: a positive int. seed: int >= 0.
+        hidden: "relu" or "sigmoid".
+    Returns:
+        (params, losses): the new parameters (new arrays; params unchanged) and the
+        list of the batches' losses, each computed before its step.
+    """
+    check_positive("batch_size", batch_size, integer=True)
+    check_positive("seed", seed, integer=True, allow_zero=True)
+    X = as_float("X", X, ndim=2)
+    order = np.random.default_rng(seed).permutation(X.shape[0])
+    y = np.asarray(y)
+    losses = []
+    for start in range(0, X.shape[0], batch_size):
+        idx = order[start:start + batch_size]
+        loss, grads = mlp_loss(params, X[idx], y[idx], hidden)
+        losses.append(loss)
+        params = sgd_step(params, grads, lr)
+    return params, losses
+
+
+#: the capstone's network and training (train_digits)
+DIGITS_SIZES = (64, 64, 10)
+DIGITS_EPOCHS, DIGITS_BATCH, DIGITS_LR = 30, 32, 0.2
+
+
+def train_digits(X_train, y_train, X_val, y_val, on_epoch=None):
+    """Train a 64-64-10 ReLU network on the digits by mini-batch SGD.
+
+    He-initialised weights (course_lib.nets.init_params, seed 0), DIGITS_EPOCHS epochs
+    of sgd_epoch (batches of DIGITS_BATCH, learning rate DIGITS_LR, epoch e shuffled
+    with seed e). After each epoch the history records the mean batch loss and the
+    accuracy on the training set and on the VALIDATION set (a set the network never
+    trains on), and ``on_epoch(epoch, history)`` is called if given (the live curves).
+
+    Args:
+        X_train: (N, 64), y_train: (N,); X_val: (M, 64), y_val: (M,).
+        on_epoch: optional callable(epoch, history).
+    Returns:
+        (params, history): a list of (W, b) pairs (ReLU hidden layers, scores out) and
+        {"loss": [...], "train_acc": [...], "val_acc": [...]}, one entry per epoch.
+    """
+    from ..nets import init_params
+
+    params = init_params(DIGITS_SIZES, seed=0, scale="he")
+    history = {"loss": [], "train_acc": [], "val_acc": []}
+    for epoch in range(DIGITS_EPOCHS):
+        params, losses = sgd_epoch(params, X_train, y_train, DIGITS_LR, DIGITS_BATCH, epoch)
+        history["loss"].append(float(np.mean(losses)))
+        history["train_acc"].append(accuracy(params, X_train, y_train))
+        history["val_acc"].append(accuracy(params, X_val, y_val))
+        if on_epoch is not None:
+            on_epoch(epoch, history)
+    return params, history

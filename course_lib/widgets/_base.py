@@ -198,10 +198,17 @@ class Logic:
             raise ValueError(f"{name}: expected a finite number, got {value!r}")
         return c.snap(v)
 
-    def set(self, name: str, value) -> dict[str, float]:
-        """Move one slider (to the position nearest ``value``); returns :meth:`values`."""
+    def move(self, name: str, value) -> None:
+        """Move one slider (to the position nearest ``value``), computing nothing yet.
+
+        What a widget's slider calls: its refresh then computes :meth:`values` once.
+        """
         self._state[name] = self._check(name, value)
         self._changed({name})
+
+    def set(self, name: str, value) -> dict[str, float]:
+        """Move one slider (to the position nearest ``value``); returns :meth:`values`."""
+        self.move(name, value)
         return self.values()
 
     def update(self, **values) -> dict[str, float]:
@@ -319,7 +326,7 @@ class Explorer:
     def _on_slider(self, name: str, value) -> None:
         if self._updating:
             return
-        self._guarded(lambda: self.logic.set(name, value))
+        self._guarded(lambda: self.logic.move(name, value))  # refresh computes once
 
     def _guarded(self, action: Callable[[], object]) -> None:
         """Run ``action`` then refresh; an error is shown in the status line."""

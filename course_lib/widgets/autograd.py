@@ -19,16 +19,23 @@ PyTorch. One real difference shows up: at a tie ``a == c``, ``torch.maximum``
 splits the gradient equally between its inputs, while the course's max gate
 (and complex step here) sends all of it to the first.
 
+:class:`EngineExplorer` does the same for the engine students write in part A of
+the lesson: it builds a small expression with *their* ``Value`` class, runs their
+``backward()``, and draws the graph with each node's ``data`` and ``grad``, marking
+every number that differs from PyTorch's for the same expression.
+
 This module imports torch, so it is not loaded by ``import course_lib.widgets``::
 
     >>> from course_lib.widgets.autograd import AutogradExplorer
     >>> AutogradExplorer()                    # f = (a·b + max(a, c))·σ(b)
     >>> AutogradExplorer("fanout")            # f = (a + b)·(a·c)
+    >>> EngineExplorer(Value)                 # the student's Value: tanh(w1·x1 + w2·x2 + b)·w1
 """
 
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +57,8 @@ from ._base import (
 )
 from .chain_rule import GraphNumbers, Node
 
-__all__ = ["EXPRESSIONS", "Expression", "AutogradLogic", "AutogradExplorer", "walk_grad_fn"]
+__all__ = ["EXPRESSIONS", "Expression", "AutogradLogic", "AutogradExplorer", "walk_grad_fn",
+           "ENGINE_EXPRESSIONS", "EngineExpression", "EngineLogic", "EngineExplorer"]
 
 
 @dataclass(frozen=True)
@@ -444,4 +452,218 @@ class AutogradExplorer(Explorer):
                          "before each backward in a training loop.</div>")
         elif k == 0:
             parts.append('<div class="cl-note">.grad is zero: press backward() again.</div>')
+        return "".join(parts)
+
+
+# ============================================================================
+# The student's own engine (lesson 05, part A): their Value graph, live
+# ============================================================================
+
+@dataclass(frozen=True)
+class EngineExpression:
+    """An expression for :class:`EngineExplorer`: leaves (slider name -> default) and
+    the operations, in ``judge.experiments.build_expression``'s node format, whose
+    leaf nodes are the sliders in order."""
+
+    title: str
+    defaults: dict[str, float]
+    ops: tuple[tuple, ...]  # operation nodes; indices count the leaves first
+    names: tuple[str, ...]  # a label per operation node
+
+
+ENGINE_EXPRESSIONS: dict[str, EngineExpression] = {
+    "neuron": EngineExpression(
+        title="f = tanh(w1·x1 + w2·x2 + b)·w1",
+        defaults={"w1": 0.8, "x1": 1.5, "w2": -1.2, "x2": 0.5, "b": 0.3},
+        ops=(("mul", 0, 1), ("mul", 2, 3), ("add", 5, 6), ("add", 7, 4), ("tanh", 8),
+             ("mul", 9, 0)),
+        names=("w1·x1", "w2·x2", "+", "+ b", "tanh", "f = ·w1")),
+    "diamond": EngineExpression(
+        title="f = e^u·σ(u) + u² with u = a·b",
+        defaults={"a": 0.7, "b": -1.1},
+        ops=(("mul", 0, 1), ("exp", 2), ("sigmoid", 2), ("mul", 3, 4), ("pow", 2, 2.0),
+             ("add", 5, 6)),
+        names=("u = a·b", "e^u", "σ(u)", "e^u·σ(u)", "u²", "f = +")),
+}
+
+
+class EngineLogic(Logic):
+    """The numbers of :class:`EngineExplorer`: the student's Value graph and PyTorch's.
+
+    Args:
+        value_class: the student's ``Value`` (``Value(x)``, operators, ``.exp()``,
+            ``.tanh()``, ``.sigmoid()``, ``.relu()``, ``.backward()``, ``.data``, ``.grad``).
+        expression: ``"neuron"`` or ``"diamond"`` (:data:`ENGINE_EXPRESSIONS`).
+
+    Each move rebuilds the expression from fresh leaves with the student's class and
+    calls its ``backward()``, then does the same with float64 tensors. :meth:`values`
+    returns, for every node ``n`` (leaves by their slider's name, operations by their
+    label): ``n`` (its ``.data``), ``"n.grad"`` (the student's), ``"n.grad (torch)"``
+    and ``"n (torch)"``. When the student's class raises (or is not written yet),
+    their numbers are NaN and :attr:`error` says why (``None`` otherwise; an
+    unwritten exercise gives no message).
+    """
+
+    def __init__(self, value_class=None, expression: str = "neuron") -> None:
+        check_choice("expression", expression, tuple(ENGINE_EXPRESSIONS))
+        self.value_class = value_class
+        self.expression = ENGINE_EXPRESSIONS[expression]
+        self.leaves = list(self.expression.defaults)
+        self.node_names = [*self.leaves, *self.expression.names]
+        self.controls = {n: Control(n, v, -3.0, 3.0, 0.05, n)
+                         for n, v in self.expression.defaults.items()}
+        self.error: str | None = None
+        super().__init__()
+
+    def nodes(self) -> list:
+        """The expression at the sliders, as plain data (build_expression's format)."""
+        return [["leaf", self.state[n]] for n in self.leaves] + [list(op) for op in
+                                                                 self.expression.ops]
+
+    def edges(self) -> list[tuple[int, int]]:
+        """(input node, user node) pairs, once per use (``a * a`` gives two)."""
+        return [(int(i), k + len(self.leaves)) for k, op in enumerate(self.expression.ops)
+                for i in op[1:1 + EXPRESSION_ARITY[op[0]]]]
+
+    def _student(self, nodes):
+        from ..judge.experiments import build_expression
+
+        def run():
+            built = build_expression(self.value_class, nodes)
+            built[-1].backward()
+            return [(float(v.data), float(v.grad)) for v in built]
+
+        if self.value_class is None:
+            return None, None
+        try:
+            return run(), None
+        except NotImplementedError:
+            return None, None
+        except Exception as exc:  # noqa: BLE001 - their error is shown, not raised
+            return None, f"{type(exc).__name__}: {exc}"
+
+    def values(self) -> dict[str, float]:
+        from ..judge.experiments import build_expression
+
+        nodes = self.nodes()
+        built = build_expression(lambda x: torch.tensor(x, dtype=torch.float64,
+                                                        requires_grad=True), nodes)
+        for t in built:
+            if not t.is_leaf:
+                t.retain_grad()
+        built[-1].backward()
+        mine, self.error = self._student(nodes)
+        out: dict[str, float] = {}
+        for i, (name, t) in enumerate(zip(self.node_names, built, strict=True)):
+            out[f"{name} (torch)"] = float(t.detach())
+            out[f"{name}.grad (torch)"] = float(t.grad)
+            out[name] = mine[i][0] if mine else float("nan")
+            out[f"{name}.grad"] = mine[i][1] if mine else float("nan")
+        return out
+
+    def agrees(self, values, name: str) -> bool:
+        """The student's value and gradient of node ``name`` agree with PyTorch's."""
+        return (rel_err(values[name], values[f"{name} (torch)"]) < 1e-9
+                and rel_err(values[f"{name}.grad"], values[f"{name}.grad (torch)"]) < 1e-9)
+
+
+EXPRESSION_ARITY = {"add": 2, "mul": 2, "sub": 2, "div": 2, "neg": 1, "pow": 1, "add_const": 1,
+                    "mul_const": 1, "radd": 1, "rmul": 1, "exp": 1, "tanh": 1, "sigmoid": 1,
+                    "relu": 1}
+
+
+class EngineExplorer(Explorer):
+    """Sliders on the leaves; the graph of the student's ``Value``, each node's data and grad.
+
+    Args:
+        value_class: the student's ``Value`` class.
+        expression: ``"neuron"`` (default) or ``"diamond"``.
+
+    The figure draws the expression's graph (inputs on the left, the output on the
+    right), with each node's ``data`` (green) and ``grad`` (red) as the student's
+    engine computed them; the numbers of a node that differ from PyTorch's are marked
+    ✗ on a pink background. The readout lists every node: data and grad, the
+    student's and PyTorch's, and whether they agree.
+    """
+
+    def __init__(self, value_class=None, expression: str = "neuron") -> None:
+        logic = EngineLogic(value_class, expression)
+        self.title = f"your engine: {logic.expression.title}"
+        super().__init__(logic)
+
+    def _build_figure(self):
+        from ._render import COLORS, BlitFigure
+
+        lg: EngineLogic = self.logic
+        n = len(lg.node_names)
+        depth = [0] * n
+        for i, j in lg.edges():
+            depth[j] = max(depth[j], depth[i] + 1)
+        columns: dict[int, list[int]] = {}
+        for i in range(n):
+            columns.setdefault(depth[i], []).append(i)
+        tall = max(len(c) for c in columns.values())
+        width = max(depth) + 1
+        bf = BlitFigure((10.0, max(3.0, 0.7 * tall + 0.9)))
+        ax = bf.fig.add_axes((0.0, 0.0, 1.0, 0.9))
+        ax.set_axis_off()
+        ax.set_xlim(-0.6, width - 0.4)
+        ax.set_ylim(-tall / 2 - 0.2, tall / 2 + 0.1)
+        bf.fig.text(0.01, 0.95, f"your Value graph of {lg.expression.title}", fontsize=12,
+                    weight="bold", va="center")
+        bf.fig.text(0.99, 0.95, "green: .data    red: .grad (after your backward())",
+                    fontsize=8.5, ha="right", va="center", color=COLORS["local"])
+        pos = {}
+        for d, members in columns.items():
+            for r, i in enumerate(members):
+                pos[i] = (float(d), (len(members) - 1) / 2.0 - r)
+        for i, j in lg.edges():
+            (x0, y0), (x1, y1) = pos[i], pos[j]
+            ax.annotate("", xy=(x1 - 0.22, y1), xytext=(x0 + 0.22, y0),
+                        arrowprops=dict(arrowstyle="-|>", color=COLORS["edge"], lw=1.1,
+                                        mutation_scale=10, shrinkA=2, shrinkB=2))
+        self._data_lab, self._grad_lab = {}, {}
+        for i, name in enumerate(lg.node_names):
+            x, y = pos[i]
+            leaf = i < len(lg.leaves)
+            # static boxes (drawn once); the numbers are fast labels, so a move redraws text only
+            ax.text(x, y, name, ha="center", va="center", fontsize=9, zorder=3,
+                    bbox=dict(boxstyle="round,pad=0.4", fc="#eef6ff" if leaf else "#f6f8fa",
+                              ec=COLORS["accent"] if leaf else COLORS["node_edge"], lw=1.2))
+            self._data_lab[name] = bf.label(ax, x, y, offset=(0, 11), va="bottom", size=9,
+                                            bold=True, color=COLORS["value"])
+            self._grad_lab[name] = bf.label(ax, x, y, offset=(0, -11), va="top", size=9,
+                                            bold=True, color=COLORS["grad"])
+        self._status_lab = bf.label(ax, 0.01, 0.02, coords="axes", ha="left", va="bottom",
+                                    size=9, color="#cf222e")
+        return bf
+
+    def _draw(self, v) -> None:
+        lg: EngineLogic = self.logic
+        for name in lg.node_names:
+            wrong = not lg.agrees(v, name) and not math.isnan(v[name])
+            mark = " ✗" if wrong else ""
+            self._data_lab[name].text = f"{fmt(v[name], 4)}{mark}"
+            self._grad_lab[name].text = f"grad {fmt(v[f'{name}.grad'], 4)}{mark}"
+            for lab in (self._data_lab[name], self._grad_lab[name]):
+                lab.background = "#ffd8d3" if wrong else None
+        self._status_lab.text = (lg.error or "") if lg.error else (
+            "" if lg.value_class is not None and not math.isnan(v[lg.node_names[-1]]) else
+            "write Value (exercise A.3) to see your engine's numbers")
+
+    def _readout(self, v) -> str:
+        lg: EngineLogic = self.logic
+        rows = []
+        for name in lg.node_names:
+            rows.append([html.escape(name),
+                         num_span(name, v[name], "value", bare=True),
+                         num_span(f"{name}.grad", v[f"{name}.grad"], "student", bare=True),
+                         num_span(f"{name}.grad (torch)", v[f"{name}.grad (torch)"], "torch",
+                                  bare=True),
+                         check_span(max(rel_err(v[name], v[f"{name} (torch)"]),
+                                        rel_err(v[f"{name}.grad"], v[f"{name}.grad (torch)"])),
+                                    1e-9)])
+        parts = [table(["node", ".data", ".grad (yours)", "grad (PyTorch)", "agree?"], rows)]
+        if lg.error:
+            parts.append(f'<div class="cl-note">your Value raised {html.escape(lg.error)}</div>')
         return "".join(parts)

@@ -1,33 +1,42 @@
-"""Lesson 01: a computational graph whose every edge shows its numbers live.
+"""Lesson 01: the computational graph, the one engine behind its figures and its explorer.
+
+A graph (:data:`GRAPHS`) is a list of :class:`Node`: inputs (sliders) and gates
+applied to earlier nodes. :class:`GraphNumbers` evaluates one at its sliders'
+values; :class:`GraphDrawing` draws one and writes its numbers on it. The
+lesson's static figures (:mod:`course_lib.figures.chain_rule`) and the
+explorer (:class:`GateExplorer`) are both these two, so a figure and an
+explorer of the same graph always show the same numbers in the same places.
 
 Each edge ``u -> v`` (the value of node ``u`` flowing into gate ``v``) shows
 
 * its **forward value** (green, above the edge),
-* the **local gradient** ∂v/∂u: how gate ``v``'s output moves with this input,
-  the gate looked at on its own,
-* the **upstream gradient** ∂f/∂v: how the final output moves with ``v``,
-* their **product** ∂f/∂u along this edge (red, below the edge): the chain rule.
+* the **gradient** ∂f/∂u carried by this edge (red, below it): the product of
+  the **local gradient** ∂v/∂u (the gate looked at on its own) and the
+  **upstream gradient** ∂f/∂v, the chain rule (the explorer writes both factors
+  in grey beneath).
 
 Every gradient is computed by complex step (see
 :mod:`course_lib.widgets.complex_step`): the local one by evaluating the gate
 alone at ``u + ih``, the upstream one by evaluating the whole graph with
 ``v``'s value nudged to ``v + ih``. Nothing here is a backward pass, so the
-product column is a genuine check of the chain rule, not its restatement.
+product is a genuine check of the chain rule, not its restatement.
 
     >>> from course_lib.widgets import GateExplorer
     >>> GateExplorer()                      # σ(w0·x0 + w1·x1 + w2), CS231n's neuron
     >>> GateExplorer("neuron_expanded")     # σ split into ×(-1), exp, +1, 1/x
     >>> GateExplorer("gates")               # 2·(x·y + max(z, w)): add, mul, max gates
-    >>> GateExplorer("fanout")              # x used twice: gradients add
+    >>> GateExplorer("fanout")              # x·y + max(x, y): gradients add at a fan-out
+    >>> GateExplorer("example")             # (x + y)·z
 
-The numbers without a widget: ``GateLogic("neuron").set("w0", 1.5)``.
+The numbers without a widget: ``GateLogic("neuron").set("w0", 1.5)``, or
+``GateLogic("gates").evaluate()`` for every node's value and gradient.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,7 +58,12 @@ from ._base import (
     table,
 )
 
-__all__ = ["GRAPHS", "OPS", "Node", "GraphNumbers", "GateLogic", "GateExplorer"]
+__all__ = ["GRAPHS", "OPS", "Node", "GraphSpec", "GraphNumbers", "Evaluation", "GateLogic",
+           "GraphDrawing", "GateExplorer"]
+
+VALUE_COLOR = "#1a7f37"  # forward values: green
+GRAD_COLOR = "#c0392b"   # gradients: red
+LOCAL_COLOR = "#57606a"  # the factors local × upstream: grey
 
 
 @dataclass(frozen=True)
@@ -57,12 +71,12 @@ class Node:
     """One node of a graph: an input (a slider) or a gate applied to earlier nodes.
 
     Attributes:
-        name: short id, used in the readout's keys (``"w0"``, ``"p0"``, ...).
+        name: short id, used in the readout's keys (``"w0"``, ``"a"``, ...).
         op: ``"input"``, ``"add"``, ``"mul"``, ``"max"``, ``"sigmoid"``,
             ``"exp"``, ``"inv"`` (1/x), ``"mul_const"``, ``"add_const"``.
         inputs: names of the nodes it reads.
         const: the constant of ``mul_const`` / ``add_const``.
-        pos: (column, row) where it is drawn.
+        pos: (x, y) where it is drawn.
         expr: what it computes, for the readout (``"w0·x0"``).
     """
 
@@ -73,6 +87,13 @@ class Node:
     pos: tuple[float, float] = (0.0, 0.0)
     expr: str = ""
 
+    @property
+    def symbol(self) -> str:
+        """What the drawing writes in the gate's box."""
+        return {"input": self.name, "add": "+", "mul": "×", "max": "max", "sigmoid": "σ",
+                "exp": "exp", "inv": "1/x", "mul_const": f"×{self.const:g}",
+                "add_const": f"+{self.const:g}"}[self.op]
+
 
 #: the gates a Node may apply (evaluated in GraphNumbers._forward)
 OPS = ("add", "mul", "max", "sigmoid", "exp", "inv", "mul_const", "add_const")
@@ -81,66 +102,78 @@ OPS = ("add", "mul", "max", "sigmoid", "exp", "inv", "mul_const", "add_const")
 #: difference (gradcheck's h = 1e-5), far too little to reach another input
 NUDGE = 1e-4
 
-
-def _symbol(node: Node) -> str:
-    return {"add": "+", "mul": "×", "max": "max", "sigmoid": "σ", "exp": "exp",
-            "inv": "1/x", "mul_const": f"×{node.const:g}",
-            "add_const": f"+{node.const:g}"}[node.op]
+#: the sliders' grid: every input of a graph is a multiple of it, the two decimals
+#: the figures show (so every number drawn belongs to the inputs drawn)
+STEP = 0.01
 
 
 @dataclass(frozen=True)
-class _Graph:
+class GraphSpec:
+    """A graph's shape: title, nodes in forward order, the inputs' defaults and ranges.
+
+    ``label_at`` moves the numbers of an edge (u, v) to a fraction t of its length
+    (default 0.3 for an input's edge, 0.5 otherwise), where edges would cross.
+    """
+
     title: str
     nodes: tuple[Node, ...]
     defaults: dict[str, float]
     ranges: dict[str, tuple[float, float]]
+    label_at: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
-def _inputs(names_rows: list[tuple[str, float]]) -> list[Node]:
-    return [Node(n, "input", pos=(0.0, r), expr=n) for n, r in names_rows]
+def _inputs(*names_pos: tuple[str, float, float]) -> list[Node]:
+    return [Node(n, "input", pos=(x, y), expr=n) for n, x, y in names_pos]
 
 
-_NEURON_INPUTS = _inputs([("w0", 4.0), ("x0", 3.0), ("w1", 2.0), ("x1", 1.0), ("w2", 0.0)])
-_NEURON_DEFAULTS = {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0}
-_NEURON_RANGES = {n: (-4.0, 4.0) for n in _NEURON_DEFAULTS}
-_NEURON_SUM = [
-    Node("p0", "mul", ("w0", "x0"), pos=(1, 3.5), expr="w0·x0"),
-    Node("p1", "mul", ("w1", "x1"), pos=(1, 1.5), expr="w1·x1"),
-    Node("s", "add", ("p0", "p1"), pos=(2, 2.5), expr="w0·x0 + w1·x1"),
-    Node("z", "add", ("s", "w2"), pos=(3, 1.25), expr="z = w0·x0 + w1·x1 + w2"),
-]
+def _neuron(expanded: bool) -> GraphSpec:
+    nodes = _inputs(("w0", 0, 4.0), ("x0", 0, 2.9), ("w1", 0, 1.6), ("x1", 0, 0.5)) + [
+        Node("a", "mul", ("w0", "x0"), pos=(1.5, 3.45), expr="a = w0·x0"),
+        Node("b", "mul", ("w1", "x1"), pos=(1.5, 1.05), expr="b = w1·x1"),
+        Node("c", "add", ("a", "b"), pos=(2.8, 2.25), expr="c = a + b"),
+        *_inputs(("w2", 2.9, 0.7)),
+        Node("q", "add", ("c", "w2"), pos=(4.1, 1.7), expr="q = w0·x0 + w1·x1 + w2")]
+    if expanded:
+        nodes += [Node("d", "mul_const", ("q",), const=-1.0, pos=(5.4, 1.7), expr="d = -q"),
+                  Node("e", "exp", ("d",), pos=(6.7, 1.7), expr="e = exp(-q)"),
+                  Node("h", "add_const", ("e",), const=1.0, pos=(8.0, 1.7),
+                       expr="h = 1 + exp(-q)"),
+                  Node("f", "inv", ("h",), pos=(9.3, 1.7), expr="f = 1 / (1 + exp(-q))")]
+        title = "f = σ(w0·x0 + w1·x1 + w2), node by node"
+    else:
+        nodes += [Node("f", "sigmoid", ("q",), pos=(5.4, 1.7), expr="f = σ(q)")]
+        title = "f = σ(w0·x0 + w1·x1 + w2), σ as one gate"
+    return GraphSpec(title, tuple(nodes),
+                     defaults={"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0},
+                     ranges={n: (-4.0, 4.0) for n in ("w0", "x0", "w1", "x1", "w2")})
 
-GRAPHS: dict[str, _Graph] = {
-    "neuron": _Graph(
-        title="f = σ(w0·x0 + w1·x1 + w2)",
-        nodes=tuple(_NEURON_INPUTS + _NEURON_SUM + [
-            Node("f", "sigmoid", ("z",), pos=(4, 1.25), expr="f = σ(z)")]),
-        defaults=_NEURON_DEFAULTS, ranges=_NEURON_RANGES),
-    "neuron_expanded": _Graph(
-        title="f = 1 / (1 + exp(-(w0·x0 + w1·x1 + w2)))",
-        nodes=tuple(_NEURON_INPUTS + _NEURON_SUM + [
-            Node("n", "mul_const", ("z",), const=-1.0, pos=(4, 1.25), expr="-z"),
-            Node("e", "exp", ("n",), pos=(5, 1.25), expr="exp(-z)"),
-            Node("d", "add_const", ("e",), const=1.0, pos=(6, 1.25), expr="1 + exp(-z)"),
-            Node("f", "inv", ("d",), pos=(7, 1.25), expr="f = 1 / (1 + exp(-z))")]),
-        defaults=_NEURON_DEFAULTS, ranges=_NEURON_RANGES),
-    "gates": _Graph(
-        title="f = 2·(x·y + max(z, w))",
-        nodes=tuple(_inputs([("x", 3.0), ("y", 2.0), ("z", 1.0), ("w", 0.0)]) + [
-            Node("q", "mul", ("x", "y"), pos=(1, 2.5), expr="q = x·y"),
-            Node("m", "max", ("z", "w"), pos=(1, 0.5), expr="m = max(z, w)"),
-            Node("a", "add", ("q", "m"), pos=(2, 1.5), expr="a = q + m"),
-            Node("f", "mul_const", ("a",), const=2.0, pos=(3, 1.5), expr="f = 2·a")]),
+
+GRAPHS: dict[str, GraphSpec] = {
+    "example": GraphSpec(
+        "f = (x + y)·z",
+        tuple(_inputs(("x", 0, 2.0), ("y", 0, 1.0), ("z", 0, 0.0)) + [
+            Node("q", "add", ("x", "y"), pos=(1.3, 1.5), expr="q = x + y"),
+            Node("f", "mul", ("q", "z"), pos=(2.6, 0.75), expr="f = q·z")]),
+        defaults={"x": -2.0, "y": 5.0, "z": -4.0}, ranges={n: (-5.0, 5.0) for n in "xyz"}),
+    "gates": GraphSpec(
+        "f = 2·(x·y + max(z, w))",
+        tuple(_inputs(("x", 0, 3.0), ("y", 0, 2.0), ("z", 0, 1.0), ("w", 0, 0.0)) + [
+            Node("p", "mul", ("x", "y"), pos=(1.3, 2.5), expr="p = x·y"),
+            Node("m", "max", ("z", "w"), pos=(1.3, 0.5), expr="m = max(z, w)"),
+            Node("s", "add", ("p", "m"), pos=(2.6, 1.5), expr="s = p + m"),
+            Node("f", "mul_const", ("s",), const=2.0, pos=(3.9, 1.5), expr="f = 2·s")]),
         defaults={"x": 3.0, "y": -4.0, "z": 2.0, "w": -1.0},
         ranges={n: (-5.0, 5.0) for n in "xyzw"}),
-    "fanout": _Graph(
-        title="f = (x + y)·(x·z): x feeds two gates",
-        nodes=tuple(_inputs([("x", 1.5), ("y", 3.0), ("z", 0.0)]) + [
-            Node("q", "add", ("x", "y"), pos=(1, 2.5), expr="q = x + y"),
-            Node("r", "mul", ("x", "z"), pos=(1, 0.5), expr="r = x·z"),
-            Node("f", "mul", ("q", "r"), pos=(2, 1.5), expr="f = q·r")]),
-        defaults={"x": 2.0, "y": -1.0, "z": 3.0},
-        ranges={n: (-4.0, 4.0) for n in "xyz"}),
+    "fanout": GraphSpec(
+        "f = x·y + max(x, y)",
+        tuple(_inputs(("x", 0, 2.4), ("y", 0, 0.0)) + [
+            Node("p", "mul", ("x", "y"), pos=(2.0, 2.4), expr="p = x·y"),
+            Node("m", "max", ("x", "y"), pos=(2.0, 0.0), expr="m = max(x, y)"),
+            Node("f", "add", ("p", "m"), pos=(3.4, 1.2), expr="f = p + m")]),
+        defaults={"x": 3.0, "y": 2.0}, ranges={n: (-4.0, 4.0) for n in "xy"},
+        label_at={("x", "p"): 0.25, ("y", "m"): 0.25, ("x", "m"): 0.3, ("y", "p"): 0.3}),
+    "neuron": _neuron(expanded=False),
+    "neuron_expanded": _neuron(expanded=True),
 }
 
 
@@ -231,6 +264,52 @@ class GraphNumbers:
         return float(self._forward(perturb=node)[self.output].imag / cs.H)
 
 
+@dataclass(frozen=True)
+class NodeNumbers:
+    """A node's forward value and the gradient ∂f/∂(node)."""
+
+    value: float
+    grad: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A graph evaluated at its sliders: what a figure of it shows (see GateLogic.evaluate)."""
+
+    graph: GraphSpec
+    values: dict[str, float]
+
+    @property
+    def title(self) -> str:
+        return self.graph.title
+
+    @property
+    def output(self) -> str:
+        return self.graph.nodes[-1].name
+
+    @property
+    def nodes(self) -> dict[str, NodeNumbers]:
+        v, out = self.values, self.output
+        return {n.name: NodeNumbers(v["f"] if n.name == out else v[n.name],
+                                    1.0 if n.name == out else v[f"df/d{n.name}"])
+                for n in self.graph.nodes}
+
+    @property
+    def value(self) -> float:
+        return self.values["f"]
+
+    @property
+    def edge_grads(self) -> dict[tuple[str, str], float]:
+        """∂f/∂u along each edge (u, v): local × upstream."""
+        return {(u, n.name): self.values[f"{u}->{n.name} product"]
+                for n in self.graph.nodes for u in n.inputs}
+
+    def grads(self) -> dict[str, float]:
+        """∂f/∂(input) for every input."""
+        return {n.name: self.values[f"df/d{n.name}"] for n in self.graph.nodes
+                if n.op == "input"}
+
+
 class GateLogic(GraphNumbers, Logic):
     """The numbers of a small computational graph, every gradient by complex step.
 
@@ -238,16 +317,17 @@ class GateLogic(GraphNumbers, Logic):
         graph: ``"neuron"`` (default; CS231n's f = σ(w0·x0 + w1·x1 + w2) with
             w = (2, -3, -3), x = (-1, -2)), ``"neuron_expanded"`` (σ written as
             ×(-1), exp, +1, 1/x), ``"gates"`` (f = 2·(x·y + max(z, w)) at
-            (3, -4, 2, -1)) or ``"fanout"`` (f = (x + y)·(x·z)).
+            (3, -4, 2, -1)), ``"fanout"`` (f = x·y + max(x, y)) or
+            ``"example"`` (f = (x + y)·z).
         student_neuron: optional, for the neuron graphs: your
             ``neuron_forward_backward(w, x) -> (f, dw, dx)``; its gradients are
             shown next to the complex-step ones (nothing is shown while it
             raises NotImplementedError).
 
-    ``state`` holds the inputs (the sliders). :meth:`values` returns, with
-    ``u->v`` naming the edge from node ``u`` into gate ``v``:
+    ``state`` holds the inputs (the sliders, multiples of 0.01). :meth:`values`
+    returns, with ``u->v`` naming the edge from node ``u`` into gate ``v``:
 
-    * ``"f"`` and every node's forward value under its name (``"p0"``, ...);
+    * ``"f"`` and every node's forward value under its name (``"a"``, ...);
     * ``"df/d<node>"`` for every node but f (complex step on the whole graph);
     * ``"<u->v> value"``, ``"<u->v> local"`` (∂v/∂u), ``"<u->v> upstream"``
       (∂f/∂v) and ``"<u->v> product"`` (local × upstream) for every edge;
@@ -270,11 +350,9 @@ class GateLogic(GraphNumbers, Logic):
         self.student_neuron = student_neuron
         self.student_error: str | None = None
         self.controls = {
-            n: Control(n, self.graph.defaults[n], *self.graph.ranges[n], step=0.01)
+            n: Control(n, self.graph.defaults[n], *self.graph.ranges[n], step=STEP)
             for n in self.input_names}
         super().__init__()
-
-    # --- evaluation (GraphNumbers) ------------------------------------------
 
     def values(self) -> dict[str, float]:
         vals, locals_ = self._forward(local=True)
@@ -301,6 +379,10 @@ class GateLogic(GraphNumbers, Logic):
         out.update(self._student())
         return out
 
+    def evaluate(self) -> Evaluation:
+        """Every number of the graph at the sliders, as a figure of it shows them."""
+        return Evaluation(self.graph, self.values())
+
     def _student(self) -> dict[str, float]:
         self.student_error = None
         if self.student_neuron is None:
@@ -325,12 +407,135 @@ class GateLogic(GraphNumbers, Logic):
         return out
 
 
+# ---------------------------------------------------------------------------
+# drawing: the same for a static figure and for the explorer
+# ---------------------------------------------------------------------------
+
+_BOX_W, _BOX_H = 0.62, 0.42
+
+
+def graph_figsize(graph: GraphSpec, extra_height: float = 0.0) -> tuple[float, float]:
+    """The figure size (inches) that fits ``graph`` at the drawing's scale."""
+    xs = [n.pos[0] for n in graph.nodes]
+    ys = [n.pos[1] for n in graph.nodes]
+    return (1.15 * (max(xs) - min(xs) + 2.0) + 0.5,
+            1.0 * (max(ys) - min(ys) + 1.3) + 0.6 + extra_height)
+
+
+class GraphDrawing:
+    """A graph drawn into a matplotlib Axes, with a number slot on each edge.
+
+    The boxes, arrows and names are ordinary (static) artists; the numbers are
+    :class:`course_lib.widgets._render.Label` objects made by ``label`` (a
+    ``BlitFigure.label`` for the explorer, which redraws only them on a move; a
+    plain list for a static figure, whose labels become matplotlib texts, see
+    :func:`course_lib.widgets._render.bake_labels`). :meth:`update` writes the
+    numbers of :meth:`GateLogic.values` into the slots.
+
+    Args:
+        graph: the :class:`GraphSpec` to draw.
+        ax: the Axes (its limits, aspect and frame are set here).
+        label: ``label(ax, x, y, text="", **style) -> Label``.
+        number: how a number is written (``fmt`` to 3 digits by default).
+        factors: also write "local × upstream" (grey) under each edge's gradient.
+        title: the title (default: the graph's own); "" for none.
+        boxed: a white box behind each number, where it crosses an edge (the
+            explorer leaves it out: each box costs as much to draw as its text).
+    """
+
+    def __init__(self, graph: GraphSpec, ax, label: Callable, number: Callable | None = None,
+                 factors: bool = False, title: str | None = None, boxed: bool = True) -> None:
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import FancyBboxPatch
+
+        self.graph, self.ax, self.factors = graph, ax, factors
+        self.number = number or (lambda v: fmt(v, 3))
+        nodes = {n.name: n for n in graph.nodes}
+        out = graph.nodes[-1]
+        uses = {n.name: sum(n.name in m.inputs for m in graph.nodes) for n in graph.nodes}
+        style = dict(ha="center", size=10, bold=True, background="#ffffffd8" if boxed else None)
+        self.edge_slots: dict[tuple[str, str], tuple] = {}
+        self.sums: dict[str, object] = {}
+
+        def slots(x, y):
+            val = label(ax, x, y, offset=(0, 3), va="bottom", color=VALUE_COLOR, **style)
+            grad = label(ax, x, y, offset=(0, -3), va="top", color=GRAD_COLOR, **style)
+            loc = (label(ax, x, y, offset=(0, -17), va="top", size=7.5, color=LOCAL_COLOR)
+                   if factors else None)
+            return val, grad, loc
+
+        for n in graph.nodes:
+            x, y = n.pos
+            if n.op == "input":
+                ax.text(x, y, n.name, ha="right", va="center", fontsize=12, fontstyle="italic")
+                if uses[n.name] > 1:  # the total where the shares meet
+                    self.sums[n.name] = label(ax, x, y, offset=(0, -16), ha="right", va="top",
+                                              size=10, color=GRAD_COLOR)
+                continue
+            ax.add_patch(FancyBboxPatch((x - _BOX_W / 2, y - _BOX_H / 2), _BOX_W, _BOX_H,
+                                        boxstyle="round,pad=0.02,rounding_size=0.12",
+                                        facecolor="#f4f6f8", edgecolor="#555555",
+                                        linewidth=1.2))
+            ax.text(x, y, n.symbol, ha="center", va="center",
+                    fontsize=11 if len(n.symbol) <= 3 else 9)
+            for u in n.inputs:
+                src = nodes[u]
+                x0 = src.pos[0] + (0.22 if src.op == "input" else _BOX_W / 2)
+                y0 = src.pos[1]
+                x1, y1 = x - _BOX_W / 2, y
+                ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                            arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 1.1,
+                                        "shrinkA": 0, "shrinkB": 0})
+                t = graph.label_at.get((u, n.name), 0.3 if src.op == "input" else 0.5)
+                self.edge_slots[(u, n.name)] = slots(x0 + t * (x1 - x0), y0 + t * (y1 - y0))
+        # the output edge, with df/df = 1 flowing in from the right
+        x0 = out.pos[0] + _BOX_W / 2
+        ax.annotate("", xy=(x0 + 0.75, out.pos[1]), xytext=(x0, out.pos[1]),
+                    arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 1.1})
+        self.out_slots = slots(x0 + 0.38, out.pos[1])
+        ax.text(x0 + 0.82, out.pos[1], "f", ha="left", va="center", fontsize=12,
+                fontstyle="italic")
+        xs = [n.pos[0] for n in graph.nodes]
+        ys = [n.pos[1] for n in graph.nodes]
+        ax.set_xlim(min(xs) - 0.7, max(xs) + 1.3)
+        ax.set_ylim(min(ys) - 0.65, max(ys) + 0.55)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        title = graph.title if title is None else title
+        if title:
+            ax.set_title(title, fontsize=11, loc="left")
+        fig = ax.figure
+        if not fig.legends:
+            fig.legend(handles=[Line2D([], [], color=VALUE_COLOR, lw=3, label="forward value"),
+                                Line2D([], [], color=GRAD_COLOR, lw=3,
+                                       label="gradient ∂f/∂(edge)")]
+                       + ([Line2D([], [], color=LOCAL_COLOR, lw=3,
+                                  label="local × upstream")] if factors else []),
+                       loc="lower center", fontsize=9, frameon=False, ncol=3)
+
+    def update(self, values: dict[str, float]) -> None:
+        """Write the numbers of ``values`` (GateLogic.values()) into the slots."""
+        num = self.number
+        for (u, v), (val, grad, loc) in self.edge_slots.items():
+            key = f"{u}->{v}"
+            val.text = num(values[f"{key} value"])
+            grad.text = num(values[f"{key} product"])
+            if loc is not None:
+                loc.text = f"{num(values[f'{key} local'])} × {num(values[f'{key} upstream'])}"
+        val, grad, loc = self.out_slots
+        val.text, grad.text = num(values["f"]), num(1.0)
+        if loc is not None:
+            loc.text = "(∂f/∂f)"
+        for name, lab in self.sums.items():
+            lab.text = f"Σ = {num(values[f'df/d{name}'])}"
+
+
 class GateExplorer(Explorer):
-    """Sliders on a graph's inputs; the graph drawn with every edge's four numbers.
+    """Sliders on a graph's inputs; the graph drawn with every edge's numbers.
 
     Args:
         graph: see :class:`GateLogic` (``"neuron"``, ``"neuron_expanded"``,
-            ``"gates"``, ``"fanout"``).
+            ``"gates"``, ``"fanout"``, ``"example"``).
         student_neuron: optional ``neuron_forward_backward`` to compare with.
 
     Displays (readout text, each a ``<span data-name=...>``):
@@ -347,85 +552,17 @@ class GateExplorer(Explorer):
         super().__init__(GateLogic(graph, student_neuron=student_neuron))
 
     def _build_figure(self):
-        from ._render import COLORS, BlitFigure
+        from ._render import BlitFigure
 
         lg: GateLogic = self.logic
-        n_cols = max(n.pos[0] for n in lg.nodes) + 2
-        rows = [n.pos[1] for n in lg.nodes]
-        width = min(11.5, 1.45 * n_cols + 0.8)
-        wide = width >= 9.0  # room for the legend beside the title
-        head = 0.5 if wide else 0.75  # inches above the graph
-        height = 0.72 * (max(rows) - min(rows)) + 0.9 + head
-        bf = BlitFigure((width, height))
-        ax = bf.fig.add_axes((0.0, 0.0, 1.0, 1.0 - head / height))
-        ax.set_axis_off()
-        ax.set_xlim(-0.45, n_cols - 1 + 0.25)
-        ax.set_ylim(min(rows) - 0.45, max(rows) + 0.4)
-        top = 1.0 - 0.25 / height
-        bf.fig.text(0.01, top, lg.graph.title, fontsize=12, weight="bold", va="center")
-        legend = ("green: forward value    red: ∂f/∂(edge value) = local × upstream (grey)")
-        if wide:
-            bf.fig.text(0.99, top, legend, fontsize=8.5, ha="right", va="center",
-                        color=COLORS["local"])
-        else:
-            bf.fig.text(0.01, top - 0.25 / height, legend, fontsize=8.5, va="center",
-                        color=COLORS["local"])
-        n_uses = {n.name: sum(u == n.name for v in lg.nodes for u in v.inputs)
-                  for n in lg.nodes}
-
-        def xy(name):
-            if name == "__out__":
-                c, r = lg.by_name[lg.output].pos
-                return c + 1.0, r
-            c, r = lg.by_name[name].pos
-            return float(c), float(r)
-
-        node_pt = 17  # radius of a gate's circle, in points
-        self._edge_text = {}
-        for u, v in list(lg.edges) + [(lg.output, "__out__")]:
-            (x0, y0), (x1, y1) = xy(u), xy(v)
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops=dict(arrowstyle="-|>", color=COLORS["edge"], lw=1.3,
-                                        mutation_scale=12,
-                                        shrinkA=12 if lg.by_name[u].op == "input" else node_pt,
-                                        shrinkB=node_pt + 1 if v != "__out__" else 2))
-            # the labels sit part way along the edge, where edges into one gate are apart
-            # near a single-use input the labels sit early, where edges are apart; an
-            # input feeding two gates has two edges leaving one point: go further
-            t = 0.3 if lg.by_name[u].op == "input" and n_uses[u] == 1 else 0.5
-            mx, my = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
-            val = bf.label(ax, mx, my, offset=(0, 3), va="bottom", size=10, bold=True,
-                           color=COLORS["value"])
-            grad = bf.label(ax, mx, my, offset=(0, -3), va="top", size=10, bold=True,
-                            color=COLORS["grad"])
-            loc = bf.label(ax, mx, my, offset=(0, -16), va="top", size=7.5,
-                           color=COLORS["local"])
-            self._edge_text[(u, v)] = (val, grad, loc)
-        for node in lg.nodes:
-            x, y = xy(node.name)
-            if node.op == "input":
-                ax.text(x, y, node.name, ha="right", va="center", fontsize=12,
-                        style="italic", weight="bold")
-            else:
-                sym = _symbol(node)
-                ax.plot([x], [y], "o", ms=2 * node_pt, mfc=COLORS["node"],
-                        mec=COLORS["node_edge"], mew=1.4, zorder=3)
-                ax.text(x, y, sym, ha="center", va="center", zorder=4,
-                        fontsize=13 if len(sym) <= 2 else 9, weight="bold")
-        ox, oy = xy("__out__")
-        ax.text(ox + 0.03, oy, "f", ha="left", va="center", fontsize=12, style="italic",
-                weight="bold")
+        width, height = graph_figsize(lg.graph, extra_height=0.3)
+        bf = BlitFigure((min(width, 10.5), height * min(1.0, 10.5 / width)))
+        ax = bf.fig.add_axes((0.01, 0.07, 0.98, 0.86))
+        self._drawing = GraphDrawing(lg.graph, ax, bf.label, factors=True, boxed=False)
         return bf
 
     def _draw(self, values) -> None:
-        for (u, v), (val, grad, loc) in self._edge_text.items():
-            if v == "__out__":
-                val.text, grad.text, loc.text = fmt(values["f"], 3), "1", "(∂f/∂f)"
-                continue
-            key = f"{u}->{v}"
-            val.text = fmt(values[f"{key} value"], 3)
-            grad.text = fmt(values[f"{key} product"], 3)
-            loc.text = f"{fmt(values[f'{key} local'], 3)} × {fmt(values[f'{key} upstream'], 3)}"
+        self._drawing.update(values)
 
     def _readout(self, values) -> str:
         lg: GateLogic = self.logic

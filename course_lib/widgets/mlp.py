@@ -16,20 +16,30 @@ pass, so your own ``backprop`` can be compared with it::
     >>> NetworkExplorer()                                   # seed 000, 3-4-2
     >>> NetworkExplorer(nets.seed004())                     # 2-3-2-1, ReLU, BCE
     >>> NetworkExplorer(student_backprop=backprop)          # your gradients beside
+
+A second explorer trains: :class:`LearningRateExplorer` runs YOUR ``backprop`` and
+``sgd_step`` on 25, 100 and 400 points of the two-moons data at the learning rate
+of its slider, with the batch loss as a mean or as a sum. Every run of every
+slider position is trained once, when the explorer is built (a progress bar
+shows it, a few seconds), so that a move only redraws::
+
+    >>> LearningRateExplorer(backprop, sgd_step, X, y)
 """
 
 from __future__ import annotations
 
 import html
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 
 import numpy as np
 
-from course_lib import nets
+from course_lib import data, nets
+from course_lib._drawing import GRADING
 from course_lib._validate import check_choice
-from course_lib.gradcheck import numerical_gradient
 
 from . import complex_step as cs
 from ._base import (
@@ -46,7 +56,8 @@ from ._base import (
     table,
 )
 
-__all__ = ["NetworkLogic", "NetworkExplorer", "Param"]
+__all__ = ["NetworkLogic", "NetworkExplorer", "Param", "LearningRateLogic",
+           "LearningRateExplorer"]
 
 _LAYER_WORD = ["input", "hidden", "hidden", "hidden", "hidden"]
 
@@ -59,7 +70,7 @@ class Param:
     kind: str
     index: tuple[int, ...]
 
-    @property
+    @cached_property  # asked for thousands of times a move (readout, figure)
     def name(self) -> str:
         idx = ",".join(str(i) for i in self.index)
         return f"{self.kind}{self.layer}[{idx}]"
@@ -67,6 +78,8 @@ class Param:
 
 #: the grid of the explorer's sliders (Control.snap): its parameters and data lie on it
 STEP = 0.01
+#: the step of the finite-difference column (numerical_gradient's default)
+FD_H = 1e-5
 
 
 def _on_grid(values) -> np.ndarray:
@@ -156,7 +169,7 @@ class NetworkLogic(Logic):
         out["lr"] = self.lr
         return MappingProxyType(out)
 
-    def set(self, name: str, value) -> dict[str, float]:
+    def move(self, name: str, value) -> None:
         v = self._check(name, value)
         if name == "lr":
             if v <= 0:
@@ -166,11 +179,10 @@ class NetworkLogic(Logic):
             p = self.by_name[name]
             self._array(p)[p.index] = v
             self._cache = None
-        return self.values()
 
     def update(self, **values) -> dict[str, float]:
         for name, value in values.items():
-            self.set(name, value)
+            self.move(name, value)
         return self.values()
 
     def select(self, name: str) -> None:
@@ -189,24 +201,34 @@ class NetworkLogic(Logic):
 
     # --- numbers ----------------------------------------------------------
 
-    def _forward(self, perturb: str | None = None) -> list:
-        """(Z, A) of every layer (A^0 = X first) at the current parameters; with
-        ``perturb``, that parameter gets ``+ih`` (complex step).
+    def _flat(self) -> np.ndarray:
+        """Every parameter, in ``plist``'s order (layer by layer, W row by row, then b)."""
+        return np.concatenate([a.ravel() for W, b in self.params for a in (W, b)])
+
+    def _run(self, theta: np.ndarray) -> list:
+        """(Z, A) of every layer (A^0 = X first), each (B, N, units), for a batch of B
+        parameter vectors ``theta`` (B, P) in ``plist``'s order, real or complex.
+
+        Every gradient the explorer shows is a difference of nudged networks: complex
+        step nudges each parameter by +ih, central differences by ±h. Run one at a
+        time that was 80 forward passes of a few numpy calls each on every move;
+        stacked along a batch axis they are one forward pass.
 
         The activations are written out here, complex-safe (branches decided on the
         real part), and see only this network's data and parameters: a helper that
         applied σ or softmax to any input would return an answer of lessons 02 and
         03 (COURSE.md: no helper a student can import returns one).
         """
-        params = self.params
-        if perturb is not None:
-            p = self.by_name[perturb]
-            params = [(W.astype(np.complex128), b.astype(np.complex128)) for W, b in params]
-            params[p.layer - 1][0 if p.kind == "W" else 1][p.index] += 1j * cs.H
-        cache = [(None, self.X)]
-        A = self.X
-        for (W, b), act in zip(params, self.activations, strict=True):
-            Z = A @ W.T + b
+        B = theta.shape[0]
+        A = np.broadcast_to(self.X, (B,) + self.X.shape)
+        cache = [(None, A)]
+        at = 0
+        for (W, _b), act in zip(self.params, self.activations, strict=True):
+            n_out, n_in = W.shape
+            Wb = theta[:, at:at + W.size].reshape(B, n_out, n_in)
+            bb = theta[:, at + W.size:at + W.size + n_out]
+            at += W.size + n_out
+            Z = A @ Wb.transpose(0, 2, 1) + bb[:, None, :]
             if act == "sigmoid":
                 e = np.exp(np.where(Z.real >= 0, -Z, Z))  # the exponent is never positive
                 A = np.where(Z.real >= 0, 1 / (1 + e), e / (1 + e))
@@ -215,60 +237,79 @@ class NetworkLogic(Logic):
             elif act == "tanh":
                 A = np.tanh(Z)
             elif act == "softmax":
-                e = np.exp(Z - Z.real.max(axis=1, keepdims=True))  # a real shift
-                A = e / e.sum(axis=1, keepdims=True)
+                e = np.exp(Z - Z.real.max(axis=-1, keepdims=True))  # a real shift
+                A = e / e.sum(axis=-1, keepdims=True)
             else:
                 A = Z
             cache.append((Z, A))
         return cache
 
-    def _loss(self, perturb: str | None = None):
-        """The loss (mean over samples) at the current parameters, complex-safe; with
-        ``perturb``, that parameter gets ``+ih`` and Im(J) / h is ∂J/∂(it)."""
-        Z, A = self._forward(perturb)[-1]
+    def _losses(self, theta: np.ndarray) -> np.ndarray:
+        """The loss (mean over samples) for each parameter vector of ``theta`` (B, P),
+        complex-safe: with a parameter nudged by +ih, Im(J) / h is ∂J/∂(it)."""
+        Z, A = self._run(theta)[-1]
         Y, N = self.Y, self.Y.shape[0]
+        both = (-2, -1)  # sum over samples and units, one loss per row of theta
         if self.loss == "mse":
             r = A - Y
-            return 0.5 * np.sum(r * r) / N
+            return 0.5 * np.sum(r * r, axis=both) / N
         if self.loss == "bce":
             if self.activations[-1] == "sigmoid":
                 # from the logits, exact where σ rounds to 0 or 1:
                 # -[y log σ(z) + (1-y) log(1-σ(z))] = softplus(z) - y z
                 softplus = (np.where(Z.real > 0, Z, 0 * Z)
                             + np.log1p(np.exp(np.where(Z.real >= 0, -Z, Z))))
-                return np.sum(softplus - Y * Z) / N
-            return -np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A)) / N
+                return np.sum(softplus - Y * Z, axis=both) / N
+            return -np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A), axis=both) / N
         # cross_entropy takes the logits: -Σ y log softmax(z), log softmax = z - logsumexp(z)
-        shifted = Z - Z.real.max(axis=1, keepdims=True)
-        log_s = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        return -np.sum(Y * log_s) / N
+        shifted = Z - Z.real.max(axis=-1, keepdims=True)
+        log_s = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+        return -np.sum(Y * log_s, axis=both) / N
+
+    def _forward(self, perturb: str | None = None) -> list:
+        """(Z, A) of every layer (A^0 = X first) at the current parameters; with
+        ``perturb``, that parameter gets ``+ih`` (complex step)."""
+        theta = self._flat()[None]
+        if perturb is not None:
+            theta = theta.astype(np.complex128)
+            theta[0, self.plist.index(self.by_name[perturb])] += 1j * cs.H
+        return [(None if Z is None else Z[0], A[0]) for Z, A in self._run(theta)]
+
+    def _loss(self, perturb: str | None = None):
+        """The loss (mean over samples) at the current parameters, complex-safe; with
+        ``perturb``, that parameter gets ``+ih`` and Im(J) / h is ∂J/∂(it)."""
+        theta = self._flat()[None]
+        if perturb is not None:
+            theta = theta.astype(np.complex128)
+            theta[0, self.plist.index(self.by_name[perturb])] += 1j * cs.H
+        return self._losses(theta)[0]
 
     def gradients(self) -> dict[str, float]:
-        """∂J/∂θ for every parameter θ, by complex step: one forward pass each."""
-        return {p.name: float(np.imag(self._loss(p.name)) / cs.H) for p in self.plist}
+        """∂J/∂θ for every parameter θ, by complex step: one nudged network each, all
+        run as one batch (row i nudges parameter i by +ih)."""
+        P = len(self.plist)
+        theta = self._flat()[None] + 1j * cs.H * np.eye(P)
+        g = np.imag(self._losses(theta)) / cs.H
+        return {p.name: float(gi) for p, gi in zip(self.plist, g, strict=True)}
 
     def loss_along(self, name: str, thetas) -> np.ndarray:
         """J as a function of one parameter (the others fixed), at each of ``thetas``."""
-        p = self.by_name[name]
-        arr = self._array(p)
-        old = arr[p.index]
-        out = []
-        try:
-            for t in thetas:
-                arr[p.index] = t
-                out.append(float(np.real(self._loss())))
-        finally:
-            arr[p.index] = old
-        return np.array(out)
+        i = self.plist.index(self.by_name[name])
+        thetas = np.asarray(thetas, dtype=np.float64).reshape(-1)
+        batch = np.repeat(self._flat()[None], len(thetas), axis=0)
+        batch[:, i] = thetas
+        return np.real(self._losses(batch))
 
     def _finite_differences(self) -> dict[str, float]:
-        out = {}
-        for layer, (W, b) in enumerate(self.params, start=1):
-            for kind, arr in (("W", W), ("b", b)):
-                g = numerical_gradient(lambda _a: float(np.real(self._loss())), arr)
-                for ix in np.ndindex(arr.shape):
-                    out[Param(layer, kind, ix).name] = float(g[ix])
-        return out
+        """Central differences, (J(θ + h e_i) - J(θ - h e_i)) / 2h with h = 1e-5, as
+        ``course_lib.gradcheck.numerical_gradient`` computes them, all 2P nudged
+        networks in one batch."""
+        P = len(self.plist)
+        base = self._flat()
+        batch = np.concatenate([base + FD_H * np.eye(P), base - FD_H * np.eye(P)])
+        J = np.real(self._losses(batch))
+        g = (J[:P] - J[P:]) / (2 * FD_H)
+        return {p.name: float(gi) for p, gi in zip(self.plist, g, strict=True)}
 
     def relu_kinks(self, tol: float = 1e-4) -> list[str]:
         """ReLU inputs within ``tol`` of 0, where finite differences see a kink."""
@@ -283,6 +324,14 @@ class NetworkLogic(Logic):
         return found
 
     def values(self) -> dict[str, float]:
+        # kept while the parameters stay: a move of the learning rate (or a redraw)
+        # recomputes nothing (the numbers do not depend on it)
+        key = self._flat().tobytes()
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._compute())
+        return dict(self._cache[1])
+
+    def _compute(self) -> dict[str, float]:
         cache = self._forward()
         out: dict[str, float] = {"J": float(np.real(self._loss()))}
         s = self.sample
@@ -429,11 +478,11 @@ class NetworkExplorer(Explorer):
                                           style=style, layout=W.Layout(width=self.slider_width))
         self.value_slider.observe(
             lambda ch: None if self._updating else self._guarded(
-                lambda: self.logic.set(self.logic.selected, ch["new"])), names="value")
+                lambda: self.logic.move(self.logic.selected, ch["new"])), names="value")
         self.lr_slider = W.FloatLogSlider(value=lg.lr, base=10, min=-2, max=0.7, step=0.05,
                                           description="learning rate", readout_format=".3f",
                                           style=style, layout=W.Layout(width=self.slider_width))
-        self.lr_slider.observe(lambda ch: self._guarded(lambda: self.logic.set("lr", ch["new"])),
+        self.lr_slider.observe(lambda ch: self._guarded(lambda: self.logic.move("lr", ch["new"])),
                                names="value")
         self.step_button = W.Button(description="SGD step", button_style="primary",
                                     icon="step-forward", layout=W.Layout(width="104px"))
@@ -527,22 +576,35 @@ class NetworkExplorer(Explorer):
         placed = _place_labels([(to_px(a), to_px(b)) for _, a, b in segs], boxes,
                                w=21 * k_px, h=13 * k_px)
 
+        # one artist per kind, not one per edge (each matplotlib artist costs its own
+        # draw call on every move): the chosen edge's highlight, every edge in one
+        # collection (colour and width per segment), the nodes on top, the chosen bias's
+        # ring
+        from matplotlib.collections import LineCollection
+
+        self._hl = bf.dynamic(ax.plot([], [], color=COLORS["highlight"], lw=9, alpha=0.8,
+                                      solid_capstyle="round", zorder=1)[0])
+        self._edge_lines = bf.dynamic(ax.add_collection(LineCollection(
+            [((x0, y0), (x1, y1)) for _, (x0, y0), (x1, y1) in segs], linewidths=1,
+            capstyle="projecting", zorder=2), autolim=False))
         self._edges = {}
         for (p, (x0, y0), (x1, y1)), t in zip(segs, placed, strict=True):
-            hl = bf.dynamic(ax.plot([x0, x1], [y0, y1], color=COLORS["highlight"], lw=9,
-                                    alpha=0.8, solid_capstyle="round", zorder=1)[0])
-            line = bf.dynamic(ax.plot([x0, x1], [y0, y1], lw=1, zorder=2)[0])
             mx, my = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
             wl = bf.label(ax, mx, my, offset=(0, 0.5), va="bottom", size=7.5,
                           color="#424a53", background="#ffffffd0")
             gl = bf.label(ax, mx, my, offset=(0, -0.5), va="top", size=7.5, bold=True,
                           background="#ffffffd0")
-            self._edges[p.name] = (hl, line, wl, gl)
+            self._edges[p.name] = ((x0, x1), (y0, y1), wl, gl)
+        for first in (True, False):  # the input layer's face is grey
+            xy = [xy for (layer, _), xy in pos.items() if (layer == 0) == first]
+            bf.dynamic(ax.plot([x for x, _ in xy], [y for _, y in xy], "o", ls="none",
+                               ms=2 * r_pt, mfc="#f6f8fa" if first else "white",
+                               mec=COLORS["node_edge"], mew=1.3, zorder=4)[0])
+        self._hb = bf.dynamic(ax.plot([], [], "o", ms=2 * r_pt + 9, mfc="none",
+                                      mec=COLORS["highlight"], mew=4, zorder=3)[0])
         self._node_lab = {}
         self._bias = {}
         for (layer, j), (x, y) in pos.items():
-            bf.dynamic(ax.plot([x], [y], "o", ms=2 * r_pt, mfc="white" if layer else "#f6f8fa",
-                               mec=COLORS["node_edge"], mew=1.3, zorder=4)[0])
             self._node_lab[layer, j] = bf.label(ax, x, y, size=8.5, bold=True,
                                                 color=COLORS["value"])
             name = "x" if layer == 0 else f"a{layer}"
@@ -550,13 +612,11 @@ class NetworkExplorer(Explorer):
                         ha="center", va="bottom", fontsize=7.5, color=COLORS["local"])
             if layer > 0:
                 b = f"b{layer}[{j}]"
-                hb = bf.dynamic(ax.plot([x], [y], "o", ms=2 * r_pt + 9, mfc="none",
-                                        mec=COLORS["highlight"], mew=4, zorder=3)[0])
                 bl = bf.label(ax, x, y, offset=(0, -r_pt - 2), va="top", size=7,
                               color="#424a53", background="#ffffff")
                 gl = bf.label(ax, x, y, offset=(0, -r_pt - 11), va="top", size=7, bold=True,
                               background="#ffffff")
-                self._bias[b] = (hb, bl, gl)
+                self._bias[b] = ((x, y), bl, gl)
         for layer, act in enumerate(lg.activations, start=1):
             x = float(layer)
             ax.text(x, -(tall - 1) / 2 - 0.62, act, ha="center", fontsize=8.5,
@@ -637,18 +697,24 @@ class NetworkExplorer(Explorer):
         if self._background_key() != getattr(self, "_slice_key", None):
             self._update_slice()
         gmax = max(abs(v[f"dJ/d{p.name}"]) for p in lg.plist) or 1.0
-        for name, (hl, line, wl, gl) in self._edges.items():
+        colors, widths = [], []
+        self._hl.set_data([], [])
+        for name, (xs, ys, wl, gl) in self._edges.items():
             g = v[f"dJ/d{name}"]
-            line.set_color(COLORS["pos"] if g > 0 else COLORS["neg"] if g < 0 else "#d0d7de")
-            line.set_zorder(2 if g else 1.5)
-            line.set_linewidth(0.6 + 5.0 * np.sqrt(abs(g) / gmax))
-            hl.set_visible(name == lg.selected)
+            colors.append(COLORS["pos"] if g > 0 else COLORS["neg"] if g < 0 else "#d0d7de")
+            widths.append(0.6 + 5.0 * np.sqrt(abs(g) / gmax))
+            if name == lg.selected:
+                self._hl.set_data(xs, ys)
             wl.text = fmt(v[name], 3)
             gl.text = fmt(g, 2)
             gl.color = _sign_color(g, COLORS)
-        for name, (hb, bl, gl) in self._bias.items():
+        self._edge_lines.set_color(colors)
+        self._edge_lines.set_linewidth(widths)
+        self._hb.set_data([], [])
+        for name, ((x, y), bl, gl) in self._bias.items():
             g = v[f"dJ/d{name}"]
-            hb.set_visible(name == lg.selected)
+            if name == lg.selected:
+                self._hb.set_data([x], [y])
             bl.text = f"b {fmt(v[name], 3)}"
             gl.text = fmt(g, 2)
             gl.color = _sign_color(g, COLORS)
@@ -720,3 +786,256 @@ class NetworkExplorer(Explorer):
         parts.append('<div style="max-height:230px;overflow-y:auto;margin-top:4px">'
                      + table(header, rows, selected=selected) + "</div>")
         return "".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# the learning rate, with a mean or a sum loss
+# ---------------------------------------------------------------------------
+
+#: the loss shown is cut here (and a run whose loss passes DIVERGED has diverged)
+LOSS_CAP = 1.5
+DIVERGED = 1e3
+
+
+class LearningRateLogic(Logic):
+    """The numbers of :class:`LearningRateExplorer`: training curves per learning rate.
+
+    For each batch size N in ``batch_sizes`` the same network (same initial
+    weights) is trained on the first N points of a fixed shuffle of ``X``, full
+    batch, with the student's ``backprop`` (mean loss) and ``sgd_step``. With the
+    reduction ``"sum"`` every gradient is N times the mean's (J_sum = N · J_mean),
+    so the step is too. The curves are always of the mean loss, so they compare.
+
+    Args:
+        backprop: your ``backprop(params, X, Y, activations, loss)`` (mean loss);
+            None: no curves.
+        sgd_step: your ``sgd_step(params, grads, lr)``.
+        X, y: inputs (M, 2) and integer labels (M,), M >= max(batch_sizes);
+            default: ``data.two_moons(n=400, noise=0.15, seed=1)``.
+        layer_sizes, activations: the network (loss "cross_entropy").
+        batch_sizes: the N compared, at most 4 of them.
+        steps: full-batch steps per run.
+        seed: for the initial weights and the shuffle.
+
+    Slider (``state``): ``log10_lr`` (-3 to 1 in steps of 0.5).
+    :meth:`set_reduction` picks ``"mean"`` or ``"sum"``. A run is trained once
+    and kept (:meth:`curve`); :meth:`precompute` trains every slider position.
+    :meth:`values` returns ``"lr"`` and, for each N, ``"J (N=25)"`` (the last
+    mean loss), ``"lowest J (N=25)"``, ``"steps (N=25)"`` (steps run) and
+    ``"diverged (N=25)"`` (1.0 or 0.0); :meth:`curves` the curves themselves.
+    """
+
+    REDUCTIONS = ("mean", "sum")
+
+    def __init__(self, backprop: Callable | None = None, sgd_step: Callable | None = None,
+                 X=None, y=None, layer_sizes=(2, 16, 2), activations=("tanh", "softmax"),
+                 batch_sizes=(25, 100, 400), steps: int = 150, seed: int = 0) -> None:
+        if X is None or y is None:
+            X, y = data.two_moons(n=400, noise=0.15, seed=1)
+        self.X, self.y = np.asarray(X, dtype=float), np.asarray(y)
+        self.batch_sizes = tuple(int(n) for n in batch_sizes)
+        if not 1 <= len(self.batch_sizes) <= 4 or max(self.batch_sizes) > len(self.y):
+            raise ValueError(f"batch_sizes: expected 1 to 4 sizes of at most {len(self.y)} "
+                             f"(the points of X), got {batch_sizes!r}")
+        self.backprop, self.sgd_step = backprop, sgd_step
+        self.activations, self.steps = tuple(activations), int(steps)
+        self.order = np.random.default_rng(seed).permutation(len(self.y))
+        self.start = nets.init_params(layer_sizes, seed=seed)
+        self.reduction = "mean"
+        self._runs: dict[tuple[float, str, int], np.ndarray] = {}
+        # half a decade per position: 9 learning rates from 0.001 to 10, 54 runs to train
+        self.controls = {"log10_lr": Control("log10_lr", 0.0, -3.0, 1.0, 0.5, "log10(lr)")}
+        super().__init__()
+
+    def set_reduction(self, reduction: str) -> None:
+        self.reduction = check_choice("reduction", reduction, self.REDUCTIONS)
+
+    def positions(self) -> list[float]:
+        """Every position of the slider."""
+        c = self.controls["log10_lr"]
+        return [c.snap(v) for v in np.arange(c.min, c.max + c.step / 2, c.step)]
+
+    def check_student(self) -> None:
+        """One call of backprop on two points: if it is not written yet, this raises."""
+        i = self.order[:2]
+        self.backprop(self.start, self.X[i], self.y[i], self.activations, "cross_entropy")
+
+    def curve(self, log10_lr: float, reduction: str, N: int) -> np.ndarray:
+        """The mean loss before each step of one run (trained on first use, then kept);
+        a run that diverges ends with NaN."""
+        key = (self.controls["log10_lr"].snap(log10_lr), reduction, int(N))
+        if key not in self._runs:
+            self._runs[key] = self._train(10.0 ** key[0], reduction, int(N))
+        return self._runs[key]
+
+    def _train(self, lr: float, reduction: str, N: int) -> np.ndarray:
+        if self.backprop is None or self.sgd_step is None:
+            return np.array([])
+        idx = self.order[:N]
+        Xs, ys = self.X[idx], self.y[idx]
+        params = [(W.copy(), b.copy()) for W, b in self.start]
+        factor = N if reduction == "sum" else 1.0
+        curve = []
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            for _ in range(self.steps):
+                J, grads = self.backprop(params, Xs, ys, self.activations, "cross_entropy")
+                if not np.isfinite(J) or J > DIVERGED:
+                    curve.append(np.nan)
+                    break
+                curve.append(float(J))
+                grads = [(factor * dW, factor * db) for dW, db in grads]
+                params = self.sgd_step(params, grads, lr)
+        return np.array(curve)
+
+    def precompute(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Train every run of every slider position and reduction (``progress(done, of)``)."""
+        todo = [(p, r, n) for r in self.REDUCTIONS for p in self.positions()
+                for n in self.batch_sizes]
+        for k, (p, r, n) in enumerate(todo):
+            self.curve(p, r, n)
+            if progress is not None:
+                progress(k + 1, len(todo))
+
+    def curves(self) -> dict[int, np.ndarray]:
+        """{N: the curve at the slider's learning rate and the chosen reduction}."""
+        return {n: self.curve(self.state["log10_lr"], self.reduction, n)
+                for n in self.batch_sizes}
+
+    def values(self) -> dict[str, float]:
+        out = {"log10_lr": self.state["log10_lr"], "lr": 10.0 ** self.state["log10_lr"]}
+        for n, c in self.curves().items():
+            finite = c[np.isfinite(c)]
+            diverged = bool(len(c)) and not np.isfinite(c[-1])
+            out[f"J (N={n})"] = float(finite[-1]) if len(finite) else float("nan")
+            out[f"lowest J (N={n})"] = float(finite.min()) if len(finite) else float("nan")
+            out[f"steps (N={n})"] = float(len(finite))
+            out[f"diverged (N={n})"] = float(diverged)
+        return out
+
+
+class LearningRateExplorer(Explorer):
+    """A learning-rate slider and a mean/sum switch; the training curves of three batches.
+
+    Args:
+        backprop, sgd_step, X, y: see :class:`LearningRateLogic` (your functions;
+            the cell raises as they do while they are not written).
+        **options: ``layer_sizes``, ``activations``, ``batch_sizes``, ``steps``,
+            ``seed`` of :class:`LearningRateLogic`.
+
+    Every run is trained when the explorer is built (a progress bar shows it);
+    a move of the slider or the switch only redraws. Displays (readout text):
+    per batch size ``J (N=25) = 0.3164`` (the last mean loss, class ``cl-value``),
+    the lowest loss, the steps run and whether the run diverged.
+    """
+
+    title = "One learning rate, three batch sizes: the loss as a mean or as a sum"
+
+    def __init__(self, backprop: Callable, sgd_step: Callable, X=None, y=None,
+                 **options) -> None:
+        logic = LearningRateLogic(backprop, sgd_step, X, y, **options)
+        if GRADING:  # course_lib._drawing: no pictures while grading, so no training
+            super().__init__(logic)
+            return
+        logic.check_student()
+        W = _ipywidgets()
+        self.reduction_buttons = W.ToggleButtons(options=list(logic.REDUCTIONS), value="mean",
+                                                 description="loss",
+                                                 style={"description_width": "90px"})
+        self.reduction_buttons.observe(
+            lambda ch: self._guarded(lambda: self.logic.set_reduction(ch["new"])),
+            names="value")
+        _with_progress(logic)
+        super().__init__(logic)
+
+    def _make_slider(self, c):
+        s = super()._make_slider(c)
+        s.readout_format = ".2f"
+        return s
+
+    def _control_children(self) -> list:
+        return list(self.sliders.values()) + [self.reduction_buttons]
+
+    def _build_figure(self):
+        from ._render import COLORS, BlitFigure
+
+        lg: LearningRateLogic = self.logic
+        bf = BlitFigure((9.0, 3.8))
+        ax = bf.fig.add_axes((0.07, 0.14, 0.6, 0.72))
+        ax.set_xlim(0, lg.steps)
+        ax.set_ylim(0, LOSS_CAP)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"mean training loss (cut at {LOSS_CAP:g})")
+        ax.grid(alpha=0.3)
+        colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+        self._lines, self._marks, self._legend = {}, {}, {}
+        for i, n in enumerate(lg.batch_sizes):
+            self._lines[n] = bf.dynamic(ax.plot([], [], color=colours[i], lw=1.8)[0])
+            self._marks[n] = bf.dynamic(ax.plot([], [], "x", color=colours[i], ms=10,
+                                                mew=2)[0])
+            self._legend[n] = bf.label(None, 0.7, 0.8 - 0.13 * i, ha="left", va="center",
+                                       size=9.5, bold=True, color=colours[i])
+        self._head = bf.label(None, 0.07, 0.93, ha="left", va="center", size=11, bold=True,
+                              color="#1f2328")
+        self._note = bf.label(None, 0.7, 0.8 - 0.13 * len(lg.batch_sizes), ha="left",
+                              va="center", size=8.5, color=COLORS["local"])
+        return bf
+
+    def _draw(self, v) -> None:
+        lg: LearningRateLogic = self.logic
+        for n, c in lg.curves().items():
+            steps = np.arange(len(c))
+            self._lines[n].set_data(steps, np.minimum(c, LOSS_CAP * 1.02))
+            if v[f"diverged (N={n})"] and len(c) > 1:
+                self._marks[n].set_data([len(c) - 2], [min(c[-2], LOSS_CAP * 0.97)])
+                self._legend[n].text = f"N = {n}: diverged at step {len(c) - 1}"
+            else:
+                self._marks[n].set_data([], [])
+                self._legend[n].text = (f"N = {n}: J = {fmt(v[f'J (N={n})'], 3)}"
+                                        if len(c) else f"N = {n}: no backprop yet")
+        self._head.text = f"lr = {fmt(v['lr'], 3)}, loss = {lg.reduction} over the batch"
+        self._note.text = ("sum: each step is N times the mean's" if lg.reduction == "sum"
+                           else "mean: the same step for every N")
+
+    def _readout(self, v) -> str:
+        lg: LearningRateLogic = self.logic
+        rows = []
+        for n in lg.batch_sizes:
+            rows.append([f"N = {n}", num_span(f"J (N={n})", v[f"J (N={n})"], "value", bare=True),
+                         num_span(f"lowest J (N={n})", v[f"lowest J (N={n})"], "value",
+                                  bare=True),
+                         f"{v[f'steps (N={n})']:.0f}",
+                         "yes" if v[f"diverged (N={n})"] else "no"])
+        return (f"<div>{num_span('lr', v['lr'], 'value')} &nbsp; loss: {lg.reduction} over the "
+                "batch</div>"
+                + table(["batch", "last J (mean)", "lowest J", "steps", "diverged"], rows)
+                + '<div class="cl-note">Every run was trained once, when the explorer was '
+                  "built, with your backprop and sgd_step: moving the slider only redraws."
+                  "</div>")
+
+
+def _with_progress(logic: LearningRateLogic) -> None:
+    """Train every run of ``logic``, with a progress bar under the cell while it runs."""
+    from IPython import get_ipython
+
+    if get_ipython() is None:  # a script or a test: no display to show a bar in
+        logic.precompute()
+        return
+    from IPython.display import display
+
+    W = _ipywidgets()
+    bar = W.IntProgress(value=0, min=0, max=1, description="training", bar_style="info")
+    note = W.HTML("")
+    box = W.HBox([bar, note])
+    display(box)
+
+    def progress(done: int, total: int) -> None:
+        bar.max = total
+        bar.value = done
+        note.value = (f"{done} of {total} runs ({len(logic.positions())} learning rates × "
+                      f"mean and sum × {len(logic.batch_sizes)} batch sizes)")
+
+    try:
+        logic.precompute(progress)
+    finally:
+        box.close()

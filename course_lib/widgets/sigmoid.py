@@ -4,7 +4,7 @@ Left: σ(z) with its tangent line at the slider's z; the slope of that line is
 σ'(z), read off by complex step. Where σ' < 0.01 (|z| beyond about 4.6) the
 curve is flat: shaded, *saturated*, a neuron there barely learns.
 
-Right: a stack of L layers of one unit each, z_1 = z, a_k = act(z_k),
+Middle: a stack of L layers of one unit each, z_1 = z, a_k = act(z_k),
 z_{k+1} = w·a_k + b. The gradient of the top output with respect to a lower
 layer is a product of one factor w·act'(z_k) per layer, so it shrinks (or
 grows) geometrically with depth: sigmoid's factors are at most w/4, tanh's up
@@ -14,15 +14,26 @@ by complex step on the whole stack (not by multiplying the factors).
     >>> from course_lib.widgets import SigmoidExplorer
     >>> SigmoidExplorer()
     >>> SigmoidExplorer(student_sigmoid_prime=sigmoid_prime)   # your σ' beside it
+
+A second explorer runs the same experiment on a wide network: :class:`VanishingExplorer`
+(sliders ``depth`` and ``log2(weights ×)``, a menu for the activation) shows how
+much of the backpropagated error δ reaches each layer of a deep random MLP of 64
+units per layer, for sigmoid, tanh and ReLU (:func:`delta_norms_by_layer`).
+
+    >>> from course_lib.widgets import VanishingExplorer
+    >>> VanishingExplorer()
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
+from course_lib import nets
+from course_lib._validate import check_choice, check_positive
 from course_lib.gradcheck import numerical_gradient
 
 from . import complex_step as cs
@@ -30,6 +41,7 @@ from ._base import (
     Control,
     Explorer,
     Logic,
+    _ipywidgets,
     as_array,
     call_student,
     check_span,
@@ -39,7 +51,8 @@ from ._base import (
     table,
 )
 
-__all__ = ["SigmoidLogic", "SigmoidExplorer", "STACK_ACTIVATIONS", "SATURATION"]
+__all__ = ["SigmoidLogic", "SigmoidExplorer", "STACK_ACTIVATIONS", "SATURATION",
+           "delta_norms_by_layer", "VanishingLogic", "VanishingExplorer"]
 
 STACK_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 #: σ'(z) below this counts as saturated (shaded)
@@ -324,3 +337,322 @@ class SigmoidExplorer(Explorer):
         parts.append('<div style="max-height:190px;overflow-y:auto">'
                      + table(head, lrows, groups=groups) + "</div>")
         return "".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# vanishing gradients in a wide, deep random network
+# ---------------------------------------------------------------------------
+
+@lru_cache(maxsize=8)
+def _random_stack(scale: str, depth: int, width: int, n_samples: int, seed: int):
+    """The weights of a ``depth``-layer MLP of ``width`` units (``nets.init_params``,
+    biases 0), an N(0, 1) input batch and a random upstream gradient for its top.
+
+    ``init_params`` draws the layers in order from one generator, so the first d
+    layers of a deeper stack are the d-layer stack: one deep stack serves every
+    depth (the explorer's depth slider costs no new draw). Read-only arrays.
+    """
+    Ws = tuple(W for W, _ in nets.init_params([width] * (depth + 1), seed=seed, scale=scale))
+    rng = np.random.default_rng([seed, 1])
+    A0 = rng.standard_normal((n_samples, width))
+    dA = rng.standard_normal((n_samples, width)) / n_samples
+    for a in (*Ws, A0, dA):
+        a.setflags(write=False)
+    return Ws, A0, dA
+
+
+def _delta_norms(activation: str, Ws, A0, dA, weight_scale: float) -> dict[str, np.ndarray]:
+    derivs, weights, A = [], [], A0
+    for W in Ws:
+        W = W * weight_scale
+        Z = A @ W.T  # the biases are 0
+        # each layer's activation and its slope f'(Z), for this simulation only
+        if activation == "sigmoid":
+            A = 0.5 * (1.0 + np.tanh(0.5 * Z))  # σ, written with tanh: never overflows
+            d = A * (1.0 - A)
+        elif activation == "tanh":
+            A = np.tanh(Z)
+            d = 1.0 - A * A
+        else:
+            A = np.maximum(Z, 0.0)
+            d = np.where(Z > 0, 1.0, 0.0)  # ReLU'(0) = 0
+        derivs.append(d)
+        weights.append(W)
+    depth = len(Ws)
+    norms = np.empty(depth)
+    for layer in range(depth - 1, -1, -1):
+        dZ = dA * derivs[layer]
+        norms[layer] = np.linalg.norm(dZ)
+        dA = dZ @ weights[layer]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = norms / norms[-1]
+    saturated = np.array([np.mean(d < 0.01) for d in derivs])
+    return {"ratio": ratio, "saturated": saturated}
+
+
+def delta_norms_by_layer(activation: str, depth: int = 30, width: int = 64,
+                         n_samples: int = 32, weight_scale: float = 1.0,
+                         seed: int = 0) -> dict[str, np.ndarray]:
+    """How big the backpropagated error δ is in each layer of a deep random MLP.
+
+    The network has ``depth`` layers of ``width`` units, all with the same
+    activation, biases 0 and weights from ``nets.init_params`` (Xavier for
+    sigmoid and tanh, He for ReLU: each activation's usual initialisation)
+    multiplied by ``weight_scale``. The input is N(0, 1) noise, and the top
+    layer receives a random upstream gradient dA. Going down,
+    ``dZ = dA * f'(Z)`` and ``dA_prev = dZ @ W``, exactly as in backprop.
+
+    Args:
+        activation: "sigmoid", "tanh" or "relu".
+        depth: number of layers, >= 1.
+        width: units per layer.
+        n_samples: rows of the input batch.
+        weight_scale: factor applied to every initial weight (1 = the usual init).
+        seed: int >= 0.
+    Returns:
+        dict with ``ratio`` (shape (depth,)): ‖dZ^(l)‖ / ‖dZ^(depth)‖ for
+        l = 1..depth (so the last entry is 1), and ``saturated`` (shape
+        (depth,)): the share of units per layer with f'(z) < 0.01.
+    """
+    check_choice("activation", activation, STACK_ACTIVATIONS)
+    for name, value in (("depth", depth), ("width", width), ("n_samples", n_samples)):
+        check_positive(name, value, integer=True)
+    check_positive("weight_scale", weight_scale)
+    check_positive("seed", seed, integer=True, allow_zero=True)
+    Ws, A0, dA = _random_stack("he" if activation == "relu" else "xavier", int(depth),
+                               int(width), int(n_samples), int(seed))
+    return _delta_norms(activation, Ws, A0, dA, float(weight_scale))
+
+
+#: the deepest network of VanishingExplorer's depth slider
+MAX_NET_DEPTH = 50
+NET_WIDTH = 64
+
+
+class VanishingLogic(Logic):
+    """The numbers of :class:`VanishingExplorer`: δ per layer of a deep 64-unit MLP.
+
+    Sliders (``state``): ``depth`` (2..50) and ``log2_scale`` (-2..2 in steps
+    of 0.25: every initial weight is multiplied by 2 ** log2_scale).
+    ``activation`` (``"all three"``, ``"sigmoid"``, ``"tanh"``, ``"relu"``)
+    chooses the curves drawn; every number is computed for all three.
+
+    :meth:`values` returns ``"depth"``, ``"weights ×"``; for each act in
+    sigmoid, tanh, relu: ``"ratio_l (act)"`` = ‖δ^(l)‖ / ‖δ^(L)‖ for l = 1..depth
+    (:func:`delta_norms_by_layer`), ``"saturated (act)"`` (the share of the
+    network's units with f'(z) < 0.01, in %), and ``"per layer (act)"``, the
+    geometric mean factor by which δ shrinks (< 1) or grows per layer.
+
+    The same numbers as :func:`delta_norms_by_layer`, computed so that a slider
+    move stays cheap: the forward pass does not depend on the depth (the first L
+    layers of the 50-layer stack are the depth-L network), so it runs once per
+    weight scale, for every scale when the logic is built (:meth:`_forward`); a move
+    then runs only the backward pass, the three activations side by side in one
+    batched product per layer. Each (depth, scale) result is kept: a position
+    already visited costs nothing.
+    """
+
+    CHOICES = ("all three",) + STACK_ACTIVATIONS
+
+    def __init__(self, activation: str = "all three") -> None:
+        self.controls = {
+            "depth": Control("depth", 20, 2, MAX_NET_DEPTH, 1, "depth", integer=True),
+            "log2_scale": Control("log2_scale", 0.0, -2.0, 2.0, 0.25, "log2(weights ×)"),
+        }
+        self.set_activation(activation)
+        stacks = {name: _random_stack("he" if name == "relu" else "xavier", MAX_NET_DEPTH,
+                                      NET_WIDTH, 32, 0) for name in STACK_ACTIVATIONS}
+        # (layer, activation, out, in): layer l's weights for the three networks side by side
+        self._W = np.stack([np.stack([stacks[name][0][layer] for name in STACK_ACTIVATIONS])
+                            for layer in range(MAX_NET_DEPTH)])
+        # the input batch and the upstream dA come from one generator: the same for all three
+        _, self._A0, self._dA = stacks["sigmoid"]
+        self._results: dict[tuple[int, float], tuple] = {}
+        super().__init__()
+        # every weight scale's forward pass, now (some 80 ms, 1.7 MB each): a move
+        # of either slider then runs only a backward pass
+        c = self.controls["log2_scale"]
+        self._forwards = {e: self._forward(e) for e in
+                          (c.snap(v) for v in np.arange(c.min, c.max + c.step / 2, c.step))}
+
+    def set_activation(self, activation: str) -> None:
+        """Which curves the figure draws (the numbers are always all three)."""
+        self.activation = check_choice("activation", activation, self.CHOICES)
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        return STACK_ACTIVATIONS if self.activation == "all three" else (self.activation,)
+
+    def _forward(self, log2_scale: float) -> dict:
+        """The forward pass through all MAX_NET_DEPTH layers at this weight scale: each
+        layer's slopes f'(Z), ``"d"`` (depth, 2, N, width) for sigmoid and tanh and
+        ``"relu"`` (depth, N, width) for ReLU (0 or 1: kept as booleans, 8 times
+        smaller), and the share of units with f'(Z) < 0.01, ``"saturated"`` (depth,
+        3). As in :func:`_delta_norms`, operation for operation: the same numbers."""
+        scale = 2.0 ** log2_scale
+        d = np.empty((MAX_NET_DEPTH, 2) + self._A0.shape)
+        relu = np.empty((MAX_NET_DEPTH,) + self._A0.shape, dtype=bool)
+        saturated = np.empty((MAX_NET_DEPTH, 3))
+        A = np.broadcast_to(self._A0, (3,) + self._A0.shape)
+        for layer in range(MAX_NET_DEPTH):
+            Z = A @ (self._W[layer] * scale).transpose(0, 2, 1)  # the biases are 0
+            A = np.empty_like(Z)
+            A[0] = 0.5 * (1.0 + np.tanh(0.5 * Z[0]))  # sigmoid
+            d[layer, 0] = A[0] * (1.0 - A[0])
+            A[1] = np.tanh(Z[1])
+            d[layer, 1] = 1.0 - A[1] * A[1]
+            A[2] = np.maximum(Z[2], 0.0)
+            np.greater(Z[2], 0, out=relu[layer])  # ReLU'(0) = 0
+            saturated[layer, :2] = (d[layer] < 0.01).mean(axis=(1, 2))
+            saturated[layer, 2] = 1.0 - relu[layer].mean()
+        return {"scale": scale, "d": d, "relu": relu, "saturated": saturated}
+
+    def _compute(self, depth: int, log2_scale: float) -> tuple:
+        """(‖δ^(l)‖ / ‖δ^(L)‖ as (depth, 3), saturated share (3,), factor per layer (3,))."""
+        fw = self._forwards[log2_scale]
+        dZ = np.empty((depth, 3) + self._dA.shape)
+        dA = np.broadcast_to(self._dA, (3,) + self._dA.shape)
+        for layer in range(depth - 1, -1, -1):
+            np.multiply(dA[:2], fw["d"][layer], out=dZ[layer, :2])
+            np.multiply(dA[2], fw["relu"][layer], out=dZ[layer, 2])  # × 1.0 or × 0.0
+            dA = dZ[layer] @ (self._W[layer] * fw["scale"])
+        norms = np.sqrt(np.einsum("lanw,lanw->la", dZ, dZ))  # ‖dZ‖ per layer and activation
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = norms / norms[-1]
+        saturated = np.mean(fw["saturated"][:depth], axis=0)
+        r1 = ratio[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per = np.where(r1 > 0, r1 ** (1.0 / (depth - 1)), 0.0)
+        return ratio, saturated, per
+
+    def values(self) -> dict[str, float]:
+        L = int(self.state["depth"])
+        e = self.state["log2_scale"]
+        key = (L, e)
+        if key not in self._results:
+            self._results[key] = self._compute(L, e)
+        ratio, saturated, per = self._results[key]
+        out: dict[str, float] = {"depth": float(L), "weights ×": 2.0 ** e}
+        for a, name in enumerate(STACK_ACTIVATIONS):
+            for layer, r in enumerate(ratio[:, a].tolist(), start=1):
+                out[f"ratio_{layer} ({name})"] = r
+            out[f"saturated ({name})"] = 100.0 * float(saturated[a])
+            out[f"per layer ({name})"] = float(per[a])
+        return out
+
+
+class VanishingExplorer(Explorer):
+    """Sliders depth and log2(weights ×), a menu for the activation; δ per layer, live.
+
+    Args:
+        activation: the curves shown first (``"all three"`` by default).
+
+    Displays (readout text): per activation ``‖δ¹‖/‖δᴸ‖`` as
+    ``ratio_1 (sigmoid) = 3.1e-12`` (class ``cl-grad``), the factor per layer
+    and the share of saturated units (inactive, for ReLU).
+    """
+
+    title = "How much of the gradient reaches each layer of a deep network (64 units a layer)"
+    _decades = 12  # decade labels kept ready on the y axis
+
+    def __init__(self, activation: str = "all three") -> None:
+        W = _ipywidgets()
+        logic = VanishingLogic(activation)
+        self.activation_menu = W.Dropdown(options=list(logic.CHOICES), value=logic.activation,
+                                          description="activation",
+                                          style={"description_width": "90px"},
+                                          layout=W.Layout(width="260px"))
+        self.activation_menu.observe(
+            lambda ch: self._guarded(lambda: self.logic.set_activation(ch["new"])),
+            names="value")
+        super().__init__(logic)
+
+    def _control_children(self) -> list:
+        return list(self.sliders.values()) + [self.activation_menu]
+
+    def _build_figure(self):
+        from matplotlib.ticker import NullLocator
+
+        from ._render import COLORS, BlitFigure
+
+        bf = BlitFigure((9.0, 4.2))
+        ax = bf.fig.add_axes((0.1, 0.13, 0.62, 0.78))
+        self._ax = ax
+        ax.set_yscale("log")
+        # the y axis moves with the data (from 1e-60 to 1e30 over the sliders' range):
+        # its ticks, grid and labels are dynamic, so the background never needs redrawing
+        ax.set_yticks([])
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_xlim(0.5, MAX_NET_DEPTH + 0.5)
+        ax.set_xlabel("layer l (1 = next to the input; the loss is above the top layer L)")
+        ax.set_ylabel("‖δ⁽ˡ⁾‖ / ‖δ⁽ᴸ⁾‖", labelpad=34)
+        # every grid line in one artist (x in axes fractions, y in data), broken by NaNs:
+        # one draw call a move instead of one per line
+        self._grid = bf.dynamic(ax.plot([], [], color="#eaeef2", lw=0.7, zorder=0,
+                                        transform=ax.get_yaxis_transform())[0])
+        self._ticks = [bf.label(ax, 0.0, 1.0, size=8, ha="right", color="#424a53")
+                       for _ in range(self._decades)]
+        self._one = bf.dynamic(ax.axhline(1.0, color="#8c959f", lw=0.9, ls=":"))
+        self._lines = {name: bf.dynamic(ax.plot([], [], "o-", ms=3, lw=1.6,
+                                                color=COLORS[name])[0])
+                       for name in STACK_ACTIVATIONS}
+        self._legend = {name: bf.label(None, 0.735, 0.84 - 0.12 * i, ha="left", va="center",
+                                       size=9.5, bold=True, color=COLORS[name])
+                        for i, name in enumerate(STACK_ACTIVATIONS)}
+        self._legend2 = {name: bf.label(None, 0.735, 0.80 - 0.12 * i, ha="left", va="center",
+                                        size=8.5, color=COLORS["local"])
+                         for i, name in enumerate(STACK_ACTIVATIONS)}
+        self._head = bf.label(None, 0.1, 0.955, ha="left", va="center", size=11, bold=True)
+        return bf
+
+    def _draw(self, v) -> None:
+        lg: VanishingLogic = self.logic
+        L = int(v["depth"])
+        layers = np.arange(1, L + 1)
+        shown, lo, hi = lg.shown, 0.0, 0.0
+        for name, line in self._lines.items():
+            ratio = np.array([v[f"ratio_{k} ({name})"] for k in layers])
+            ratio = np.where(ratio > 0, ratio, np.nan)  # log scale: drop exact 0
+            line.set_data(layers, ratio)
+            line.set_visible(name in shown)
+            if name in shown and np.any(np.isfinite(ratio)):
+                lo = min(lo, float(np.log10(np.nanmin(ratio))))
+                hi = max(hi, float(np.log10(np.nanmax(ratio))))
+            per, sat = v[f"per layer ({name})"], v[f"saturated ({name})"]
+            self._legend[name].text = (f"{name}: ×{fmt(per, 3)} per layer" if name in shown
+                                       else "")
+            kind = "inactive (f' = 0)" if name == "relu" else "saturated (f' < 0.01)"
+            self._legend2[name].text = f"{sat:.0f}% of units {kind}" if name in shown else ""
+        # decades: a step of 1, 2, 5, 10, ... so that at most 8 labels show
+        lo, hi = np.floor(lo - 0.5), np.ceil(hi + 0.5)
+        step = next(s for s in (1, 2, 5, 10, 15, 20, 30) if (hi - lo) / s <= 8)
+        lo, hi = step * np.floor(lo / step), step * np.ceil(hi / step)
+        self._ax.set_ylim(10.0 ** lo, 10.0 ** hi)
+        exps = np.arange(lo, hi + 0.5, step)
+        gy = np.repeat(10.0 ** exps[:len(self._ticks)], 3)
+        gy[2::3] = np.nan
+        self._grid.set_data(np.tile([0.0, 1.0, np.nan], len(gy) // 3), gy)
+        for i, lab in enumerate(self._ticks):
+            lab.visible = i < len(exps)
+            if lab.visible:
+                e = int(exps[i])
+                lab.x, lab.y, lab.offset = 0.5, 10.0 ** e, (-4, 0)
+                lab.text = "1" if e == 0 else f"1e{e}"
+        self._head.text = (f"depth {L}, weights × {fmt(v['weights ×'], 3)} "
+                           f"(× the usual initialisation)")
+
+    def _readout(self, v) -> str:
+        L = int(v["depth"])
+        rows = []
+        for name in STACK_ACTIVATIONS:
+            rows.append([name,
+                         num_span(f"ratio_1 ({name})", v[f"ratio_1 ({name})"], bare=True),
+                         num_span(f"per layer ({name})", v[f"per layer ({name})"], "value",
+                                  bare=True),
+                         f"{v[f'saturated ({name})']:.0f}%"])
+        return (f"<div>δ reaching layer 1 of {L}, relative to the top layer:</div>"
+                + table(["", "‖δ¹‖ / ‖δᴸ‖", "factor per layer", "saturated / inactive units"],
+                        rows)
+                + '<div class="cl-note">Each layer multiplies δ by its weights and its '
+                  "slopes f'(z): the gradient vanishes or explodes geometrically, a straight "
+                  "line on this log scale.</div>")

@@ -12,6 +12,12 @@ One slider per logit. Three panels move together:
     >>> SoftmaxExplorer()                         # logits (2, 1, 0.1)
     >>> SoftmaxExplorer(n=5)
     >>> SoftmaxExplorer(student_jacobian=softmax_jacobian)   # your J beside it
+    >>> SoftmaxExplorer(n=4, shift=True)          # a slider c added to every logit
+
+With ``shift=True`` a fourth kind of slider, ``c``, adds the same constant to
+every logit (from -1000 to 1000): nothing moves, softmax is shift-invariant, and
+the readout shows why: each row of J sums to 0 and J's smallest eigenvalue is 0
+(J·1 = 0, the direction of the shift).
 """
 
 from __future__ import annotations
@@ -51,17 +57,21 @@ class SoftmaxLogic(Logic):
             sliders' grid (multiples of 0.05) like every value a slider holds.
         target: the true class for the cross-entropy loss, 0-based (default 0).
         student_jacobian: optional, your ``softmax_jacobian(z) -> (n, n)``.
+        shift: add a slider ``c`` (-1000 to 1000, steps of 10) whose value is
+            added to every logit: everything is computed at z + c.
 
     Sliders (``state``): ``z1`` ... ``zn``. :meth:`values` returns (1-based
     names): ``"z1"``, ``"s1"`` ... (probabilities); ``"ds1/dz2"`` ... (every
     Jacobian entry, complex step) and ``"ds1/dz2 (finite diff)"``;
     ``"L"`` (cross-entropy for ``target``), ``"dL/dz1"`` ... (complex step)
     and ``"dL/dz1 (finite diff)"``; ``"ds1/dz2 (yours)"`` ... when
-    ``student_jacobian`` answers.
+    ``student_jacobian`` answers; ``"c"`` (the shift, 0 without its slider),
+    ``"row sum 1"`` ... (each row of J summed) and ``"eigenvalue 1"`` ... (J's
+    eigenvalues, smallest first).
     """
 
     def __init__(self, n: int = 3, logits=None, target: int = 0,
-                 student_jacobian: Callable | None = None) -> None:
+                 student_jacobian: Callable | None = None, shift: bool = False) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= 6:
             raise ValueError(f"n: expected an int from 2 to 6, got {n!r}")
         if logits is None:
@@ -72,6 +82,8 @@ class SoftmaxLogic(Logic):
         self.n = n
         self.controls = {f"z{j + 1}": Control(f"z{j + 1}", logits[j], -6.0, 6.0, 0.05,
                                               f"logit z{j + 1}") for j in range(n)}
+        if shift:
+            self.controls["c"] = Control("c", 0.0, -1000.0, 1000.0, 10.0, "shift c")
         self.student_jacobian = student_jacobian
         self.student_error: str | None = None
         self.set_target(target)
@@ -87,7 +99,9 @@ class SoftmaxLogic(Logic):
 
     @property
     def z(self) -> np.ndarray:
-        return np.array([self.state[f"z{j + 1}"] for j in range(self.n)])
+        """The logits softmax sees: the sliders z1..zn, plus the shift c if there is one."""
+        return (np.array([self.state[f"z{j + 1}"] for j in range(self.n)])
+                + self.state.get("c", 0.0))
 
     def values(self) -> dict[str, float]:
         z = self.z
@@ -114,9 +128,9 @@ class SoftmaxLogic(Logic):
         J_fd = np.stack([numerical_gradient(lambda v, i=i: float(np.real(softmax(v)[i])), zz)
                          for i in range(n)])
         g_fd = numerical_gradient(lambda v: float(np.real(cross_entropy(v))), zz)
-        out: dict[str, float] = {}
+        out: dict[str, float] = {"c": float(self.state.get("c", 0.0))}
         for j in range(n):
-            out[f"z{j + 1}"] = float(z[j])
+            out[f"z{j + 1}"] = float(self.state[f"z{j + 1}"])
         for i in range(n):
             out[f"s{i + 1}"] = float(s[i])
         for i in range(n):
@@ -125,6 +139,10 @@ class SoftmaxLogic(Logic):
         for i in range(n):
             for j in range(n):
                 out[f"ds{i + 1}/dz{j + 1} (finite diff)"] = float(J_fd[i, j])
+        for i, total in enumerate(J.sum(axis=1)):
+            out[f"row sum {i + 1}"] = float(total)
+        for k, lam in enumerate(np.linalg.eigvalsh((J + J.T) / 2)):  # J is symmetric
+            out[f"eigenvalue {k + 1}"] = float(lam)
         out["L"] = float(np.real(cross_entropy(z)))
         for j in range(n):
             out[f"dL/dz{j + 1}"] = float(g[j])
@@ -176,9 +194,9 @@ class SoftmaxExplorer(Explorer):
     title = "softmax: probabilities, Jacobian and cross-entropy gradient"
 
     def __init__(self, n: int = 3, logits=None, target: int = 0,
-                 student_jacobian: Callable | None = None) -> None:
+                 student_jacobian: Callable | None = None, shift: bool = False) -> None:
         W = _ipywidgets()
-        logic = SoftmaxLogic(n, logits, target, student_jacobian)
+        logic = SoftmaxLogic(n, logits, target, student_jacobian, shift=shift)
         self.target_dropdown = W.Dropdown(
             options=[(f"class {k + 1}", k) for k in range(logic.n)], value=logic.target,
             description="target", style={"description_width": "90px"},
@@ -219,7 +237,14 @@ class SoftmaxExplorer(Explorer):
                                      bold=True, color="#1f2328") for k in idx]
 
         self._norm = Normalize(-0.25, 0.25)
-        self._img = bf.dynamic(ax2.imshow(np.zeros((n, n)), cmap="RdBu_r", norm=self._norm))
+        # a mesh of n × n cells: Agg fills them as polygons, ten times faster than an
+        # imshow's resampling of the same n × n array on every move
+        edges = np.arange(n + 1) - 0.5
+        self._img = bf.dynamic(ax2.pcolormesh(edges, edges, np.zeros((n, n)), cmap="RdBu_r",
+                                              norm=self._norm))
+        ax2.set_xlim(-0.5, n - 0.5)
+        ax2.set_ylim(n - 0.5, -0.5)  # row 1 on top, as in a matrix
+        ax2.set_aspect("equal")
         ax2.set_xticks(idx, [f"z{k}" for k in names])
         ax2.set_yticks(idx, [f"s{k}" for k in names])
         ax2.xaxis.set_ticks_position("top")
@@ -263,7 +288,7 @@ class SoftmaxExplorer(Explorer):
             self._logit_lab[k].text = f"z={v[f'z{k + 1}']:.2f}"
             self._target_lab[k].visible = is_t
         J = lg.jacobian(v)
-        self._img.set_data(J)
+        self._img.set_array(J)
         for i in range(n):
             for j in range(n):
                 lab = self._cell[i][j]
@@ -275,7 +300,8 @@ class SoftmaxExplorer(Explorer):
             lab = self._glab[k]
             lab.y, lab.text = g, fmt(g, 3)
             lab.va, lab.offset = ("bottom", (0, 2)) if g >= 0 else ("top", (0, -2))
-        self._loss_lab.text = f"L = {fmt(v['L'], 4)}   (target: class {lg.target + 1})"
+        shift = f", c = {fmt(v['c'])}" if "c" in lg.controls else ""
+        self._loss_lab.text = f"L = {fmt(v['L'], 4)}   (target: class {lg.target + 1}{shift})"
 
     def _readout(self, v) -> str:
         lg: SoftmaxLogic = self.logic
@@ -308,6 +334,14 @@ class SoftmaxExplorer(Explorer):
                            bare=True)]
                  for k in range(n)]
         parts.append(table(["logit", "complex step", "finite differences"], grows))
-        parts.append('<div class="cl-note">Each row of J sums to 0: raising every logit by the '
-                     "same amount leaves s unchanged.</div>")
+        sums = " &nbsp; ".join(num_span(f"row sum {i + 1}", v[f"row sum {i + 1}"], "value",
+                                        digits=2) for i in range(n))
+        eigs = " &nbsp; ".join(num_span(f"eigenvalue {k + 1}", v[f"eigenvalue {k + 1}"],
+                                        "value", digits=3) for k in range(n))
+        parts.append(f"<div>row sums of J: {sums}</div><div>eigenvalues of J: {eigs}</div>")
+        if "c" in lg.controls:
+            parts.append(f'<div>every logit shifted by {num_span("c", v["c"], "value")}: '
+                         "s, J and ∂L/∂z do not move.</div>")
+        parts.append('<div class="cl-note">Each row of J sums to 0 and its smallest eigenvalue '
+                     "is 0: raising every logit by the same amount leaves s unchanged.</div>")
         return "".join(parts)

@@ -1,0 +1,170 @@
+"""Warm grading kernels (issue 17): the next kernel starts ahead, and is still a fresh one.
+
+A kernel started ahead (course_lib.judge.warm) waits in its own sandbox, having
+imported numpy, until the grader hands it a submission; each notebook gets one
+such kernel that nothing graded before touched, and a kernel that ran a notebook
+is never used again. The red-team suite (test_sandbox_attacks.py) grades its
+attacks through the same path.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from toycourse import ASSIGNMENT, RIGHT, hand_in, make_course, submission
+
+from course_lib.judge import warm
+
+# Each submission leaves its name on the numpy module (imported ahead, before any
+# submission) and prints every name it finds there: a kernel used twice would show
+# the earlier student's name in the later one's output.
+MARK = '''
+import os
+import sys
+
+import numpy
+
+print("preloaded:", "numpy" in sys.modules, "files:", sorted(os.listdir(".")))
+numpy.graded_here = getattr(numpy, "graded_here", []) + [{student!r}]
+print("graded here:", numpy.graded_here)
+'''
+
+
+def _marked(student: str):
+    nb = submission(RIGHT)
+    nb.cells.insert(1, nbformat.v4.new_code_cell(MARK.format(student=student)))
+    return nb
+
+
+def _output(course: Path, student: str) -> str:
+    nb = nbformat.read(str(course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
+                       as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+
+
+@pytest.mark.kernel
+def test_each_notebook_gets_a_kernel_started_ahead_that_no_other_submission_touched(tmp_path):
+    from course_lib.instructor.grade import _WORKER_API, grade_class
+
+    course = make_course(tmp_path / "course")
+    students = ["amy", "ben", "cat"]
+    for student in students:
+        hand_in(course, student, _marked(student))
+    (course / "submitted" / "ben" / ASSIGNMENT / "ben-data.txt").write_text("ben's own file")
+    results = grade_class(course, jobs=1)
+    assert [(r.student, r.score) for r in results] == [(s, 2.0) for s in students]
+    for student in students:
+        said = _output(course, student)
+        assert f"graded here: [{student!r}]" in said, said  # nobody else's mark
+        files = ["99_toy.ipynb"] + (["ben-data.txt"] if student == "ben" else [])
+        assert f"preloaded: True files: {sorted(files)}" in said, said
+    pool = _WORKER_API[str(course.resolve())].sealed.sandbox.warm
+    assert (pool.cold, pool.adopted) == (1, 2)  # the first waited; the next two did not
+    pool.close()
+    assert not pool.has_standby()
+
+
+def test_the_grading_kernel_preloads_numpy_and_torch_only_where_torch_is_allowed(tmp_path):
+    from course_lib.judge import sandbox
+
+    runtime, judge = tmp_path / "runtime", tmp_path / "judge"
+    runtime.mkdir()
+    judge.mkdir()
+    box_maker = sandbox.Sandbox(tmp_path, runtime, judge)
+    box_maker.no_torch = True
+    assert box_maker.preload() == ["numpy"]
+    assert box_maker.kernel_env()["COURSE_PRELOAD"] == "numpy"
+    box_maker.no_torch = False
+    assert box_maker.preload() == ["numpy", "torch"]
+    # two sandboxes that differ only in torch are different keys: no standby crosses
+    cmd = ["python", "-m", "x", "-f", sandbox.CONNECTION_FILE]
+    with_torch = box_maker.key(cmd)
+    box_maker.no_torch = True
+    assert box_maker.key(cmd) != with_torch
+    assert box_maker.key(cmd) == box_maker.key(list(cmd))
+    box_maker.warm.close()
+
+
+class _FakeProcess:
+    def __init__(self):
+        self.killed = threading.Event()
+        self.pid = 2**31 - 1  # above any pid_max: no process group to signal
+
+    def poll(self):
+        return 0 if self.killed.is_set() else None
+
+    def kill(self):
+        self.killed.set()
+
+    def wait(self, timeout=None):
+        return 0
+
+
+class _Box:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir()
+
+
+def _standby(tmp_path: Path, key, name: str) -> warm.Standby:
+    return warm.Standby(key, _Box(tmp_path / name), _FakeProcess(), {})
+
+
+def test_a_standby_is_taken_once_for_its_own_sandbox_and_killed_for_another(tmp_path):
+    pool = warm.WarmPool()
+    first = _standby(tmp_path, ("a",), "first")
+    pool.prepare(("a",), lambda: first)
+    taken, was_warm = pool.take(("a",), lambda: pytest.fail("a cold start"))
+    assert (taken, was_warm) == (first, True) and not pool.has_standby()
+    # taken once: the next kernel for the same sandbox is a new one
+    second = _standby(tmp_path, ("a",), "second")
+    assert pool.take(("a",), lambda: second) == (second, False)
+
+    other = _standby(tmp_path, ("a",), "other")
+    pool.prepare(("a",), lambda: other)
+    fresh = _standby(tmp_path, ("b",), "fresh")
+    assert pool.take(("b",), lambda: fresh) == (fresh, False)  # another assignment's sandbox
+    assert other.process.killed.is_set() and not other.box.folder.exists()
+    assert (pool.adopted, pool.cold) == (1, 2)
+
+
+def test_a_dead_or_unused_standby_is_never_handed_out(tmp_path):
+    pool = warm.WarmPool()
+    dead = _standby(tmp_path, ("a",), "dead")
+    pool.prepare(("a",), lambda: dead)
+    dead.process.killed.set()  # it died while it waited
+    fresh = _standby(tmp_path, ("a",), "fresh")
+    assert pool.take(("a",), lambda: fresh) == (fresh, False)
+
+    idle = warm.WarmPool(idle=0.05)
+    unused = _standby(tmp_path, ("a",), "unused")
+    idle.prepare(("a",), lambda: unused)
+    assert unused.process.killed.wait(60)  # killed after IDLE seconds unused
+    assert not idle.has_standby()
+    deadline = time.monotonic() + 60  # its folder goes right after (the timer's thread)
+    while unused.box.folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not unused.box.folder.exists()
+
+    closed = warm.WarmPool()
+    closed.close()
+    closed.prepare(("a",), lambda: pytest.fail("a closed pool starts nothing"))
+
+
+@pytest.mark.parametrize("said, served", [(b"go\n", True), (b"", False), (b"stop\n", False)])
+def test_a_kernel_started_ahead_serves_only_after_go(said, served):
+    """judge.launcher.wait_for_submission: "go" returns; anything else ends the process."""
+    code = ("import sys; from course_lib.judge.launcher import wait_for_submission; "
+            "wait_for_submission(); print('serving')")
+    run = subprocess.run([sys.executable, "-c", code], input=said, capture_output=True,
+                         timeout=120, env={**os.environ})
+    assert run.returncode == 0, run.stderr
+    assert (b"serving" in run.stdout) == served
