@@ -177,6 +177,8 @@ def measure_lesson(assignment: str, moves: int = 20, warmup: int = 2, seed: int 
     import nbformat
     from nbclient import NotebookClient
 
+    from course_lib.judge.polled_client import PolledKernelManager
+
     nb = perfect_notebook(assignment, course_root)
     nb.cells.insert(0, nbformat.v4.new_code_cell(SETUP))
     nb.cells.append(nbformat.v4.new_code_cell(
@@ -185,7 +187,10 @@ def measure_lesson(assignment: str, moves: int = 20, warmup: int = 2, seed: int 
         # a scratch copy of the assignment's folder: whatever the lesson writes stays there
         work = Path(tmp) / assignment
         shutil.copytree(course_root / "release" / assignment, work)
+        # polled: nbclient can miss the wake-up for a reply that arrives while a cell
+        # opens widget comms, and then wait out the cell's whole limit (nbclient#312)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                kernel_manager_class=PolledKernelManager,
                                 resources={"metadata": {"path": str(work)}})
         client.execute()
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("name") == "stdout")
