@@ -102,7 +102,8 @@ lint: setup
 seeds: setup
 	$(PY) -m course_lib.reference --torch
 
-# The main job: release, a simulated class of 21 students collected, graded,
+# The main job: release, a simulated class of 24 students (every kind of hand-in, one per
+# demo mistake of the manifest) collected, graded,
 # feedback, grades.csv and the report (replaces a previous demo; never a real class).
 demo: setup
 	$(PY) -m course_lib.instructor.demo

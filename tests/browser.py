@@ -71,6 +71,46 @@ SERVER_START_S = 180
 
 
 @contextlib.contextmanager
+def lab_server(cmd: list[str], env: dict[str, str], root: Path, cwd: Path):
+    """A JupyterLab command (course.jupyterlab_server's, port 0) started with its own
+    Jupyter, IPython and workspace folders under ``root`` and the tests' settings (no
+    news, every cell rendered), so the user's stay untouched. Yields the server (a
+    test_browser_widgets.Lab) once it answers, at the port it chose; stopped afterwards."""
+    import json
+
+    import pytest
+    from test_browser_widgets import SETTINGS, Lab
+
+    from course_lib.instructor.course import serving_port
+
+    settings = root / "settings"
+    for name, values in SETTINGS.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    for sub in ("config", "data", "runtime", "ipython", "workspaces"):
+        (root / sub).mkdir()
+    env = dict(env, JUPYTER_CONFIG_DIR=str(root / "config"), JUPYTER_DATA_DIR=str(root / "data"),
+               JUPYTER_RUNTIME_DIR=str(root / "runtime"), IPYTHONDIR=str(root / "ipython"))
+    cmd = [*cmd, f"--LabApp.user_settings_dir={settings}",
+           f"--LabApp.workspaces_dir={root / 'workspaces'}"]
+    token = next(a.split("=", 1)[1] for a in cmd if a.startswith("--IdentityProvider.token="))
+    log = root / "jupyterlab.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        port = serving_port(proc, env)
+        if port is None:
+            pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        server = Lab(f"http://127.0.0.1:{port}", token, log)
+        wait_until_answering(proc, server, time.monotonic() + SERVER_START_S)
+        yield server
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
 def formgrader_server(course: Path, home: Path):
     """`course formgrader` on ``course``, as `make formgrader` starts it, in a subprocess
     with its own Jupyter folders under ``home`` and a PATH without this venv (the command

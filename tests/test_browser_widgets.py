@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,9 +24,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from browser import chromium_page, screenshot, stop, wait_until_answering
+from browser import chromium_page, lab_server, screenshot
 from lessons import ASSIGNMENTS, ROOT
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from course_lib.instructor.course import jupyterlab_server
 
 # A JupyterLab server and its kernels (kernel), driven by Chromium (browser).
 pytestmark = [pytest.mark.slow, pytest.mark.kernel, pytest.mark.browser]
@@ -41,7 +39,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.kernel, pytest.mark.browser]
 # (each test prints its steps' seconds: pytest -rP). A deadline only costs time when
 # the test fails; together they stay under the test's timeout (pyproject.toml), so a
 # stuck step says which it is.
-SERVER_START_S = 180     # JupyterLab answering /api/status
 NOTEBOOK_OPEN_S = 180    # the notebook rendered and its kernel idle
 RUN_S = 300              # all cells up to the explorer run
 CHANGE_S = 60            # the readout and the figure react to the keyboard (and any one
@@ -76,12 +73,6 @@ class Lab:
         return "\n".join(lines[-n:])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def tag_cells_raises_exception(path: Path) -> None:
     """Tag every code cell "raises-exception" in the test's copy of a release notebook.
 
@@ -106,38 +97,10 @@ def lab(tmp_path_factory):
     shutil.copytree(ROOT / "release", root / "release")
     for nb_path in (root / "release").glob("*/*.ipynb"):
         tag_cells_raises_exception(nb_path)
-    settings = root / "settings"
-    for name, values in SETTINGS.items():
-        path = settings / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    for sub in ("config", "data", "runtime", "ipython", "workspaces"):
-        (root / sub).mkdir()
-    # the user's Jupyter and IPython folders stay untouched (extensions and the python3
-    # kernel come from the virtualenv's share/jupyter)
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / "config"),
-               JUPYTER_DATA_DIR=str(root / "data"), JUPYTER_RUNTIME_DIR=str(root / "runtime"),
-               IPYTHONDIR=str(root / "ipython"))
-    port, token = _free_port(), secrets.token_hex(16)
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
-           "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", "--ServerApp.allow_root=True",
-           f"--ServerApp.root_dir={root / 'release'}",
-           "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           f"--LabApp.user_settings_dir={settings}",
-           f"--LabApp.workspaces_dir={root / 'workspaces'}"]
-    log = root / "jupyterlab.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    server = Lab(f"http://127.0.0.1:{port}", token, log)
-    try:
-        wait_until_answering(proc, server, time.monotonic() + SERVER_START_S)
+    # port 0: the server picks a free one (course.serving_port learns which)
+    cmd, env = jupyterlab_server(root / "release", 0, secrets.token_hex(16))
+    with lab_server(cmd, env, root, cwd=root) as server:
         yield server
-    finally:
-        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from browser import chromium_page, screenshot
 from nbgrader.api import Gradebook
 
 from course_lib.instructor import formgrader
-from course_lib.instructor.course import ensure_tools_on_path
+from course_lib.instructor.course import ensure_tools_on_path, serving_port
 
 GRADE_S = 600
 
@@ -116,11 +116,12 @@ def test_the_command_prints_the_port_the_server_chose_itself(tmp_path):
         info.write_text('{"port": 4')  # caught mid-write: read again
         timer = threading.Timer(0.5, info.write_text, ['{"port": 41234, "token": "x"}'])
         timer.start()
-        assert formgrader.serving_port(proc, tmp_path) == 41234
+        assert serving_port(proc, {"JUPYTER_RUNTIME_DIR": str(tmp_path)}) == 41234
     finally:
         proc.kill()
         proc.wait()
-    assert formgrader.serving_port(proc, tmp_path / "nowhere") is None  # it exited
+    gone = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "nowhere")}
+    assert serving_port(proc, gone) is None  # it exited
 
 
 def test_a_grading_child_that_gave_no_result_is_an_error_that_names_course_grade():

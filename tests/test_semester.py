@@ -1,7 +1,7 @@
 """The instructor's semester loop on the demo class, end to end, a hand grade given in Chromium.
 
-The demo class (course_lib/instructor/demo.py: 21 students, every kind of answer) hands
-in lesson 01, whose seed-003 errata answer (5 points) is graded by hand. `course
+The demo class (course_lib/instructor/demo.py: every kind of hand-in, one student per
+demo mistake) hands in lesson 01, whose seed-003 errata answer (5 points) is graded by hand. `course
 release`, `course collect` and `course grade` grade them; `course formgrader` serves
 nbgrader's formgrader, where ada-perfect's written answer gets 4 of its 5 points and a
 comment, typed into the formgrade page as an instructor would; then `course finalize`

@@ -14,21 +14,19 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.error
 from pathlib import Path
 
 import nbformat
 import pytest
-from browser import chromium_page, screenshot, stop, wait_until_answering
+from browser import chromium_page, lab_server, screenshot
 from lessons import ROOT, grade_id, source_path
-from test_browser_widgets import SETTINGS, Lab, _free_port, dismiss_dialogs
+from test_browser_widgets import dismiss_dialogs
 
 from course_lib.instructor import student_lab
 
 ASSIGNMENT = "02_sigmoid"
 SOLUTION = re.compile(r"[ \t]*### (BEGIN|END) SOLUTION\n?")
-SERVER_START_S = 180  # hang guards only: a quiet machine needs a few seconds
 VALIDATE_S = 600
 
 
@@ -156,29 +154,10 @@ def test_answering_and_validating_in_the_lab_leaves_the_repository_unchanged(tmp
 @pytest.fixture(scope="module")
 def student_lab_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("student-lab")
-    port, token = _free_port(), "t" + os.urandom(12).hex()
-    prepared, cmd, env = student_lab.prepare(ROOT / "release", root / "lab", port, token)
-    settings = root / "settings"
-    for name, values in SETTINGS.items():
-        path = settings / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    for sub in ("config", "data", "runtime", "ipython", "workspaces"):
-        (root / sub).mkdir()
-    env = dict(env, JUPYTER_CONFIG_DIR=str(root / "config"), JUPYTER_DATA_DIR=str(root / "data"),
-               JUPYTER_RUNTIME_DIR=str(root / "runtime"), IPYTHONDIR=str(root / "ipython"))
-    cmd = cmd + [f"--LabApp.user_settings_dir={settings}",
-                 f"--LabApp.workspaces_dir={root / 'workspaces'}"]
-    log = root / "jupyterlab.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=prepared.notebooks, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = Lab(f"http://127.0.0.1:{port}", token, log)
-    try:
-        wait_until_answering(proc, server, time.monotonic() + SERVER_START_S)
+    prepared, cmd, env = student_lab.prepare(ROOT / "release", root / "lab", 0,
+                                             "t" + os.urandom(12).hex())
+    with lab_server(cmd, env, root, cwd=prepared.notebooks) as server:
         yield server
-    finally:
-        stop(proc)
 
 
 @pytest.mark.kernel

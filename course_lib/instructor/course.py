@@ -42,6 +42,30 @@ def jupyterlab_server(root_dir: Path, port: int, token: str) -> tuple[list[str],
     return cmd, env
 
 
+def serving_port(proc, env: dict[str, str]) -> int | None:
+    """The port the Jupyter server ``proc`` (started with ``env``) listens on, from the
+    file every Jupyter server writes about itself (``jpserver-<pid>.json`` in its runtime
+    folder, what `jupyter server list` reads); None when the server exited first.
+
+    Start the server on port 0 and ask this: a port chosen beforehand and passed on
+    could be taken by another process before the server binds it. Waits as long as the
+    server lives: how long it takes to start depends on the machine, not on anything here.
+    """
+    import json
+    import time
+
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    info = Path(env.get("JUPYTER_RUNTIME_DIR") or jupyter_runtime_dir()) / \
+        f"jpserver-{proc.pid}.json"
+    while proc.poll() is None:
+        try:
+            return int(json.loads(info.read_text())["port"])
+        except (OSError, ValueError, KeyError):  # not written yet, or half written
+            time.sleep(0.2)
+    return None
+
+
 def find_course_root(start: Path | None = None) -> Path:
     """The folder holding nbgrader_config.py and source/: $COURSE_ROOT or a parent of cwd."""
     if os.environ.get("COURSE_ROOT"):

@@ -37,13 +37,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
-from jupyter_core.paths import jupyter_runtime_dir
-
-from .course import ensure_tools_on_path, jupyterlab_server, load_config
+from .course import ensure_tools_on_path, jupyterlab_server, load_config, serving_port
 
 STOCK_EXTENSION = "nbgrader.server_extensions.formgrader"
 THIS_EXTENSION = "course_lib.instructor.formgrader"
@@ -356,14 +353,13 @@ def run(args, root: Path) -> int:
     for note in prepare(root):
         print(f"gradebook: {note}")
     token = secrets.token_hex(24)
-    # Port 0 lets the server pick a free port itself: a port chosen here and passed on
-    # could be taken by another process before the server binds it.
+    # port 0 (the default): the server picks a free one, and says which (serving_port)
     cmd, env = server_command(root, args.port, token)
     proc = subprocess.Popen(cmd, cwd=root, env=env)
     # stopped as a whole: a SIGTERM to this process stops the server it started
     previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
-        port = serving_port(proc, Path(env.get("JUPYTER_RUNTIME_DIR") or jupyter_runtime_dir()))
+        port = serving_port(proc, env)
         if port is None:
             return proc.wait()  # it could not start: its own log said why
         print(f"formgrader on {root}: http://127.0.0.1:{port}/formgrader?token={token}\n"
@@ -380,20 +376,6 @@ def run(args, root: Path) -> int:
             return proc.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def serving_port(proc: subprocess.Popen, runtime_dir: Path) -> int | None:
-    """The port the server ``proc`` listens on, from the file every Jupyter server writes
-    about itself (``jpserver-<pid>.json`` in its runtime folder, what `jupyter server
-    list` reads); None when the server exited first. Waits as long as the server lives:
-    how long it takes to start depends on the machine, not on anything here."""
-    info = runtime_dir / f"jpserver-{proc.pid}.json"
-    while proc.poll() is None:
-        try:
-            return int(json.loads(info.read_text())["port"])
-        except (OSError, ValueError, KeyError):  # not written yet, or half written
-            time.sleep(0.2)
-    return None
 
 
 def register(subparsers) -> None:

@@ -249,15 +249,17 @@ def read_notebooks(s: Submission) -> SubmissionResult | None:
 
 
 def inspect_notebook(s: Submission) -> None:
-    """Inspect: which hidden checks each test cell calls, and what the notebook touched.
+    """Inspect: which hidden checks each test cell runs (by its grade id, from the
+    manifest: judge.server.expected_checks), and what the notebook touched.
 
     ``expected`` is what the judge must see (empty when grading unsealed: the
     checks then run in the student's kernel and nbgrader's grades stand). The
     tamper reader's findings either cost points (a test cell deleted or its
     grading changed) or are notes that cost nothing (judge.tamper says why).
     """
+    # expected_checks is [] for any cell but an autograded test cell
     expected = {c.metadata["nbgrader"]["grade_id"]: checks for c in s.source.cells
-                if _is_test_cell(c) and (checks := expected_checks(c))}
+                if (checks := expected_checks(c))}
     s.expected = expected if s.sealed is not None else {}
     findings = inspect_submission(s.submitted, s.source)
     s.notes = [str(f) for f in findings if not f.costs_points]

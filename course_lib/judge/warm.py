@@ -84,13 +84,16 @@ class Standby:
         """SIGKILL its sandbox, reap bwrap, remove its folders and cgroup."""
         from .sandbox import remove_cgroup
 
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except OSError:
+        # only while it is unreaped: once poll() has reaped it (alive(), take), its pid
+        # may already name another process group
+        if self.process.poll() is None:
             try:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
             except OSError:
-                pass
+                try:
+                    self.process.kill()
+                except OSError:
+                    pass
         self.close_pipe()
         try:
             self.process.wait(timeout=10)
