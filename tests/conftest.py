@@ -194,6 +194,8 @@ HEAVY_FIRST = [
     "test_fair_grading.py",  # 190-260
     "test_distributed.py",  # 95-210
     "test_integrity.py",  # 50-190
+    "test_warm_kernel_attacks.py",  # 80-150 (two classes graded; serial runs)
+    "test_semester.py",  # 65-85 (the demo class's lesson 01 graded, then Chromium)
     "test_browser_widgets.py",  # 55-120
     "test_grade_statuses.py",  # 55-90
     "test_sandbox.py",  # 30-80
