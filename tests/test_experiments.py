@@ -169,6 +169,7 @@ def experiment_cases():
         ("autograd_function_kind", R.grad_fn_chain, {}),
         ("function_apply", R.MySigmoid, {"args": [z]}),
         ("function_apply", R.MyLinear, {"args": [X, W, b], "requires_grad": [True] * 3}),
+        ("function_apply_many", R.MyLinear, {"args_list": [[X, W, b], [X, W + 1e-6, b]]}),
         ("function_grads_input_changed", R.MySigmoid,
          {"args": [z], "change": [g], "grad_out": g}),
         ("function_grads_input_changed", R.MyLinear,
@@ -216,6 +217,13 @@ def test_experiment_results():
     assert applied["has_grad_fn"] and applied["out"].dtype == F64
     np.testing.assert_allclose(applied["out"].numpy(), X @ W.T + b)
     assert not run_experiment(R.MyLinear, "function_apply", {"args": [X, W, b]})["has_grad_fn"]
+    # Several argument lists in one request: each output, in order, from its own inputs.
+    many = run_experiment(R.MyLinear, "function_apply_many",
+                          {"args_list": [[X, W, b], [X, 2 * W, b], [X[:1], W, -b]]})
+    assert [tuple(out.shape) for out in many] == [(4, 2), (4, 2), (1, 2)]
+    assert not any(out.requires_grad for out in many)
+    for out, (x, w, bias) in zip(many, [(X, W, b), (X, 2 * W, b), (X[:1], W, -b)], strict=True):
+        np.testing.assert_allclose(out.numpy(), x @ w.T + bias)
     # MySigmoid saves its output: z changing in place after forward leaves σ'(z) as it was,
     # and a saved s read back as u gives grad_out · u (1 - u).
     z, g, u = X[:2], dZ[:2, :1] * np.ones((1, 3)), rng.uniform(0.1, 0.9, size=(2, 3))

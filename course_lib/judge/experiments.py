@@ -132,6 +132,18 @@ def function_apply(cls, args, requires_grad=None):
 
 
 @experiment
+def function_apply_many(cls, args_list):
+    """``cls.apply(*args)`` for each argument list of ``args_list`` (no input requires grad),
+    in one request: the outputs, detached, in order.
+
+    For a check that needs many forward values of the same class (finite
+    differences: two for each entry of each input), which would otherwise cost a
+    round trip to the kernel each.
+    """
+    return [_snapshot(_apply(cls, args, None)[1]) for args in args_list]
+
+
+@experiment
 def function_backward(cls, args, grad_out):
     """``cls.backward(ctx, grad_out)`` called directly, on the ctx that forward filled.
 
