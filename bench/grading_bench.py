@@ -126,20 +126,49 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _adopt_orphans() -> None:
+    """Make this process the reaper of its orphaned descendants (Linux's child
+    subreaper). `course grade` stops each grading kernel by killing its sandbox: the
+    kernel, orphaned, is then this process's child, and once reaped (_reap_orphans) its
+    CPU time counts in RUSAGE_CHILDREN as a kernel that exited on its own does."""
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the CPU column misses killed kernels
+
+
+def _reap_orphans() -> None:
+    """Reap every descendant that ended and was handed to this process."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def run_timed(cmd: list[str], cwd: Path, log: Path,
               extra_env: dict[str, str] | None = None) -> tuple[float, float, int]:
     """Run a command in cwd (the course folder); wall seconds, CPU seconds, exit code.
 
     The CPU seconds are user + system of the command and everything it waited
-    for: its worker processes and every grading kernel.
+    for: its worker processes and every grading kernel (killed ones too:
+    _adopt_orphans).
     """
     env = {**os.environ, "COURSE_ROOT": str(cwd),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(extra_env or {})}
+    _adopt_orphans()
     with log.open("w") as out:
         cpu, start = _children_cpu(), time.perf_counter()
         proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                               check=False)
-        seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
+        seconds = time.perf_counter() - start
+        _reap_orphans()
+        cpu = _children_cpu() - cpu
     return seconds, cpu, proc.returncode
 
 

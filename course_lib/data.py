@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import threading
 import zlib
 from pathlib import Path
 
@@ -320,7 +321,9 @@ def write_digits_without_held_out(folder) -> Path:
     if not target.is_file():
         rows = _digits_rows()
         rows = rows[~_held_out(rows)]
-        tmp = target.with_suffix(".tmp")
+        # a name of this process's own: two gradings that write the same cached copy at
+        # once must not write into one file, which the first to finish then renames
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with gzip.open(tmp, "wt", encoding="utf-8") as f:
             np.savetxt(f, rows, fmt="%d", delimiter=",")
         tmp.replace(target)

@@ -90,3 +90,25 @@ def test_a_cached_check_grades_exactly_as_the_first_one(tmp_path, cache, capsys,
     assert code == 0, out + err
     assert "where the time went:" in err and "prepared course (cached)" in err
     assert "in all" in err and "2/2" in out
+
+
+def test_the_sandboxs_digits_come_from_the_cache_and_lack_the_held_out_rows(tmp_path, cache):
+    import gzip
+    from types import SimpleNamespace
+
+    from course_lib import data
+
+    first, second = tmp_path / "sandbox-1", tmp_path / "sandbox-2"
+    first.mkdir()
+    second.mkdir()
+    check.digits_from_cache(SimpleNamespace(folder=first))
+    [cached] = list(cache.glob("digits-*/*.csv.gz"))
+    stamp = cached.stat().st_mtime_ns
+    check.digits_from_cache(SimpleNamespace(folder=second))
+    assert cached.stat().st_mtime_ns == stamp  # written once
+    fresh = data.write_digits_without_held_out(tmp_path)  # what the sandbox would write
+    for folder in (first, second):
+        copy = folder / fresh.name
+        assert gzip.decompress(copy.read_bytes()) == gzip.decompress(fresh.read_bytes())
+    rows = data._digits_rows(first / fresh.name)
+    assert len(rows) and not data._held_out(rows).any()

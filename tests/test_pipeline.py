@@ -159,8 +159,10 @@ def test_a_resubmission_changes_only_that_students_row(graded, tmp_path):
     archived = list((graded / "submitted" / ".archive" / "ben-empty" / "01_chain_rule")
                     .glob("*.ipynb"))
     assert len(archived) == 1  # the first submission is kept
-    assert course(["grade", "--quiet", "--no-feedback"]) == 1
+    # the lesson regraded whole (every student of it), the other lesson's rows kept
+    assert course(["grade", "01_chain_rule", "--quiet", "--no-feedback"]) == 1
     after = rows(graded)
+    assert set(after) == set(before)  # lesson 02's rows too, though only 01 was graded
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {("ben-empty", "01_chain_rule")}
     assert (float(after[("ben-empty", "01_chain_rule")]["score"]),

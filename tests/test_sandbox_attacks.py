@@ -1786,10 +1786,11 @@ def test_the_graders_secrets_appear_in_no_graded_notebook(graded):
 def held(tmp_path_factory):
     """A class where one notebook holds every connection the judge takes at once (its
     hidden test then waits until the notebook's total time is up); an honest student
-    is graded after it by the same worker."""
+    is graded after it by the same worker. The holder waits out the whole total time:
+    20 s, where the honest toy notebook needs 2 s on a busy machine."""
     course = make_course(tmp_path_factory.mktemp("held") / "course", timeout=120)
     config = course / "nbgrader_config.py"
-    config.write_text(config.read_text() + "\nc.Judge.notebook_timeout = 60\n")
+    config.write_text(config.read_text() + "\nc.Judge.notebook_timeout = 20\n")
     t = Target(course=str(course), repo=str(REPO), token=uuid.uuid4().hex[:12], victim="",
                late_victim="", tcp_port=0, udp_port=0, abstract="", secret="", canary=0)
     hand_in(course, "a_holder", notebook(WIRE_HOLD_EVERY_CONNECTION, t, answer=RIGHT))

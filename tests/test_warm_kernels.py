@@ -83,7 +83,11 @@ def test_the_grading_kernel_preloads_numpy_and_torch_only_where_torch_is_allowed
     assert box_maker.preload() == ["numpy"]
     assert box_maker.kernel_env()["COURSE_PRELOAD"] == "numpy"
     box_maker.no_torch = False
-    assert box_maker.preload() == ["numpy", "torch"]
+    assert box_maker.preload() == ["numpy", *sandbox.TORCH_PRELOAD]
+    assert sandbox.TORCH_PRELOAD[0] == "torch"
+    box_maker.preload_torch = False  # a lesson that never imports torch
+    assert box_maker.preload() == ["numpy"]
+    box_maker.preload_torch = True
     # two sandboxes that differ only in torch are different keys: no standby crosses
     cmd = ["python", "-m", "x", "-f", sandbox.CONNECTION_FILE]
     with_torch = box_maker.key(cmd)
@@ -168,3 +172,31 @@ def test_a_kernel_started_ahead_serves_only_after_go(said, served):
                          timeout=120, env={**os.environ})
     assert run.returncode == 0, run.stderr
     assert (b"serving" in run.stdout) == served
+
+
+def test_a_kernel_started_ahead_imports_torch_only_for_a_lesson_that_imports_it(tmp_path):
+    """Sealed.for_assignment: torch costs a second of CPU per kernel, so it is preloaded
+    only where the source notebook imports it; the toy lesson does not."""
+    from toycourse import ASSIGNMENT, make_course
+
+    from course_lib.judge.sandbox import TORCH_PRELOAD
+    from course_lib.judge.sealed import Sealed
+
+    course = make_course(tmp_path / "course")
+    torch_lesson = course / "source" / "05_like" / "05_like.ipynb"
+    torch_lesson.parent.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import numpy as np\n"
+                                                                   "from torch import nn")])
+    nbformat.write(nb, str(torch_lesson))
+    sealed = Sealed(course)
+    try:
+        sealed.for_assignment(ASSIGNMENT)
+        assert sealed.sandbox.preload() == ["numpy"]
+        sealed.for_assignment("05_like")
+        assert sealed.sandbox.preload() == ["numpy", *TORCH_PRELOAD]
+        sealed.settings.manual_gradient_assignments = ["05_like"]
+        sealed.for_assignment("05_like")  # torch is the stub there: never preloaded
+        assert sealed.sandbox.preload() == ["numpy"]
+    finally:
+        sealed.sandbox.warm.close()
+        sealed.close()

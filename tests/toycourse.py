@@ -59,8 +59,9 @@ def submission(answer: str = RIGHT, written: str = "Because σ' peaks at 1/4."):
 # The toy course's limit per cell (nbgrader's Execute.timeout), in seconds. No test may
 # depend on the machine's speed: a toy cell that must finish needs 0.5 s at most on a
 # quiet 2-core machine, 1.2 s under a load average of 5 to 9 (measured), so this is
-# more than 10 times the need; a cell that must trip the limit never ends (NEVER_ENDS).
-CELL_TIMEOUT = 20
+# 10 times the need; a cell that must trip the limit never ends (NEVER_ENDS), and waits
+# out the whole limit each time it is graded (so no more than that 10 times).
+CELL_TIMEOUT = 12
 # An answer that never ends: it trips any time limit. It sleeps, so the seconds it
 # waits for the limit cost no CPU (the infinite-loop cell of tests that run in
 # parallel with others).

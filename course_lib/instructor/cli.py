@@ -67,8 +67,9 @@ def _grade(args, root: Path) -> int:
     fresh = results = grade_class(root, args.assignments, args.students, progress=progress,
                                   jobs=args.jobs, feedback=policy,
                                   scheduler=args.scheduler, unsealed=args.unsealed)
-    if args.students and (root / RESULTS_JSON).is_file():
-        # only these students were graded: everyone else keeps their stored result and row
+    if (args.students or args.assignments) and (root / RESULTS_JSON).is_file():
+        # only these students or lessons were graded (a resubmission, this week's lesson):
+        # every other (student, lesson) keeps its stored result and its grades.csv row
         results = merge_results(load_results(root / RESULTS_JSON), fresh)
     write_grades_csv(results, root / GRADES_CSV)
     save_results(results, root / RESULTS_JSON)
@@ -180,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_collect)
 
     s = sub.add_parser("grade", help="autograde every submission, feedback, grades.csv, report")
-    s.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    s.add_argument("assignments", nargs="*", metavar="ID",
+                   help="assignment ids (default: all); the other assignments keep their "
+                        "stored results and grades.csv rows")
     s.add_argument("--students", "--student", nargs="+", metavar="STUDENT",
                    help="only these students (a regrade, a resubmission): everyone else keeps "
                         "their stored result, grades.csv row and feedback")

@@ -22,14 +22,24 @@ printed.
 
 A submission that could not be graded normally is never a silent 0: its status
 and reason travel to grades.csv and the report.
+
+What surrounds the student's code is kept short, each shortcut leaving the
+gradebook as stock nbgrader's steps would: one gradebook engine per grading
+process (shared_gradebook), registration only when the gradebook is not already
+current (ensure_registered), nbgrader's metadata check once and the kernel stopped
+as soon as the notebook has run (sealed_autograde), and the worker processes
+started, each with a kernel ahead, while the assignments are registered.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -81,6 +91,102 @@ _BARE_ERRORS = {
 }
 
 
+# ---------------------------------------------------------------------------
+# One gradebook engine per grading scope
+# ---------------------------------------------------------------------------
+
+class _GradebookScope(threading.local):
+    """This thread's open scope (shared_gradebook): the engine of each db_url opened in
+    it, and the (db_url, course id) pairs whose course row is known to exist."""
+
+    def __init__(self):
+        self.depth = 0
+        self.engines: dict[str, object] = {}
+        self.courses: set[tuple[str, str]] = set()
+
+
+_SCOPE = _GradebookScope()
+
+
+@contextmanager
+def shared_gradebook():
+    """Within: every nbgrader ``Gradebook`` this thread opens on a db_url shares one engine.
+
+    Grading one submission opens the gradebook about a dozen times (autograde's
+    init_assignment five times, OverwriteKernelspec, OverwriteCells, SaveAutoGrades,
+    AssignLatePenalties, then ours: the maximum score, the grades read back), and
+    each stock open creates an SQLAlchemy engine (its statement cache empty),
+    inspects the table names, runs ``create_all`` and checks the course row: about
+    5 ms each. Here the first open of a db_url in the scope does all of that; every
+    later one is a new session on that engine's pool, its tables and course row
+    already made sure of (a course id not seen yet in the scope is still checked, as
+    nbgrader does). Each Gradebook keeps its own session, queries and commits, so
+    what is read and written is unchanged: only connections and compiled statements
+    are reused. Closing a shared Gradebook ends its session; the scope's end
+    disposes the engines. Nested scopes are one; other threads are untouched.
+    """
+    _open_gradebook_scope()
+    try:
+        yield
+    finally:
+        _SCOPE.depth -= 1
+        if _SCOPE.depth == 0:
+            engines, _SCOPE.engines, _SCOPE.courses = _SCOPE.engines, {}, set()
+            for engine in engines.values():
+                engine.dispose()
+
+
+def _open_gradebook_scope() -> None:
+    """Enter shared_gradebook's scope (a grading worker stays in it until it ends)."""
+    _share_gradebook_engines()
+    _SCOPE.depth += 1
+
+
+def _share_gradebook_engines() -> None:
+    """Teach nbgrader's Gradebook about shared_gradebook's scope (once per process).
+
+    Outside a scope, a Gradebook opens and closes exactly as stock nbgrader's. Its
+    class is adapted rather than configured because nbgrader builds it by name in
+    each converter and preprocessor; nothing else of nbgrader changes.
+    """
+    from nbgrader.api import Gradebook
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    if getattr(Gradebook, "_course_shares_engines", False):
+        return
+    stock_init, stock_close = Gradebook.__init__, Gradebook.close
+
+    def __init__(self, db_url, course_id="default_course", authenticator=None):
+        scope = _SCOPE
+        engine = scope.engines.get(db_url) if scope.depth else None
+        if engine is None:
+            stock_init(self, db_url, course_id, authenticator)
+            if scope.depth:
+                scope.engines[db_url] = self.engine
+                scope.courses.add((db_url, course_id))
+                self._course_shared = True
+            return
+        # stock __init__ without what the scope's first open already did
+        self.engine = engine
+        self.db = scoped_session(sessionmaker(autoflush=True, bind=engine, future=True))
+        self._course_shared = True
+        if (db_url, course_id) not in scope.courses:
+            self.check_course(course_id=course_id)
+            scope.courses.add((db_url, course_id))
+        self.course_id = course_id
+        self.authenticator = authenticator
+
+    def close(self):
+        if getattr(self, "_course_shared", False) and _SCOPE.depth \
+                and self.engine in _SCOPE.engines.values():
+            self.db.remove()  # the session ends; the scope keeps the engine
+        else:
+            stock_close(self)
+
+    Gradebook.__init__, Gradebook.close = __init__, close
+    Gradebook._course_shares_engines = True
+
+
 def register_assignment(api, assignment: str) -> None:
     """Record the assignment's cells in the gradebook (autograde needs them).
 
@@ -97,6 +203,85 @@ def register_assignment(api, assignment: str) -> None:
     if not result["success"]:
         raise RuntimeError(f"nbgrader could not register {assignment}:\n"
                            f"{result.get('error') or result.get('log')}")
+
+
+REGISTERED = "registered.json"  # in course check's cache folder: see ensure_registered
+
+
+def ensure_registered(api, course_root: Path, assignment: str) -> bool:
+    """register_assignment, unless the gradebook already holds what it would write;
+    True when it registered.
+
+    Registering (nbgrader's generate_assignment) takes a few tenths of a second per
+    assignment, on every `course grade`, for a gradebook that release already filled.
+    What it writes depends only on the source folder, nbgrader_config.py and
+    nbgrader's version (check.preparation_key, the digest `course check` keys its
+    prepared courses by): after each registration, the gradebook's record of the
+    assignment (``registration_digest``) is remembered under that key, and a later
+    grading whose gradebook holds exactly that record, for a source with the same
+    key, skips registering again: it would write the same rows. An edited lesson or
+    configuration, or a gradebook changed in any way, registers as before.
+    """
+    import json
+
+    from .check import cache_root, preparation_key
+
+    key = f"{assignment}-{preparation_key(course_root, assignment)}"
+    marks_file = cache_root() / REGISTERED
+    known = _read_marks(marks_file).get(key)
+    if known is not None and known == registration_digest(api.coursedir, assignment):
+        return False
+    register_assignment(api, assignment)
+    marks = _read_marks(marks_file)
+    marks.pop(key, None)
+    marks[key] = registration_digest(api.coursedir, assignment)
+    marks = dict(list(marks.items())[-200:])  # the most recent lessons' marks
+    try:
+        marks_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marks_file.with_name(f".{REGISTERED}.{os.getpid()}")
+        tmp.write_text(json.dumps(marks, indent=0))
+        tmp.replace(marks_file)  # whole or not at all: another grading may write too
+    except OSError:
+        pass  # no mark: the next grading registers again
+    return True
+
+
+def _read_marks(path: Path) -> dict:
+    import json
+
+    try:
+        marks = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return marks if isinstance(marks, dict) else {}
+
+
+def registration_digest(coursedir, assignment: str) -> str | None:
+    """A digest of every row nbgrader's registration wrote for ``assignment``: the
+    assignment, its notebooks (their kernelspec), and their grade, solution, task and
+    source cells with every column (points, type, locked, source, checksum) but the
+    row ids; None when the gradebook does not know the assignment."""
+    import hashlib
+
+    from nbgrader.api import Gradebook, MissingEntry
+    from sqlalchemy import inspect
+
+    def row(kind, obj):
+        columns = sorted(a.key for a in inspect(obj).mapper.column_attrs
+                         if a.key not in ("id", "notebook_id", "assignment_id"))
+        return repr((kind, [(c, getattr(obj, c)) for c in columns]))
+
+    with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
+        try:
+            found = gb.find_assignment(assignment)
+        except MissingEntry:
+            return None
+        rows = [row("assignment", found)]
+        for nb in sorted(found.notebooks, key=lambda n: n.name):
+            rows.append(row("notebook", nb))
+            for kind in ("grade_cells", "solution_cells", "task_cells", "source_cells"):
+                rows += sorted(row(kind, cell) for cell in getattr(nb, kind))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 
 def submitted_students(course_root: Path, coursedir) -> list[str]:
@@ -133,6 +318,20 @@ def _kernel_words(log: str) -> str:
     """The kernel's own last error lines (its stderr), on one line."""
     lines = [ln.strip() for ln in (log or "").splitlines() if ln.strip()]
     return " | ".join(lines[-4:])[-600:]
+
+
+# an exception as a traceback's last line shows it: "jsonschema.exceptions.ValidationError: ..."
+_EXCEPTION_LINE = re.compile(r"^\s*(?:\w+\.)*(\w*(?:Error|Exception)): (.+)$")
+
+
+def _error_line(text: str) -> str:
+    """The last exception in nbgrader's log, without its module (``ValidationError: Notebook
+    failed to validate; ...``), else its last line: nbgrader's own last words are "Please
+    see the above traceback", which tell an instructor nothing."""
+    for line in reversed((text or "").splitlines()):
+        if found := _EXCEPTION_LINE.match(line):
+            return f"{found.group(1)}: {found.group(2).strip()}"[:300]
+    return _last_line(text)
 
 
 def _last_line(text: str) -> str:
@@ -327,7 +526,7 @@ def _unfinished(s: Submission) -> SubmissionResult:
               Status.TIMEOUT: "the notebook ran past the time limit",
               Status.KERNEL_START_FAILED: "the grading kernel did not start: "
                                           + (_kernel_words(record.kernel_log)
-                                             or _last_line(text))}.get(status, _last_line(text))
+                                             or _last_line(text))}.get(status, _error_line(text))
     if status == Status.ERROR and GRADEBOOK_LOCKED in text:
         reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
     if record.out_of_time:
@@ -607,9 +806,39 @@ def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False, 
     settings = Settings.from_config(load_config(Path(course_root)))
     roots = [overrides.get("CourseDirectory__root", course_root), *guard_roots]
     sealed = Sealed(roots, settings)
-    api, _ = open_api(Path(course_root), **overrides, **sealed.config_overrides())
+    api, _ = open_api(Path(course_root), **overrides,
+                      **sealed_autograde(sealed.config_overrides()))
     api.sealed = sealed
     return api
+
+
+def sealed_autograde(config: dict) -> dict:
+    """nbgrader's autograde settings for sealed grading: Sealed's (its kernel, its
+    Execute), less what the course does not need; every change is an nbgrader setting.
+
+    - Autograde checks the nbgrader metadata (CheckCellMetadata) twice: at the end of
+      the sanitize pass and again at the end of the autograde pass. The second reads
+      the notebook the first checked and wrote (the grader's autograded/ copy, out of
+      the kernel's reach), changed since only by the steps after it: Execute adds
+      outputs (and nbclient's timing metadata), IgnorePattern, ClearMetadataPreprocessor
+      (disabled unless configured), LimitOutput, SaveAutoGrades and AssignLatePenalties
+      touch no nbgrader metadata. So the sanitize pass's check is the one kept; what a
+      student could do to the metadata before it (a deleted or rewritten test cell)
+      is course_lib.judge.tamper's to find, against the source.
+    - The kernel is stopped at once when the notebook has run (Execute's
+      ``shutdown_kernel = "immediate"``) instead of asked to shut down and waited for:
+      its sandbox is killed and removed right after anyway
+      (sandbox.SandboxKernelManager), every cell's reply and every verdict is in by
+      then, and the wait is time the notebook's own code does not use.
+    """
+    from nbgrader.preprocessors import CheckCellMetadata
+
+    config = dict(config)
+    steps = config["Autograde__autograde_preprocessors"]
+    config["Autograde__autograde_preprocessors"] = [s for s in steps
+                                                    if s is not CheckCellMetadata]
+    config["JudgedExecute__shutdown_kernel"] = "immediate"
+    return config
 
 
 def grade_reliably(api, assignment: str, student: str) -> SubmissionResult:
@@ -670,13 +899,60 @@ def _grade_task(course_root: str, assignment: str, student: str,
         api = open_grading_api(Path(course_root),
                                unsealed=os.environ.get("COURSE_UNSEALED") == "1")
         _WORKER_API[course_root] = api
-    result = grade_reliably(api, assignment, student)
-    if Feedback.of(feedback) != Feedback.NONE and _has_feedback(api, result):
-        if feedback_due(result, feedback):
-            _feedback_one(api, result)
-        else:
-            withdraw_feedback(api, result)
+    with shared_gradebook():  # within the worker's own scope, if it has one
+        result = grade_reliably(api, assignment, student)
+        if Feedback.of(feedback) != Feedback.NONE and _has_feedback(api, result):
+            if feedback_due(result, feedback):
+                _feedback_one(api, result)
+            else:
+                withdraw_feedback(api, result)
     return result
+
+
+def start_kernel_ahead(api, assignment: str) -> None:
+    """Start, now, the sealed kernel the next notebook of ``assignment`` will take
+    (judge.warm: started as nbclient's manager would start it, in a sandbox of its own),
+    the sandbox's copy of the digits taken from the cache (check.digits_from_cache)."""
+    from ..judge.sandbox import SandboxKernelManager
+    from ..judge.sealed import KERNEL_NAME
+    from .check import digits_from_cache
+
+    sandbox = api.sealed.sandbox
+    digits_from_cache(sandbox)
+    api.sealed.for_assignment(assignment)  # the kernel's sandbox, as Sealed.begin sets it
+    extra = list(api.config.Execute.get("extra_arguments", []))
+    SandboxKernelManager.start_ahead(sandbox, KERNEL_NAME, extra)
+
+
+def _start_pool(jobs: int, course_root: Path, first: str | None = None):
+    """``jobs`` grading worker processes, each starting on its grading API at once
+    (and on a kernel for a notebook of ``first``, the assignment graded first)."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    # spawn, not fork: a forked child would share this process's open
+    # gradebook connections and kernel-manager state.
+    ctx = multiprocessing.get_context("spawn")
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_start_worker,
+                                  initargs=(str(course_root), first))
+    for _ in range(jobs):  # a process is spawned per task submitted while none is idle
+        pool.submit(os.getpid)
+    return pool
+
+
+def _start_worker(course_root: str, first: str | None = None) -> None:
+    """A grading worker process, before its first task: the grading API (imports,
+    the sealed runtime, the judge), a kernel started for a notebook of ``first``, and
+    one gradebook engine for all its submissions (shared_gradebook, left open until
+    the process ends)."""
+    _open_gradebook_scope()
+    try:
+        api = _WORKER_API[course_root] = open_grading_api(
+            Path(course_root), unsealed=os.environ.get("COURSE_UNSEALED") == "1")
+        if api.sealed is not None and first:
+            start_kernel_ahead(api, first)
+    except Exception:  # noqa: BLE001 - the first task opens it again and reports why
+        pass
 
 
 def grade_class(course_root: Path | None = None, assignments=None, students=None,
@@ -715,12 +991,22 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         check_available()  # before any worker starts: say once what is missing
     assignments = check_assignments(course_root, assignments)
     api, _ = open_api(course_root)
-    students = sorted(students) if students else class_students(course_root, api)
-    for assignment in assignments:
-        register_assignment(api, assignment)
-    tasks = [(a, s) for a in assignments for s in students]
-    add_students(api.coursedir, students)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
+    with shared_gradebook():
+        students = sorted(students) if students else class_students(course_root, api)
+        tasks = [(a, s) for a in assignments for s in students]
+        jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
+        # the workers start (import nbgrader, build the sealed runtime) while this
+        # process registers the assignments
+        pool = (_start_pool(jobs, course_root, assignments[0])
+                if jobs > 1 and not scheduler and tasks else None)
+        try:
+            for assignment in assignments:
+                ensure_registered(api, course_root, assignment)
+            add_students(api.coursedir, students)
+        except BaseException:
+            if pool is not None:  # no worker outlives a grading that never began
+                pool.shutdown(cancel_futures=True)
+            raise
     results = []
 
     def done(result):
@@ -735,15 +1021,15 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
     elif jobs == 1:
         if str(course_root) not in _WORKER_API:
             _WORKER_API[str(course_root)] = open_grading_api(course_root, unsealed=unsealed)
-        for a, s in tasks:
-            done(_grade_task(str(course_root), a, s, feedback))
+        with shared_gradebook():  # one engine for the whole class
+            for a, s in tasks:
+                done(_grade_task(str(course_root), a, s, feedback))
+        sealed = getattr(_WORKER_API[str(course_root)], "sealed", None)
+        if sealed is not None:  # the class is graded: no next notebook needs a kernel
+            sealed.sandbox.warm.discard()
     else:
         import concurrent.futures as cf
-        import multiprocessing
 
-        # spawn, not fork: a forked child would share this process's open
-        # gradebook connections and kernel-manager state.
-        ctx = multiprocessing.get_context("spawn")
         remaining = list(tasks)
         # A worker that dies (killed, out of memory) breaks the whole pool: the
         # submissions it had not finished are graded again by a fresh pool.
@@ -751,7 +1037,8 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         for attempt in range(1, ATTEMPTS + 1):
             finished = set()
             try:
-                with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                first = remaining[0][0] if remaining else None
+                with pool or _start_pool(jobs, course_root, first) as pool:
                     futures = {pool.submit(_grade_task, str(course_root), a, s, feedback): (a, s)
                                for a, s in remaining}
                     for future in cf.as_completed(futures):
@@ -760,6 +1047,7 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
                         done(result)
                 break
             except cf.process.BrokenProcessPool:
+                pool = None
                 remaining = [t for t in remaining if t not in finished]
                 if attempt == ATTEMPTS:
                     for a, s in remaining:

@@ -144,6 +144,12 @@ class KernelBox:
     log: Path  # the kernel's stderr, for a kernel that does not start
 
 
+# What a lesson that uses torch imports anyway: torch, and what autograd imports the
+# first time a backward is given its gradient (``y.backward(g)``, gradcheck): torch's
+# symbolic shapes, with sympy, 0.3-0.4 s of that cell, a fifth of lesson 05's own time.
+TORCH_PRELOAD = ("torch", "torch.fx.experimental.symbolic_shapes")
+
+
 class Sandbox:
     """The sandbox every grading kernel of this process runs in.
 
@@ -163,7 +169,8 @@ class Sandbox:
         self.folder, self.runtime, self.judge_dir = Path(folder), Path(runtime), Path(judge_dir)
         self.limits = limits or Limits()
         self.hidden = [os.path.realpath(p) for p in hidden]
-        self.no_torch = False  # set per assignment (Sealed.begin)
+        self.no_torch = False  # set per assignment (Sealed.for_assignment)
+        self.preload_torch = True  # likewise: does the lesson import torch?
         self.env: dict[str, str] = {}  # set by Sealed: what the kernel needs
         self._torch_stub = self.folder / "no-torch"
         (self._torch_stub).mkdir(exist_ok=True)
@@ -173,8 +180,9 @@ class Sandbox:
 
     def preload(self) -> list[str]:
         """What a kernel imports before it waits for its submission (judge.warm): numpy,
-        and torch where the lesson may use it (not where torch is the stub)."""
-        return ["numpy"] + ([] if self.no_torch or not _torch_folder() else ["torch"])
+        and torch where the lesson imports it (never where torch is the stub)."""
+        torch = self.preload_torch and not self.no_torch and _torch_folder()
+        return ["numpy"] + (list(TORCH_PRELOAD) if torch else [])
 
     # -- the folders --------------------------------------------------------------
     def new_box(self, submission: Path | None = None) -> KernelBox:
@@ -558,6 +566,11 @@ class SandboxKernelManager(PolledKernelManager):
         standby.go()
         if _WATCHER is not None:
             _WATCHER.kernel_started(standby.process.pid)
+        # The next notebook's kernel starts now, beside this one (judge.warm): a short
+        # notebook is over before a kernel is up, so waiting until this one answers
+        # left the next notebook waiting for most of a start.
+        if self.sandbox.warm.ahead and self.key is not None:
+            self.sandbox.warm.prepare(self.key, self._new_standby)
 
     def kill_sandbox(self) -> None:
         """SIGKILL bwrap's process group and the sandbox's pid 1, whatever state they are
@@ -610,9 +623,6 @@ class SandboxKernelManager(PolledKernelManager):
         if self.box is not None:
             (self.box.connection / "kernel.json").chmod(0o400)
             self.box.connection.chmod(0o500)
-        # This kernel runs: start the next notebook's while it does (judge.warm).
-        if self.sandbox.warm.ahead and self.key is not None:
-            self.sandbox.warm.prepare(self.key, self._new_standby)
 
     def last_error_lines(self, n: int = 8) -> str:
         """The end of the kernel's stderr (for a kernel that did not start)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -164,6 +165,9 @@ def _library_paths() -> list[str]:
     return [p for p in dict.fromkeys(sys.path) if p in names or p.endswith("site-packages")]
 
 
+TORCH_IMPORT = re.compile(r"^\s*(import torch|from torch)\b", re.M)
+
+
 class Sealed:
     """The sealed-grading setup of this process (one at a time)."""
 
@@ -172,6 +176,7 @@ class Sealed:
         roots = [course_roots] if isinstance(course_roots, (str, Path)) else course_roots
         self.course_roots = [str(Path(r).resolve()) for r in roots]
         self.judge = Judge(self.settings.notebook_timeout)
+        self._imports_torch: dict[str, bool] = {}  # assignment -> its source imports torch
         folder = Path(self.judge.folder)
         self.runtime = build_runtime(folder / "runtime")
         # Interrupts travel as messages: no signal from here crosses into the sandbox.
@@ -205,13 +210,34 @@ class Sealed:
         """Does ``assignment`` ask for gradients by hand (no torch while grading)?"""
         return assignment in self.settings.manual_gradient_assignments
 
+    def imports_torch(self, assignment: str) -> bool:
+        """Does the source notebook of ``assignment`` import torch? (True if it cannot be
+        read: a kernel started ahead then imports torch, as before this was asked.)"""
+        if assignment not in self._imports_torch:
+            path = Path(self.course_roots[0]) / "source" / assignment / f"{assignment}.ipynb"
+            try:
+                cells = json.loads(path.read_text())["cells"]
+                self._imports_torch[assignment] = any(
+                    TORCH_IMPORT.search("".join(c.get("source", "")))
+                    for c in cells if c.get("cell_type") == "code")
+            except (OSError, ValueError, KeyError, TypeError):
+                self._imports_torch[assignment] = True
+        return self._imports_torch[assignment]
+
+    def for_assignment(self, assignment: str) -> None:
+        """The kernel's sandbox for a notebook of ``assignment``: torch is the stub where
+        gradients are by hand, and a kernel started ahead imports torch only where the
+        lesson does (importing it takes a second of CPU, wasted on every other notebook)."""
+        self.sandbox.no_torch = self.manual_gradients(assignment)
+        self.sandbox.preload_torch = self.imports_torch(assignment)
+
     def begin(self, assignment: str, expected: dict) -> None:
         """Before a submission of ``assignment`` runs: its test cells' checks."""
         global _ACTIVE
         # Several Sealed may live in one process (a `course check` inside a
         # grading session): the one that grades now owns the kernel's settings.
         os.environ.update(self.env)
-        self.sandbox.no_torch = self.manual_gradients(assignment)
+        self.for_assignment(assignment)
         sandbox.activate(self.sandbox, self.judge)
         _ACTIVE = self.judge
         self.judge.begin(expected)

@@ -109,8 +109,9 @@ class WarmPool:
     ``take(key, launch)`` returns a kernel for the sandbox ``key`` describes: the
     standby if it matches and is alive, else a new one from ``launch()`` (a cold
     start). ``prepare(key, launch)`` starts the standby for the next notebook;
-    ``ahead`` (True) says whether the kernel manager should call it as soon as a
-    kernel answers (``course check`` grades one notebook and turns it off).
+    ``ahead`` (True) says whether the kernel manager should call it as soon as it
+    hands a kernel its submission (``course check`` grades one notebook and turns
+    it off).
     """
 
     def __init__(self, idle: float = IDLE):

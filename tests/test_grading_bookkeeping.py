@@ -1,0 +1,127 @@
+"""Less bookkeeping per submission (issue 17): one gradebook engine per grading scope,
+registration only when the gradebook is not already current, one metadata check.
+
+Each shortcut must leave the gradebook and the grades exactly as stock nbgrader's
+steps would: these tests say what each may skip, and that what it skips is done
+again the moment anything it relied on changes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import nbformat
+import pytest
+from toycourse import ASSIGNMENT, hand_in, make_course, submission
+
+from course_lib.instructor import grade
+from course_lib.instructor.course import ensure_tools_on_path, open_api
+
+
+@pytest.fixture
+def course(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("COURSE_CHECK_CACHE", str(tmp_path / "cache"))
+    warnings.simplefilter("ignore")  # SQLAlchemy noise from nbgrader
+    ensure_tools_on_path()  # a new gradebook runs `alembic`
+    return make_course(tmp_path / "course")
+
+
+def _gradebook(course: Path, course_id: str = "backprop"):
+    from nbgrader.api import Gradebook
+
+    return Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id)
+
+
+@pytest.mark.slow  # a new gradebook runs alembic: seconds
+def test_gradebooks_opened_in_a_scope_share_one_engine_and_see_each_others_commits(course):
+    with _gradebook(course) as a, _gradebook(course) as b:
+        assert a.engine is not b.engine  # stock: an engine per open
+    with grade.shared_gradebook():
+        with _gradebook(course) as first:
+            first.add_student("ada")
+            engine = first.engine
+        with grade.shared_gradebook(), _gradebook(course) as nested:  # nested: one scope
+            assert nested.engine is engine
+            assert [s.id for s in nested.students] == ["ada"]
+            nested.update_or_create_student("ada", first_name="Ada")
+        with _gradebook(course) as later:
+            assert later.engine is engine and later.find_student("ada").first_name == "Ada"
+    with _gradebook(course) as after:
+        assert after.engine is not engine  # the scope is over: stock again
+        assert after.find_student("ada").first_name == "Ada"
+
+
+@pytest.mark.slow  # a new gradebook runs alembic: seconds
+def test_a_course_id_first_seen_in_a_scope_still_gets_its_course_row(course):
+    from nbgrader.api import Course
+
+    with grade.shared_gradebook():
+        with _gradebook(course):
+            pass
+        with _gradebook(course, "another_course") as gb:  # nbgrader's check_course
+            assert {c.id for c in gb.db.query(Course)} == {"backprop", "another_course"}
+
+
+def _max_score_in_gradebook(course: Path, points: float) -> None:
+    with _gradebook(course) as gb:
+        cell = gb.find_grade_cell("sigmoid_prime_values", ASSIGNMENT, ASSIGNMENT)
+        cell.max_score = points
+        gb.db.commit()
+
+
+def _source_points(course: Path, points: int) -> None:
+    path = course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[2].metadata["nbgrader"]["points"] = points
+    nbformat.write(nb, str(path))
+
+
+@pytest.mark.slow  # registers with nbgrader four times
+def test_registration_is_skipped_only_while_the_source_and_the_gradebook_are_unchanged(
+        course):
+    api, _ = open_api(course)
+    assert grade.ensure_registered(api, course, ASSIGNMENT)  # a new gradebook
+    assert not grade.ensure_registered(api, course, ASSIGNMENT)
+    digest = grade.registration_digest(api.coursedir, ASSIGNMENT)
+
+    _max_score_in_gradebook(course, 7)  # the gradebook changed behind our back
+    assert grade.registration_digest(api.coursedir, ASSIGNMENT) != digest
+    assert grade.ensure_registered(api, course, ASSIGNMENT)
+    assert grade.registration_digest(api.coursedir, ASSIGNMENT) == digest  # repaired
+    with _gradebook(course) as gb:
+        assert gb.find_assignment(ASSIGNMENT).max_score == 2 + 1
+
+    _source_points(course, 5)  # the lesson changed
+    assert grade.ensure_registered(api, course, ASSIGNMENT)
+    with _gradebook(course) as gb:
+        assert gb.find_assignment(ASSIGNMENT).max_score == 5 + 1
+    assert not grade.ensure_registered(api, course, ASSIGNMENT)
+
+
+def test_sealed_autograde_checks_the_metadata_once_and_stops_the_kernel_at_once():
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import CheckCellMetadata, Execute
+
+    stock = Autograde.class_traits()["autograde_preprocessors"].default()
+    config = grade.sealed_autograde({"Autograde__autograde_preprocessors": stock})
+    steps = config["Autograde__autograde_preprocessors"]
+    assert steps == [s for s in stock if s is not CheckCellMetadata] and Execute in steps
+    # the sanitize pass, whose check is kept, is nbgrader's own
+    assert CheckCellMetadata in Autograde.class_traits()["sanitize_preprocessors"].default()
+    assert "Autograde__sanitize_preprocessors" not in config
+    assert config["JudgedExecute__shutdown_kernel"] == "immediate"
+
+
+def test_a_notebook_with_broken_nbgrader_metadata_is_still_refused_and_says_why(course):
+    broken = submission()
+    cell = nbformat.v4.new_code_cell("x = 1")
+    cell.metadata["nbgrader"] = {"schema_version": 3, "grade": True, "solution": False,
+                                 "locked": False, "grade_id": "bonus"}  # with no points
+    broken.cells.append(cell)
+    hand_in(course, "mallory", broken)
+    [result] = grade.grade_class(course, [ASSIGNMENT], ["mallory"], jobs=1)
+    assert result.score == 0 and result.status == grade.Status.ERROR
+    # nbgrader's CheckCellMetadata, kept in the sanitize pass, refused it, and the reason
+    # quotes its exception (not nbgrader's last words, "see the above traceback")
+    assert result.reason.startswith("ValidationError: Notebook failed to validate"), result.reason
