@@ -72,7 +72,6 @@ TARGET_OVERHEAD = 0.3     # worker-seconds per notebook beyond its own compute (
 CHECK_FACTOR, CHECK_EXTRA = 2.0, 1.0  # course check <= 2 x the notebook's compute + 1 s
 TARGET_LESSON_RATIO = 1.5  # a lesson's seconds against its floor
 TARGET_SANDBOX_COST = 0.10  # what the sandbox may add to a lesson's seconds (issue 12)
-TORCH_IMPORT = re.compile(r"^\s*(import torch|from torch)\b", re.M)
 FLOOR_NUMPY = "import numpy"
 FLOOR_TORCH = "import numpy\nimport torch"
 SLOWEST_CELLS = 4
@@ -317,8 +316,8 @@ def executor(root: Path, sandboxed: bool = True):
     return JudgedExecute(config=load_config(root, **overrides))
 
 
-def run_notebook(nb, folder: Path, root: Path,
-                 sandboxed: bool = True) -> tuple[float, object, float]:
+def run_notebook(nb, folder: Path, root: Path, sandboxed: bool = True,
+                 assignment: str | None = None) -> tuple[float, object, float]:
     """Execute nb in a fresh kernel, cwd folder; wall seconds (start-up included), the
     result, and the CPU seconds of the kernel (with bwrap, when sandboxed).
 
@@ -331,7 +330,8 @@ def run_notebook(nb, folder: Path, root: Path,
     expected = {c.metadata["nbgrader"]["grade_id"]: expected_checks(c)
                 for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
                 and expected_checks(c)}
-    _SEALED[0].begin(folder.name, expected)
+    # the kernel of ``assignment`` (default: the folder's): its torch, what it preloads
+    _SEALED[0].begin(assignment or folder.name, expected)
     cpu, start = _children_cpu(), time.perf_counter()  # the kernel is reaped before it returns
     try:
         nb, _ = run.preprocess(nb, {"metadata": {"path": str(folder)}})
@@ -383,7 +383,8 @@ def errors_in(nb) -> list[str]:
             if o.output_type == "error"]
 
 
-def time_notebook(nb, folder: Path, root: Path, repeats: int) -> dict:
+def time_notebook(nb, folder: Path, root: Path, repeats: int,
+                  assignment: str | None = None) -> dict:
     """Median wall seconds over repeats, sandboxed and not, and the per-cell profile of
     the median sandboxed run.
 
@@ -393,7 +394,7 @@ def time_notebook(nb, folder: Path, root: Path, repeats: int) -> dict:
     runs: dict[bool, list] = {True: [], False: []}
     for _ in range(repeats):
         for sandboxed in (True, False):
-            runs[sandboxed].append(run_notebook(nb, folder, root, sandboxed))
+            runs[sandboxed].append(run_notebook(nb, folder, root, sandboxed, assignment))
     medians = {}
     for sandboxed, done in runs.items():
         done.sort(key=lambda r: r[0])
@@ -424,6 +425,8 @@ def floor_notebook(source: str):
 
 
 def needs_torch(nb) -> bool:
+    from course_lib.judge.sealed import TORCH_IMPORT  # as grading decides what to preload
+
     return any(TORCH_IMPORT.search(c.source) for c in nb.cells if c.cell_type == "code")
 
 
@@ -434,14 +437,20 @@ def time_lessons(root: Path, assignments, repeats: int) -> dict[str, dict]:
     executor(root)
     _SEALED[0].sandbox.warm.ahead = False
     _SEALED[0].sandbox.warm.discard()
+    sources = {a: nbformat.read(str(root / "source" / a / f"{a}.ipynb"), as_version=4)
+               for a in assignments}
+    # Each floor runs in the kernel of the lessons it is the floor for (judge.sealed's
+    # for_assignment: torch the stub or not, and what the kernel imports before the
+    # notebook): a lesson and its floor pay the same start-up.
+    as_numpy = next((a for a in assignments if not needs_torch(sources[a])), None)
+    as_torch = next((a for a in assignments if needs_torch(sources[a])), None)
     rows = {"floor: import numpy": time_notebook(floor_notebook(FLOOR_NUMPY), root, root,
-                                                 repeats),
+                                                 repeats, as_numpy),
             "floor + torch: import numpy, torch": time_notebook(
-                floor_notebook(FLOOR_TORCH), root, root, repeats)}
+                floor_notebook(FLOOR_TORCH), root, root, repeats, as_torch)}
     for a in assignments:
-        nb = nbformat.read(str(root / "source" / a / f"{a}.ipynb"), as_version=4)
-        rows[a] = time_notebook(nb, root / "source" / a, root, repeats)
-        rows[a]["torch"] = needs_torch(nb)
+        rows[a] = time_notebook(sources[a], root / "source" / a, root, repeats)
+        rows[a]["torch"] = needs_torch(sources[a])
     return rows
 
 

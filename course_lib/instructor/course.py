@@ -105,9 +105,21 @@ def open_api(course_root: Path, **overrides):
     ensure_tools_on_path()
     config = load_config(course_root, **{"CourseDirectory__root": str(course_root), **overrides})
     coursedir = CourseDirectory(config=config)
-    api = NbGraderAPI(coursedir=coursedir, config=config)
-    api.log.setLevel(logging.ERROR)
+    api = NbGraderAPI(coursedir=coursedir, config=config, log=NBGRADER_LOG)
+    NBGRADER_LOG.setLevel(logging.ERROR)
+    # A gradebook migration in this process (nbgrader's alembic env.py: logging's
+    # fileConfig) disables every logger that exists: nbgrader's answers then hold no
+    # log, and a notebook that could not be graded no reason but "see the above
+    # traceback" (seen after the formgrader repaired a gradebook in the same process).
+    NBGRADER_LOG.disabled = False
     return api, coursedir
+
+
+# nbgrader's messages, on a logger of the course's own (not that of whatever Jupyter
+# application runs in this process, traitlets' get_logger): nbgrader's answers
+# (autograde's "log") are read from it.
+NBGRADER_LOG = logging.getLogger("course_lib.nbgrader")
+NBGRADER_LOG.addHandler(logging.NullHandler())  # quiet unless the host configures logging
 
 
 def source_assignments(course_root: Path) -> list[str]:
