@@ -206,16 +206,17 @@ def _hand_in_class(course: Path) -> None:
                                                      token=token)))
 
 
-def _standby_processes(course: Path) -> list[int]:
-    """Host pids of bwrap processes whose command line names this course's grading
-    folders (a standby or a kernel of ours that is still running)."""
-    found = []
+def _sandbox_processes(judge_folder: Path) -> list[int]:
+    """Host pids of bwrap processes whose command line names ``judge_folder`` (one
+    grading process's folders: a standby or a kernel of it that is still running; the
+    sandboxes of other gradings on the machine are not counted)."""
+    found, folder = [], str(judge_folder).encode()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmd and cmd[0].endswith(b"bwrap") and any(b"course-judge-" in a for a in cmd):
+        if cmd and cmd[0].endswith(b"bwrap") and any(folder in a for a in cmd):
             found.append(int(pid))
     return found
 
@@ -306,19 +307,17 @@ def test_the_victims_work_never_reaches_another_students_kernel(graded_one_worke
     assert found == []
 
 
-def test_the_standby_left_after_the_last_notebook_is_killed_with_its_folder(graded_one_worker):
-    """After the class, one kernel waits for a notebook that never comes; closing the
-    pool (what the grading process's exit does) kills it and removes its folder."""
+def test_no_kernel_started_ahead_outlives_the_class(graded_one_worker):
+    """A kernel is started ahead for each next notebook; after the last one there is
+    none to come, and grading the class kills that standby with its folder at once
+    (not IDLE seconds later, and not only when the grading process ends)."""
     course, _, pool = graded_one_worker
-    standby = pool._standby
-    if standby is None:  # expired already (IDLE seconds after the last notebook began)
-        assert _standby_processes(course) == []
-        return
-    folder, process = standby.box.folder, standby.process
-    assert standby.alive() and folder.is_dir()
-    pool.close()
-    assert process.poll() is not None and not folder.exists()
-    assert process.pid not in _standby_processes(course)
+    judge_folder = Path(_WORKER_API[str(course.resolve())].sealed.judge.folder)
+    assert pool.adopted >= 1  # kernels were started ahead, and taken
+    assert not pool.has_standby()
+    assert _sandbox_processes(judge_folder) == []
+    kernels = judge_folder / "kernels"
+    assert not kernels.is_dir() or list(kernels.iterdir()) == []
 
 
 # -- a notebook that holds the judge past its own end -----------------------------------------
