@@ -139,15 +139,19 @@ def _adopt_orphans() -> None:
         pass  # not Linux: the CPU column misses killed kernels
 
 
-def _reap_orphans() -> None:
-    """Reap every descendant that ended and was handed to this process."""
+def _reap_orphans(wait: float = 0.0) -> None:
+    """Reap every descendant that ended and was handed to this process; with ``wait``,
+    go on for up to that many seconds while some are still ending (a killed kernel)."""
+    deadline = time.monotonic() + wait
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
-            return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.02)
 
 
 def run_timed(cmd: list[str], cwd: Path, log: Path,
@@ -306,11 +310,13 @@ def executor(root: Path, sandboxed: bool = True):
     """nbgrader's Execute, as `course grade` runs it: the sealed kernel in its sandbox,
     telling the judge (sandboxed=False: the measurement-only baseline above)."""
     from course_lib.instructor.course import load_config
+    from course_lib.instructor.grade import sealed_autograde
     from course_lib.judge.sealed import JudgedExecute, Sealed, Settings
 
     if not _SEALED:
         _SEALED.append(Sealed(root, Settings.from_config(load_config(root))))
-    overrides = _SEALED[0].config_overrides()  # what course grade gives nbgrader
+    # what course grade gives nbgrader (open_grading_api), the kernel stopped at once
+    overrides = sealed_autograde(_SEALED[0].config_overrides())
     if not sandboxed:
         overrides["JudgedExecute__kernel_manager_class"] = unsandboxed_manager()
     return JudgedExecute(config=load_config(root, **overrides))
@@ -332,12 +338,15 @@ def run_notebook(nb, folder: Path, root: Path, sandboxed: bool = True,
                 and expected_checks(c)}
     # the kernel of ``assignment`` (default: the folder's): its torch, what it preloads
     _SEALED[0].begin(assignment or folder.name, expected)
-    cpu, start = _children_cpu(), time.perf_counter()  # the kernel is reaped before it returns
+    _adopt_orphans()  # the kernel is killed, not reaped by its sandbox: it comes back here
+    cpu, start = _children_cpu(), time.perf_counter()
     try:
         nb, _ = run.preprocess(nb, {"metadata": {"path": str(folder)}})
     finally:
         _SEALED[0].end()
-    return time.perf_counter() - start, nb, _children_cpu() - cpu
+    seconds = time.perf_counter() - start
+    _reap_orphans(wait=0.5)  # the killed kernel, once it has ended, counts in the CPU time
+    return seconds, nb, _children_cpu() - cpu
 
 
 def cell_seconds(cell) -> float:
