@@ -32,6 +32,7 @@ its checks is used.
 from __future__ import annotations
 
 import copy
+import functools
 from collections import deque
 from contextlib import contextmanager
 
@@ -160,6 +161,15 @@ def _one_thread():
         torch.set_num_threads(before)
 
 
+def _on_one_thread(check):
+    """The check, run with torch on one thread (_one_thread says why)."""
+    @functools.wraps(check)
+    def run(*args, **kwargs):
+        with _one_thread():
+            return check(*args, **kwargs)
+    return run
+
+
 # ----------------------------------------------------------------------------
 # torch_backprop
 # ----------------------------------------------------------------------------
@@ -275,6 +285,7 @@ def _compare_backprop(got, expected, where, mistakes):
                    mistakes={k: v[1][layer][idx] for k, v in mistakes.items()})
 
 
+@_on_one_thread
 def check_torch_backprop(torch_backprop, part="all"):
     """torch_backprop(params, X, Y, activations, loss) against the reference, every loss."""
     rng = rng_for("torch_backprop")
@@ -376,8 +387,7 @@ def check_torch_backprop(torch_backprop, part="all"):
                     "accumulated into (gradients accumulated across calls). Use fresh leaves "
                     "on every call, or return copies (W.grad.numpy().copy()).")
 
-    with _one_thread():
-        run_parts(part, {"shapes": shapes, "values": values, "repeat": repeat})
+    run_parts(part, {"shapes": shapes, "values": values, "repeat": repeat})
 
 
 # ----------------------------------------------------------------------------
@@ -448,6 +458,7 @@ def _first_match(got, candidates):
                 None)
 
 
+@_on_one_thread
 def check_MySigmoid(MySigmoid, part="all"):
     """MySigmoid.apply(z) = σ(z); backward = grad_out · s (1 - s); saves its output."""
     rng = rng_for("MySigmoid")
@@ -568,8 +579,7 @@ def check_MySigmoid(MySigmoid, part="all"):
             SAVED_INPUT: f(s_of_u, g),
         })
 
-    with _one_thread():
-        run_parts(part, {"forward": forward, "backward": backward, "saved": saved})
+    run_parts(part, {"forward": forward, "backward": backward, "saved": saved})
 
 
 # ----------------------------------------------------------------------------
@@ -625,6 +635,7 @@ LINEAR_DW_T = known_mistake("linear-dw-transposed")
 LINEAR_DB_SUM = known_mistake("linear-db-not-summed")
 
 
+@_on_one_thread
 def check_MyLinear(MyLinear, part="all"):
     """MyLinear.apply(X, W, b) = X @ W.T + b with backward (dZ @ W, dZᵀ @ X, dZ.sum(0))."""
     rng = rng_for("MyLinear")
@@ -724,9 +735,8 @@ def check_MyLinear(MyLinear, part="all"):
                    "(backward must give the derivatives of what forward computes)", got, exp,
                    rtol=GRADCHECK_RTOL, atol=GRADCHECK_ATOL)
 
-    with _one_thread():
-        run_parts(part, {"forward": forward, "backward": backward,
-                         "autograd": through_autograd})
+    run_parts(part, {"forward": forward, "backward": backward,
+                     "autograd": through_autograd})
 
 
 # ----------------------------------------------------------------------------
@@ -833,6 +843,7 @@ def _expressions(rng, edge: bool):
     return out
 
 
+@_on_one_thread
 def check_grad_fn_chain(grad_fn_chain, part="all"):
     """grad_fn_chain(t): breadth-first class names from t.grad_fn to the AccumulateGrad leaves."""
     rng = rng_for("grad_fn_chain")
@@ -847,8 +858,7 @@ def check_grad_fn_chain(grad_fn_chain, part="all"):
             t = build_graph(graph, arrays)
             _expect_names(where, got, R.grad_fn_chain(t), _chain_mistakes(t))
 
-    with _one_thread():
-        run_parts(part, {"values": lambda: compare(False), "edge": lambda: compare(True)})
+    run_parts(part, {"values": lambda: compare(False), "edge": lambda: compare(True)})
 
 
 # ============================================================================
@@ -1323,6 +1333,7 @@ def _op_cases(rng, ops):
     return cases
 
 
+@_on_one_thread
 def check_Value(Value, part="all"):
     """The student's scalar engine: each operation, the topological order, accumulation at
     a fan-out, and agreement with torch.autograd on random expressions."""
@@ -1380,9 +1391,8 @@ def check_Value(Value, part="all"):
             _expect_engine(Value, nodes, "a random expression, out.backward()",
                            expected=_torch_reference(nodes), source="torch.autograd")
 
-    with _one_thread():
-        run_parts(part, {"arithmetic": arithmetic, "functions": functions, "topo": topo,
-                         "accumulate": accumulate, "torch": against_torch})
+    run_parts(part, {"arithmetic": arithmetic, "functions": functions, "topo": topo,
+                     "accumulate": accumulate, "torch": against_torch})
 
 
 def _torch_reference(nodes):
@@ -1465,6 +1475,7 @@ def _train_numpy(params, X, Y, lr, steps, accumulate=False, sign=-1.0, scale=1.0
     return losses, params
 
 
+@_on_one_thread
 def check_engine_train(engine_train, part="all"):
     """engine_train(params, X, Y, lr, steps) -> (losses, params): gradient descent on a
     sigmoid-hidden, softmax-output MSE network, against the numpy reference."""
@@ -1531,5 +1542,4 @@ def check_engine_train(engine_train, part="all"):
         Y = np.eye(2)[rng.integers(0, 2, size=3)]
         case(params, X, Y, 1.0, 3, "a random 2-3-3-2 network (two sigmoid layers), N = 3")
 
-    with _one_thread():
-        run_parts(part, {"values": values})
+    run_parts(part, {"values": values})
