@@ -200,3 +200,47 @@ def test_a_kernel_started_ahead_imports_torch_only_for_a_lesson_that_imports_it(
     finally:
         sealed.sandbox.warm.close()
         sealed.close()
+
+
+def test_the_kernel_started_ahead_is_the_one_the_next_notebook_takes(tmp_path, monkeypatch):
+    """Sealed.expect_next: after a notebook of one lesson, the kernel started ahead has the
+    sandbox of the lesson graded next (torch preloaded for a torch lesson), and none is
+    started when no notebook follows (it cost as much CPU as a notebook, for nothing)."""
+    from toycourse import ASSIGNMENT, make_course
+
+    from course_lib.judge.sandbox import CONNECTION_FILE, SandboxKernelManager
+    from course_lib.judge.sealed import KERNEL_NAME, Sealed
+
+    course = make_course(tmp_path / "course")
+    torch_lesson = course / "source" / "05_like" / "05_like.ipynb"
+    torch_lesson.parent.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import torch")]),
+                   str(torch_lesson))
+    sealed = Sealed(course)
+    prepared = []
+    monkeypatch.setattr(sealed.sandbox.warm, "prepare", lambda key, launch: prepared.append(key))
+    try:
+        sealed.begin(ASSIGNMENT, {})  # the toy notebook's kernel: numpy only
+        km = SandboxKernelManager(kernel_name=KERNEL_NAME)
+        km.connection_file = CONNECTION_FILE
+        km.template = km.format_kernel_cmd(extra_arguments=[])
+        km.key = (type(km).__name__, *sealed.sandbox.key(km.template))
+
+        sealed.expect_next("05_like")
+        km._start_next()
+        sealed.for_assignment("05_like")  # what Sealed.begin sets for that notebook
+        torch_key = (type(km).__name__, *sealed.sandbox.key(km.template))
+        assert torch_key != km.key and prepared == [torch_key]
+
+        sealed.expect_next(False)  # the last notebook of this process
+        km._start_next()
+        assert prepared == [torch_key]
+
+        sealed.for_assignment(ASSIGNMENT)
+        sealed.expect_next(True)  # not known: one like this notebook's (course check)
+        km._start_next()
+        assert prepared == [torch_key, km.key]
+    finally:
+        sealed.end()
+        sealed.sandbox.warm.close()
+        sealed.close()

@@ -890,15 +890,20 @@ def feedback_due(r: SubmissionResult, policy) -> bool:
 
 
 def _grade_task(course_root: str, assignment: str, student: str,
-                feedback) -> SubmissionResult:
+                feedback, then: str | bool = True) -> SubmissionResult:
     """Grade (and write feedback for) one submission; runs in a worker process.
-    ``feedback``: a Feedback policy (or a bool, see Feedback.of)."""
+    ``feedback``: a Feedback policy (or a bool, see Feedback.of); ``then``: what this
+    process grades next (Sealed.expect_next: an assignment, False for nothing, True
+    when not known)."""
     api = _WORKER_API.get(course_root)
     if api is None:
         # --unsealed reaches worker processes through the environment they inherit
         api = open_grading_api(Path(course_root),
                                unsealed=os.environ.get("COURSE_UNSEALED") == "1")
         _WORKER_API[course_root] = api
+    sealed = getattr(api, "sealed", None)
+    if sealed is not None:
+        sealed.expect_next(then)
     with shared_gradebook():  # within the worker's own scope, if it has one
         result = grade_reliably(api, assignment, student)
         if Feedback.of(feedback) != Feedback.NONE and _has_feedback(api, result):
@@ -907,6 +912,13 @@ def _grade_task(course_root: str, assignment: str, student: str,
             else:
                 withdraw_feedback(api, result)
     return result
+
+
+def _then(tasks: list[tuple[str, str]], i: int, jobs: int) -> str | bool:
+    """The assignment the process grading ``tasks[i]`` most likely grades next (its
+    kernel is started ahead for it), or False for nothing: workers take the tasks in
+    order as each is free, so a worker's next task is ``jobs`` places on."""
+    return tasks[i + jobs][0] if i + jobs < len(tasks) else False
 
 
 def start_kernel_ahead(api, assignment: str) -> None:
@@ -1022,8 +1034,8 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         if str(course_root) not in _WORKER_API:
             _WORKER_API[str(course_root)] = open_grading_api(course_root, unsealed=unsealed)
         with shared_gradebook():  # one engine for the whole class
-            for a, s in tasks:
-                done(_grade_task(str(course_root), a, s, feedback))
+            for i, (a, s) in enumerate(tasks):
+                done(_grade_task(str(course_root), a, s, feedback, _then(tasks, i, 1)))
         sealed = getattr(_WORKER_API[str(course_root)], "sealed", None)
         if sealed is not None:  # the class is graded: no next notebook needs a kernel
             sealed.sandbox.warm.discard()
@@ -1039,8 +1051,9 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
             try:
                 first = remaining[0][0] if remaining else None
                 with pool or _start_pool(jobs, course_root, first) as pool:
-                    futures = {pool.submit(_grade_task, str(course_root), a, s, feedback): (a, s)
-                               for a, s in remaining}
+                    futures = {pool.submit(_grade_task, str(course_root), a, s, feedback,
+                                           _then(remaining, i, jobs)): (a, s)
+                               for i, (a, s) in enumerate(remaining)}
                     for future in cf.as_completed(futures):
                         result = future.result()
                         finished.add(futures[future])

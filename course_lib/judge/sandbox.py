@@ -149,6 +149,10 @@ class KernelBox:
 # symbolic shapes, with sympy, 0.3-0.4 s of that cell, a fifth of lesson 05's own time.
 TORCH_PRELOAD = ("torch", "torch.fx.experimental.symbolic_shapes")
 
+# Sandbox.next_kernel: the kernel started ahead is one like the current notebook's (what
+# `course check` and the bench assume); None: start none, no notebook follows.
+SAME = "same"
+
 
 class Sandbox:
     """The sandbox every grading kernel of this process runs in.
@@ -171,6 +175,9 @@ class Sandbox:
         self.hidden = [os.path.realpath(p) for p in hidden]
         self.no_torch = False  # set per assignment (Sealed.for_assignment)
         self.preload_torch = True  # likewise: does the lesson import torch?
+        # the kernel the next notebook needs (Sealed.expect_next): SAME, None, or its
+        # (no_torch, preload_torch)
+        self.next_kernel: str | tuple[bool, bool] | None = SAME
         self.env: dict[str, str] = {}  # set by Sealed: what the kernel needs
         self._torch_stub = self.folder / "no-torch"
         (self._torch_stub).mkdir(exist_ok=True)
@@ -514,8 +521,9 @@ class SandboxKernelManager(PolledKernelManager):
         km.key = (cls.__name__, *sandbox.key(km.template))
         sandbox.warm.prepare(km.key, km._new_standby)
 
-    def _new_standby(self) -> Standby:
-        """Start a kernel in a new sandbox; it waits for its submission (judge.warm)."""
+    def _new_standby(self, key: tuple | None = None) -> Standby:
+        """Start a kernel in a new sandbox (for ``key``, default this manager's); it
+        waits for its submission (judge.warm)."""
         from jupyter_client.connect import write_connection_file
 
         box = self.sandbox.new_box()
@@ -536,7 +544,7 @@ class SandboxKernelManager(PolledKernelManager):
             raise
         finally:
             os.close(stdin)
-        return Standby(self.key, box, process, dict(info), cgroup, go)
+        return Standby(key or self.key, box, process, dict(info), cgroup, go)
 
     def _launch(self, box: KernelBox, cmd: list[str], cgroup, log, stdin: int):
         """bwrap running ``cmd`` (jupyter_client's launch: its own session)."""
@@ -569,8 +577,20 @@ class SandboxKernelManager(PolledKernelManager):
         # The next notebook's kernel starts now, beside this one (judge.warm): a short
         # notebook is over before a kernel is up, so waiting until this one answers
         # left the next notebook waiting for most of a start.
-        if self.sandbox.warm.ahead and self.key is not None:
-            self.sandbox.warm.prepare(self.key, self._new_standby)
+        self._start_next()
+
+    def _start_next(self) -> None:
+        """Start the kernel the next notebook will take, as Sandbox.next_kernel says: one
+        like this (SAME), none (no notebook follows: a kernel started for nothing cost
+        as much CPU as a notebook), or one for the next assignment's torch settings
+        (this kernel has its sandbox already: the settings now serve the next one)."""
+        then = self.sandbox.next_kernel
+        if not self.sandbox.warm.ahead or self.key is None or then is None:
+            return
+        if then != SAME:
+            self.sandbox.no_torch, self.sandbox.preload_torch = then
+        key = (type(self).__name__, *self.sandbox.key(self.template))
+        self.sandbox.warm.prepare(key, functools.partial(self._new_standby, key))
 
     def kill_sandbox(self) -> None:
         """SIGKILL bwrap's process group and the sandbox's pid 1, whatever state they are

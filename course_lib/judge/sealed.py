@@ -231,6 +231,18 @@ class Sealed:
         self.sandbox.no_torch = self.manual_gradients(assignment)
         self.sandbox.preload_torch = self.imports_torch(assignment)
 
+    def expect_next(self, then: str | bool = True) -> None:
+        """What this process grades after the current notebook, so that the kernel started
+        ahead (judge.warm) is the one the next notebook takes: ``then`` an assignment,
+        False for nothing (no kernel is started), True for "not known" (one like the
+        current notebook's)."""
+        if then is True:
+            self.sandbox.next_kernel = sandbox.SAME
+        elif not then:
+            self.sandbox.next_kernel = None
+        else:
+            self.sandbox.next_kernel = (self.manual_gradients(then), self.imports_torch(then))
+
     def begin(self, assignment: str, expected: dict) -> None:
         """Before a submission of ``assignment`` runs: its test cells' checks."""
         global _ACTIVE

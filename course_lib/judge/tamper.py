@@ -28,6 +28,7 @@ Two kinds of finding, each a ``Finding`` with the test cells it costs:
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -121,6 +122,10 @@ def check_test_cells(submission, source_nb) -> list[Finding]:
     return findings
 
 
+# A class's notebooks share most of their cells (the course's own code, unchanged): each
+# cell is transformed and parsed once per process, not once per submission (about a
+# twentieth of a second per notebook, as much as the rest of the bookkeeping).
+@functools.lru_cache(maxsize=8192)
 def _python(source: str) -> str:
     """The cell as IPython runs it: magics and shell escapes become Python calls."""
     try:
@@ -145,6 +150,15 @@ def _imported_modules(tree) -> dict[str, str]:
             for a in node.names:
                 names[a.asname or a.name] = f"{node.module}.{a.name}"
     return names
+
+
+@functools.lru_cache(maxsize=8192)
+def _imports_in(source: str) -> tuple[tuple[str, str], ...]:
+    """(alias, module) for every import in one cell (none if it does not parse)."""
+    try:
+        return tuple(_imported_modules(ast.parse(_python(source))).items())
+    except SyntaxError:
+        return ()
 
 
 def _root(node) -> str | None:
@@ -214,10 +228,7 @@ def check_code(submission, source_nb) -> list[Finding]:
     aliases = {}
     for cell in submission.cells:
         if cell.get("cell_type") == "code":
-            try:
-                aliases.update(_imported_modules(ast.parse(_python(cell.get("source", "")))))
-            except SyntaxError:
-                pass
+            aliases.update(_imports_in(cell.get("source", "")))
     findings = []
     for i, cell in enumerate(submission.cells):
         meta = _meta(cell)
