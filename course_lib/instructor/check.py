@@ -197,12 +197,6 @@ def _ensure(folder: Path) -> Path:
     return folder
 
 
-def _start_kernel_ahead(api, assignment: str) -> None:
-    """Start the sealed kernel now, while nbgrader sets up (judge.warm), and none after."""
-    api.sealed.sandbox.warm.ahead = False  # one notebook: no kernel for a next one
-    start_kernel_ahead(api, assignment)
-
-
 def check_notebook(path, assignment: str, course_root: Path | None = None,
                    unsealed: bool = False, timings: dict | None = None) -> CheckResult:
     """Autograde one notebook file in a private, temporary course.
@@ -245,7 +239,7 @@ def check_notebook(path, assignment: str, course_root: Path | None = None,
         clock.lap("open the grader (sandbox, judge, nbgrader)")
         try:
             if api.sealed is not None:
-                _start_kernel_ahead(api, assignment)
+                start_kernel_ahead(api, assignment, then=False)  # one notebook
                 clock.lap("start the kernel (in the background)")
             with shared_gradebook():  # ended before the folder is removed
                 graded = grade_reliably(api, assignment, STUDENT)

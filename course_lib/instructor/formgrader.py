@@ -287,10 +287,12 @@ def autograde_one(root: Path, assignment: str, student: str) -> dict:
     from .grade import (
         NORMAL,
         add_students,
+        ensure_registered,
         grade_reliably,
         merge_results,
         open_grading_api,
-        register_assignment,
+        shared_gradebook,
+        start_kernel_ahead,
         write_grades_csv,
     )
 
@@ -300,9 +302,12 @@ def autograde_one(root: Path, assignment: str, student: str) -> dict:
         return {"success": False, "log": "",
                 "error": f"{exc}\nThe formgrader grades sealed only; where the sandbox cannot "
                          "run, `course grade --unsealed` grades with stock nbgrader."}
-    register_assignment(api, assignment)
-    add_students(api.coursedir, [student])
-    result = grade_reliably(api, assignment, student)
+    # as `course check` does: the kernel starts while the gradebook is read and written
+    start_kernel_ahead(api, assignment, then=False)
+    with shared_gradebook():  # one engine for registering, the student and the grades
+        ensure_registered(api, root, assignment)
+        add_students(api.coursedir, [student])
+        result = grade_reliably(api, assignment, student)
     lines = [f"graded sealed (course_lib.judge): {student}/{assignment}: "
              f"{result.score:g}/{result.max_score:g}, status {result.status}"]
     if result.reason:

@@ -921,10 +921,12 @@ def _then(tasks: list[tuple[str, str]], i: int, jobs: int) -> str | bool:
     return tasks[i + jobs][0] if i + jobs < len(tasks) else False
 
 
-def start_kernel_ahead(api, assignment: str) -> None:
+def start_kernel_ahead(api, assignment: str, then: str | bool = True) -> None:
     """Start, now, the sealed kernel the next notebook of ``assignment`` will take
     (judge.warm: started as nbclient's manager would start it, in a sandbox of its own),
-    the sandbox's copy of the digits taken from the cache (check.digits_from_cache)."""
+    the sandbox's copy of the digits taken from the cache (check.digits_from_cache);
+    ``then``: what follows that notebook (Sealed.expect_next; False: nothing, as in
+    `course check` and the formgrader, which grade one)."""
     from ..judge.sandbox import SandboxKernelManager
     from ..judge.sealed import KERNEL_NAME
     from .check import digits_from_cache
@@ -932,6 +934,7 @@ def start_kernel_ahead(api, assignment: str) -> None:
     sandbox = api.sealed.sandbox
     digits_from_cache(sandbox)
     api.sealed.for_assignment(assignment)  # the kernel's sandbox, as Sealed.begin sets it
+    api.sealed.expect_next(then)
     extra = list(api.config.Execute.get("extra_arguments", []))
     SandboxKernelManager.start_ahead(sandbox, KERNEL_NAME, extra)
 

@@ -567,7 +567,7 @@ class SandboxKernelManager(PolledKernelManager):
         self.cgroup = standby.cgroup
         try:
             self.sandbox.place_submission(standby.box, self.submission)
-            self.init_pidfd = await _child_pidfd(standby.process.pid)
+            self.init_pidfd = await self._kernel_pidfd(standby.process)
         except BaseException:
             standby.close_pipe()  # its stdin ends without "go": it exits (cleanup kills it)
             raise
@@ -585,12 +585,16 @@ class SandboxKernelManager(PolledKernelManager):
         as much CPU as a notebook), or one for the next assignment's torch settings
         (this kernel has its sandbox already: the settings now serve the next one)."""
         then = self.sandbox.next_kernel
-        if not self.sandbox.warm.ahead or self.key is None or then is None:
+        if self.key is None or then is None:
             return
         if then != SAME:
             self.sandbox.no_torch, self.sandbox.preload_torch = then
         key = (type(self).__name__, *self.sandbox.key(self.template))
         self.sandbox.warm.prepare(key, functools.partial(self._new_standby, key))
+
+    async def _kernel_pidfd(self, process) -> int | None:
+        """A pidfd on the kernel: the sandbox's pid 1, bwrap's child."""
+        return await _child_pidfd(process.pid)
 
     def kill_sandbox(self) -> None:
         """SIGKILL bwrap's process group and the sandbox's pid 1, whatever state they are

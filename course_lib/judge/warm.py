@@ -108,15 +108,14 @@ class WarmPool:
 
     ``take(key, launch)`` returns a kernel for the sandbox ``key`` describes: the
     standby if it matches and is alive, else a new one from ``launch()`` (a cold
-    start). ``prepare(key, launch)`` starts the standby for the next notebook;
-    ``ahead`` (True) says whether the kernel manager should call it as soon as it
-    hands a kernel its submission (``course check`` grades one notebook and turns
-    it off).
+    start). ``prepare(key, launch)`` starts the standby for the next notebook: the
+    kernel manager calls it as soon as it hands a kernel its submission, for the
+    kernel ``Sandbox.next_kernel`` describes (none after a process's last notebook:
+    Sealed.expect_next).
     """
 
     def __init__(self, idle: float = IDLE):
         self.idle = idle
-        self.ahead = True
         self._standby: Standby | None = None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
