@@ -63,6 +63,29 @@ def test_a_check_prepares_once_then_reuses_and_an_edited_lesson_rebuilds(tmp_pat
         assert gb.find_assignment(ASSIGNMENT).max_score == 5 + 1  # the written answer's 1
 
 
+def test_the_grading_limits_come_from_the_prepared_course_and_follow_the_configuration(
+        tmp_path, cache):
+    """`course check` starts its kernel before nbgrader is imported (reading
+    nbgrader_config.py imports it): the limits it needs are kept in the prepared
+    folder, whose name follows nbgrader_config.py, so an edited configuration is read
+    again; a file this version cannot read is made again."""
+    from course_lib.instructor.grade import grading_settings
+
+    course = make_course(tmp_path / "course")
+    folder, _ = check.prepared(course, ASSIGNMENT)
+    first = check.cached_settings(folder, course)
+    assert first == grading_settings(course) and (folder / check.SETTINGS).is_file()
+    assert check.cached_settings(folder, course) == first
+
+    config = course / "nbgrader_config.py"
+    config.write_text(config.read_text() + "\nc.Judge.notebook_timeout = 77\n")
+    edited, built = check.prepared(course, ASSIGNMENT)
+    assert built and edited != folder
+    assert check.cached_settings(edited, course)["judge"]["notebook_timeout"] == 77
+    (edited / check.SETTINGS).write_text('{"judge": {"no_such_limit": 1}}')
+    assert check.cached_settings(edited, course)["judge"]["notebook_timeout"] == 77
+
+
 @pytest.mark.kernel
 def test_a_cached_check_grades_exactly_as_the_first_one(tmp_path, cache, capsys,
                                                          monkeypatch):

@@ -37,15 +37,15 @@ import nbformat
 from .course import check_assignments, find_course_root, open_api
 from .grade import (
     grade_reliably,
+    grading_settings,
     open_grading_api,
     register_assignment,
     shared_gradebook,
-    start_kernel_ahead,
 )
 from .status import NORMAL, Status
 
 STUDENT = "selfcheck"
-CACHE_VERSION = "1"  # bump when what a prepared folder holds changes
+CACHE_VERSION = "2"  # bump when what a prepared folder holds changes
 
 
 @dataclass
@@ -164,11 +164,41 @@ def _sweep_older(parent: Path, assignment: str, keep: str) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _private_api(course_root: Path, tmp: Path, unsealed: bool):
-    """The course's settings, with every folder and the gradebook in ``tmp``."""
+def _private_api(course_root: Path, tmp: Path, unsealed: bool, assignment: str,
+                 settings: dict | None):
+    """The course's settings, with every folder and the gradebook in ``tmp``; the kernel
+    for the one notebook of ``assignment`` starts first (none after it)."""
     return open_grading_api(course_root, guard_roots=[course_root, cache_root()],
-                            unsealed=unsealed, CourseDirectory__root=str(tmp),
+                            unsealed=unsealed, first=assignment, then=False,
+                            settings=settings, CourseDirectory__root=str(tmp),
                             CourseDirectory__db_url=f"sqlite:///{tmp / 'gradebook.db'}")
+
+
+SETTINGS = "grading_settings.json"  # in a prepared folder: grade.grading_settings
+
+
+def cached_settings(ready: Path, course_root: Path) -> dict:
+    """grade.grading_settings, kept in the prepared folder (whose name is a digest of
+    nbgrader_config.py, among others): read from the file, the sandbox and the kernel
+    start before nbgrader is imported, which reading nbgrader_config.py does."""
+    from ..judge.sealed import Settings
+
+    path = ready / SETTINGS
+    try:
+        settings = json.loads(path.read_text())
+        Settings(**settings["judge"])  # a file this version cannot read is made again
+        if isinstance(settings["extra_arguments"], list):
+            return settings
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    settings = grading_settings(course_root)
+    tmp = path.with_name(f".{SETTINGS}.{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(settings))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only cache: read nbgrader_config.py again next time
+    return settings
 
 
 def digits_from_cache(sandbox) -> None:
@@ -235,12 +265,11 @@ def check_notebook(path, assignment: str, course_root: Path | None = None,
         dest.mkdir(parents=True)
         if path.is_file():
             shutil.copyfile(path, dest / f"{assignment}.ipynb")
-        api = _private_api(course_root, tmp, unsealed)
-        clock.lap("open the grader (sandbox, judge, nbgrader)")
+        settings = None if unsealed else cached_settings(ready, course_root)
+        api = _private_api(course_root, tmp, unsealed, assignment, settings)
+        clock.lap("open the grader (the sandbox, the kernel started in the background, the "
+                  "judge, nbgrader)")
         try:
-            if api.sealed is not None:
-                start_kernel_ahead(api, assignment, then=False)  # one notebook
-                clock.lap("start the kernel (in the background)")
             with shared_gradebook():  # ended before the folder is removed
                 graded = grade_reliably(api, assignment, STUDENT)
             ahead = api.sealed is not None and api.sealed.sandbox.warm.adopted > 0

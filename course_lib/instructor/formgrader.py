@@ -292,18 +292,17 @@ def autograde_one(root: Path, assignment: str, student: str) -> dict:
         merge_results,
         open_grading_api,
         shared_gradebook,
-        start_kernel_ahead,
         write_grades_csv,
     )
 
     try:
-        api = open_grading_api(root)
+        # as `course check` does: the kernel starts while nbgrader loads and the gradebook
+        # is read and written
+        api = open_grading_api(root, first=assignment, then=False)
     except RuntimeError as exc:  # SandboxUnavailable: say what is missing
         return {"success": False, "log": "",
                 "error": f"{exc}\nThe formgrader grades sealed only; where the sandbox cannot "
                          "run, `course grade --unsealed` grades with stock nbgrader."}
-    # as `course check` does: the kernel starts while the gradebook is read and written
-    start_kernel_ahead(api, assignment, then=False)
     with shared_gradebook():  # one engine for registering, the student and the grades
         ensure_registered(api, root, assignment)
         add_students(api.coursedir, [student])

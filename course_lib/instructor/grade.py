@@ -784,13 +784,34 @@ UNSEALED_WARNING = ("WARNING: grading UNSEALED (--unsealed): stock nbgrader runs
                     "change its own grade; use it only where the sandbox cannot run")
 
 
-def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False, **overrides):
+def grading_settings(course_root: Path) -> dict:
+    """What the sealed kernel needs from nbgrader_config.py: the section ``Judge``
+    (judge.sealed.Settings) and ``Execute.extra_arguments``. Plain data, so that a
+    grading worker gets it from its parent and `course check` keeps it in its cache:
+    reading the file imports nbgrader (its settings name nbgrader's classes), a third
+    of a second that can then run while the kernel starts."""
+    from dataclasses import asdict
+
+    from ..judge.sealed import Settings
+
+    config = load_config(Path(course_root))
+    return {"judge": asdict(Settings.from_config(config)),
+            "extra_arguments": list(config.Execute.get("extra_arguments", []))}
+
+
+def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False,
+                     first: str | None = None, then: str | bool = True,
+                     settings: dict | None = None, **overrides):
     """An NbGraderAPI that grades sealed: the judge, its sandboxed kernel, the course's limits.
 
     ``guard_roots``: more folders the kernel must not see (besides the course).
-    The API's ``sealed`` attribute is the course_lib.judge.sealed.Sealed in use,
-    or None with ``unsealed`` (stock nbgrader: see UNSEALED_WARNING); without
-    it, a machine where the sandbox cannot run raises SandboxUnavailable.
+    ``first``: an assignment whose next notebook's kernel starts as soon as the
+    sandbox exists, before nbgrader is imported (start_kernel_ahead; ``then``: what
+    follows that notebook). ``settings``: grading_settings(course_root), when the
+    caller has them already. The API's ``sealed`` attribute is the
+    course_lib.judge.sealed.Sealed in use, or None with ``unsealed`` (stock nbgrader:
+    see UNSEALED_WARNING); without it, a machine where the sandbox cannot run raises
+    SandboxUnavailable.
     """
     from ..judge.sealed import Sealed, Settings
 
@@ -803,9 +824,12 @@ def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False, 
                           **overrides)
         api.sealed = None
         return api
-    settings = Settings.from_config(load_config(Path(course_root)))
+    settings = settings or grading_settings(course_root)
     roots = [overrides.get("CourseDirectory__root", course_root), *guard_roots]
-    sealed = Sealed(roots, settings)
+    sealed = Sealed(roots, Settings(**settings["judge"]))
+    sealed.extra_arguments = settings["extra_arguments"]
+    if first:
+        start_kernel_ahead(sealed, first, then)
     api, _ = open_api(Path(course_root), **overrides,
                       **sealed_autograde(sealed.config_overrides()))
     api.sealed = sealed
@@ -921,7 +945,7 @@ def _then(tasks: list[tuple[str, str]], i: int, jobs: int) -> str | bool:
     return tasks[i + jobs][0] if i + jobs < len(tasks) else False
 
 
-def start_kernel_ahead(api, assignment: str, then: str | bool = True) -> None:
+def start_kernel_ahead(sealed, assignment: str, then: str | bool = True) -> None:
     """Start, now, the sealed kernel the next notebook of ``assignment`` will take
     (judge.warm: started as nbclient's manager would start it, in a sandbox of its own),
     the sandbox's copy of the digits taken from the cache (check.digits_from_cache);
@@ -931,17 +955,17 @@ def start_kernel_ahead(api, assignment: str, then: str | bool = True) -> None:
     from ..judge.sealed import KERNEL_NAME
     from .check import digits_from_cache
 
-    sandbox = api.sealed.sandbox
-    digits_from_cache(sandbox)
-    api.sealed.for_assignment(assignment)  # the kernel's sandbox, as Sealed.begin sets it
-    api.sealed.expect_next(then)
-    extra = list(api.config.Execute.get("extra_arguments", []))
-    SandboxKernelManager.start_ahead(sandbox, KERNEL_NAME, extra)
+    digits_from_cache(sealed.sandbox)
+    sealed.for_assignment(assignment)  # the kernel's sandbox, as Sealed.begin sets it
+    sealed.expect_next(then)
+    SandboxKernelManager.start_ahead(sealed.sandbox, KERNEL_NAME, sealed.extra_arguments)
 
 
-def _start_pool(jobs: int, course_root: Path, first: str | None = None):
+def _start_pool(jobs: int, course_root: Path, first: str | None = None,
+                settings: dict | None = None):
     """``jobs`` grading worker processes, each starting on its grading API at once
-    (and on a kernel for a notebook of ``first``, the assignment graded first)."""
+    (and on a kernel for a notebook of ``first``, the assignment graded first), with
+    the grading ``settings`` this process read."""
     import concurrent.futures as cf
     import multiprocessing
 
@@ -949,23 +973,23 @@ def _start_pool(jobs: int, course_root: Path, first: str | None = None):
     # gradebook connections and kernel-manager state.
     ctx = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_start_worker,
-                                  initargs=(str(course_root), first))
+                                  initargs=(str(course_root), first, settings))
     for _ in range(jobs):  # a process is spawned per task submitted while none is idle
         pool.submit(os.getpid)
     return pool
 
 
-def _start_worker(course_root: str, first: str | None = None) -> None:
-    """A grading worker process, before its first task: the grading API (imports,
-    the sealed runtime, the judge), a kernel started for a notebook of ``first``, and
-    one gradebook engine for all its submissions (shared_gradebook, left open until
-    the process ends)."""
+def _start_worker(course_root: str, first: str | None = None,
+                  settings: dict | None = None) -> None:
+    """A grading worker process, before its first task: the grading API (the judge and
+    sandbox, a kernel started for a notebook of ``first``, then nbgrader's imports),
+    and one gradebook engine for all its submissions (shared_gradebook, left open
+    until the process ends)."""
     _open_gradebook_scope()
     try:
-        api = _WORKER_API[course_root] = open_grading_api(
-            Path(course_root), unsealed=os.environ.get("COURSE_UNSEALED") == "1")
-        if api.sealed is not None and first:
-            start_kernel_ahead(api, first)
+        _WORKER_API[course_root] = open_grading_api(
+            Path(course_root), unsealed=os.environ.get("COURSE_UNSEALED") == "1",
+            first=first, settings=settings)
     except Exception:  # noqa: BLE001 - the first task opens it again and reports why
         pass
 
@@ -1012,7 +1036,8 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
         # the workers start (import nbgrader, build the sealed runtime) while this
         # process registers the assignments
-        pool = (_start_pool(jobs, course_root, assignments[0])
+        settings = None if unsealed or scheduler else grading_settings(course_root)
+        pool = (_start_pool(jobs, course_root, assignments[0], settings)
                 if jobs > 1 and not scheduler and tasks else None)
         try:
             for assignment in assignments:
@@ -1035,7 +1060,9 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         results.extend(grade_on_cluster(scheduler, course_root, tasks, feedback, progress))
     elif jobs == 1:
         if str(course_root) not in _WORKER_API:
-            _WORKER_API[str(course_root)] = open_grading_api(course_root, unsealed=unsealed)
+            _WORKER_API[str(course_root)] = open_grading_api(
+                course_root, unsealed=unsealed, first=tasks[0][0] if tasks else None,
+                settings=settings)
         with shared_gradebook():  # one engine for the whole class
             for i, (a, s) in enumerate(tasks):
                 done(_grade_task(str(course_root), a, s, feedback, _then(tasks, i, 1)))
@@ -1053,7 +1080,7 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
             finished = set()
             try:
                 first = remaining[0][0] if remaining else None
-                with pool or _start_pool(jobs, course_root, first) as pool:
+                with pool or _start_pool(jobs, course_root, first, settings) as pool:
                     futures = {pool.submit(_grade_task, str(course_root), a, s, feedback,
                                            _then(remaining, i, jobs)): (a, s)
                                for i, (a, s) in enumerate(remaining)}

@@ -176,6 +176,9 @@ class Sealed:
         roots = [course_roots] if isinstance(course_roots, (str, Path)) else course_roots
         self.course_roots = [str(Path(r).resolve()) for r in roots]
         self.judge = Judge(self.settings.notebook_timeout)
+        # Execute.extra_arguments of the course's nbgrader_config.py: the kernel's command
+        # line, for a kernel started before nbgrader's Execute is (set by the grading API)
+        self.extra_arguments: list[str] = []
         self._imports_torch: dict[str, bool] = {}  # assignment -> its source imports torch
         folder = Path(self.judge.folder)
         self.runtime = build_runtime(folder / "runtime")
