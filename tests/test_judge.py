@@ -323,3 +323,26 @@ def test_tampering_code_is_named(code, what):
 def test_torch_is_not_a_finding_in_any_lesson():
     """Where gradients are asked by hand, torch is simply absent from the sandbox."""
     assert tamper.scan_code("import torch\nimport torch.autograd as ag", {}) == []
+
+
+def test_the_judge_loads_a_submissions_checks_when_it_begins():
+    """Judge.begin imports the modules of the checks it expects (lesson 05's import
+    torch), while the kernel starts, not at the first hidden test; a name that is no
+    check changes nothing until it is called. A fresh process: here the test session
+    has imported every lesson's checks already."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from course_lib.judge import server\n"
+            "judge = server.Judge()\n"
+            "before = 'course_lib.grading.autograd' in sys.modules\n"
+            "judge.begin({'Value_arithmetic': [('check_Value', 'arithmetic')],\n"
+            "             'odd': [('check_no_such_thing', 'all'), ('not a check', 'x')]})\n"
+            "print(before, 'course_lib.grading.autograd' in sys.modules, 'torch' in sys.modules)\n"
+            "judge.end()\n"
+            "judge.close()\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env={**os.environ})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "True", "True"]
