@@ -69,12 +69,13 @@ def test_the_grading_limits_come_from_the_prepared_course_and_follow_the_configu
     nbgrader_config.py imports it): the limits it needs are kept in the prepared
     folder, whose name follows nbgrader_config.py, so an edited configuration is read
     again; a file this version cannot read is made again."""
+    from course_lib.instructor.course import load_config
     from course_lib.instructor.grade import grading_settings
 
     course = make_course(tmp_path / "course")
     folder, _ = check.prepared(course, ASSIGNMENT)
     first = check.cached_settings(folder, course)
-    assert first == grading_settings(course) and (folder / check.SETTINGS).is_file()
+    assert first == grading_settings(load_config(course)) and (folder / check.SETTINGS).is_file()
     assert check.cached_settings(folder, course) == first
 
     config = course / "nbgrader_config.py"

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import nbformat
 
-from .course import check_assignments, find_course_root, open_api
+from .course import check_assignments, find_course_root, load_config, open_api
 from .grade import (
     grade_reliably,
     grading_settings,
@@ -191,7 +191,7 @@ def cached_settings(ready: Path, course_root: Path) -> dict:
             return settings
     except (OSError, ValueError, TypeError, KeyError):
         pass
-    settings = grading_settings(course_root)
+    settings = grading_settings(load_config(course_root))
     tmp = path.with_name(f".{SETTINGS}.{os.getpid()}")
     try:
         tmp.write_text(json.dumps(settings))

@@ -784,17 +784,17 @@ UNSEALED_WARNING = ("WARNING: grading UNSEALED (--unsealed): stock nbgrader runs
                     "change its own grade; use it only where the sandbox cannot run")
 
 
-def grading_settings(course_root: Path) -> dict:
-    """What the sealed kernel needs from nbgrader_config.py: the section ``Judge``
-    (judge.sealed.Settings) and ``Execute.extra_arguments``. Plain data, so that a
-    grading worker gets it from its parent and `course check` keeps it in its cache:
-    reading the file imports nbgrader (its settings name nbgrader's classes), a third
-    of a second that can then run while the kernel starts."""
+def grading_settings(config) -> dict:
+    """What the sealed kernel needs from the course's configuration (load_config of
+    nbgrader_config.py): the section ``Judge`` (judge.sealed.Settings) and
+    ``Execute.extra_arguments``. Plain data, so that a grading worker gets it from its
+    parent and `course check` keeps it in its cache: reading the file imports nbgrader
+    (its settings name nbgrader's classes), a third of a second that can then run while
+    the kernel starts."""
     from dataclasses import asdict
 
     from ..judge.sealed import Settings
 
-    config = load_config(Path(course_root))
     return {"judge": asdict(Settings.from_config(config)),
             "extra_arguments": list(config.Execute.get("extra_arguments", []))}
 
@@ -807,7 +807,7 @@ def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False,
     ``guard_roots``: more folders the kernel must not see (besides the course).
     ``first``: an assignment whose next notebook's kernel starts as soon as the
     sandbox exists, before nbgrader is imported (start_kernel_ahead; ``then``: what
-    follows that notebook). ``settings``: grading_settings(course_root), when the
+    follows that notebook). ``settings``: the course's grading_settings, when the
     caller has them already. The API's ``sealed`` attribute is the
     course_lib.judge.sealed.Sealed in use, or None with ``unsealed`` (stock nbgrader:
     see UNSEALED_WARNING); without it, a machine where the sandbox cannot run raises
@@ -824,10 +824,9 @@ def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False,
                           **overrides)
         api.sealed = None
         return api
-    settings = settings or grading_settings(course_root)
+    settings = settings or grading_settings(load_config(Path(course_root)))
     roots = [overrides.get("CourseDirectory__root", course_root), *guard_roots]
-    sealed = Sealed(roots, Settings(**settings["judge"]))
-    sealed.extra_arguments = settings["extra_arguments"]
+    sealed = Sealed(roots, Settings(**settings["judge"]), settings["extra_arguments"])
     if first:
         start_kernel_ahead(sealed, first, then)
     api, _ = open_api(Path(course_root), **overrides,
@@ -1036,7 +1035,8 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
         # the workers start (import nbgrader, build the sealed runtime) while this
         # process registers the assignments
-        settings = None if unsealed or scheduler else grading_settings(course_root)
+        # what the sealed kernel needs, read once here (open_api read the file)
+        settings = None if unsealed or scheduler else grading_settings(api.config)
         pool = (_start_pool(jobs, course_root, assignments[0], settings)
                 if jobs > 1 and not scheduler and tasks else None)
         try:

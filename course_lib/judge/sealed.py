@@ -171,14 +171,16 @@ TORCH_IMPORT = re.compile(r"^\s*(import torch|from torch)\b", re.M)
 class Sealed:
     """The sealed-grading setup of this process (one at a time)."""
 
-    def __init__(self, course_roots, settings: Settings | None = None):
+    def __init__(self, course_roots, settings: Settings | None = None,
+                 extra_arguments=()):
         self.settings = settings or Settings()
         roots = [course_roots] if isinstance(course_roots, (str, Path)) else course_roots
         self.course_roots = [str(Path(r).resolve()) for r in roots]
         self.judge = Judge(self.settings.notebook_timeout)
         # Execute.extra_arguments of the course's nbgrader_config.py: the kernel's command
-        # line, for a kernel started before nbgrader's Execute is (set by the grading API)
-        self.extra_arguments: list[str] = []
+        # line, for a kernel started before nbgrader's Execute is (SandboxKernelManager.
+        # start_ahead)
+        self.extra_arguments = list(extra_arguments)
         self._imports_torch: dict[str, bool] = {}  # assignment -> its source imports torch
         folder = Path(self.judge.folder)
         self.runtime = build_runtime(folder / "runtime")
@@ -227,12 +229,16 @@ class Sealed:
                 self._imports_torch[assignment] = True
         return self._imports_torch[assignment]
 
+    def kernel_settings(self, assignment: str) -> tuple[bool, bool]:
+        """The sandbox's (no_torch, preload_torch) for a notebook of ``assignment``: torch
+        is the stub where gradients are by hand, and a kernel started ahead imports torch
+        only where the lesson does (importing it takes a second of CPU, wasted on every
+        other notebook)."""
+        return self.manual_gradients(assignment), self.imports_torch(assignment)
+
     def for_assignment(self, assignment: str) -> None:
-        """The kernel's sandbox for a notebook of ``assignment``: torch is the stub where
-        gradients are by hand, and a kernel started ahead imports torch only where the
-        lesson does (importing it takes a second of CPU, wasted on every other notebook)."""
-        self.sandbox.no_torch = self.manual_gradients(assignment)
-        self.sandbox.preload_torch = self.imports_torch(assignment)
+        """The kernel's sandbox for a notebook of ``assignment`` (kernel_settings)."""
+        self.sandbox.no_torch, self.sandbox.preload_torch = self.kernel_settings(assignment)
 
     def expect_next(self, then: str | bool = True) -> None:
         """What this process grades after the current notebook, so that the kernel started
@@ -244,7 +250,7 @@ class Sealed:
         elif not then:
             self.sandbox.next_kernel = None
         else:
-            self.sandbox.next_kernel = (self.manual_gradients(then), self.imports_torch(then))
+            self.sandbox.next_kernel = self.kernel_settings(then)
 
     def begin(self, assignment: str, expected: dict) -> None:
         """Before a submission of ``assignment`` runs: its test cells' checks."""

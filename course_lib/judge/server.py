@@ -408,14 +408,7 @@ class Judge:
                          "message": verdict.message})
 
     def _run(self, conn, check: str, part: str, name: str) -> Verdict:
-        from .. import grading
-
-        run = None
-        if re.fullmatch(r"check_\w+", check):
-            try:
-                run = getattr(grading, check)
-            except AttributeError:
-                pass
+        run = _check_named(check)
         if run is None:
             return Verdict(check, part, False, f"no check named {check}")
         try:
@@ -479,9 +472,19 @@ def _load_checks(names) -> None:
     rather than at its first hidden test: lesson 05's import torch, a second or two of
     this process's CPU, was paid after the kernel was ready (`course check`: a third of
     its time). A check that cannot load says so when it runs, as before."""
+    for name in sorted(names):
+        with contextlib.suppress(Exception):
+            _check_named(name)
+
+
+def _check_named(name: str):
+    """The function ``course_lib.grading.<name>``, or None: only a ``check_...`` name is
+    looked up (loading its lesson's module, on first use)."""
     from .. import grading
 
-    for name in sorted(names):
-        if re.fullmatch(r"check_\w+", name):
-            with contextlib.suppress(Exception):
-                getattr(grading, name)
+    if not re.fullmatch(r"check_\w+", name):
+        return None
+    try:
+        return getattr(grading, name)
+    except AttributeError:
+        return None

@@ -123,8 +123,8 @@ def check_test_cells(submission, source_nb) -> list[Finding]:
 
 
 # A class's notebooks share most of their cells (the course's own code, unchanged): each
-# cell is transformed and parsed once per process, not once per submission (about a
-# twentieth of a second per notebook, as much as the rest of the bookkeeping).
+# cell is transformed and parsed once per process, not once per submission (lesson 04:
+# 28 ms per notebook on a first pass, 4 ms once its cells are known).
 @functools.lru_cache(maxsize=8192)
 def _python(source: str) -> str:
     """The cell as IPython runs it: magics and shell escapes become Python calls."""
