@@ -209,7 +209,13 @@ def main() -> None:
         # IPython's profile, the sockets: still unfiltered. No history database: the
         # sandbox's home is thrown away with it, and the database (SQLite, and a thread
         # that writes it) only slowed the kernel's start (In and Out stay in memory).
-        app.initialize([*sys.argv[1:], "--HistoryManager.enabled=False"])
+        # No wait after each cell: ipykernel sleeps 0.5 ms before each reply so that a
+        # client reading replies and outputs on two sockets sees the outputs first;
+        # nbclient reads a cell's outputs until its "idle", which comes after them
+        # anyway. Streams that flush only what was written (judge.outstream).
+        app.initialize([*sys.argv[1:], "--HistoryManager.enabled=False",
+                        "--IPythonKernel._execute_sleep=0",
+                        "--IPKernelApp.outstream_class=course_lib.judge.outstream.OutStream"])
         preload()
         # What start-up imported lives as long as the kernel: frozen, it is left out of the
         # full collections that the notebook's own allocations trigger (each walked it
