@@ -1,5 +1,7 @@
-"""The grading kernel skips two of ipykernel's waits per cell (judge.outstream, and no
-``_execute_sleep``): every output a cell makes is still in that cell, in order.
+"""The grading kernel leaves out what ipykernel adds to every cell for what grading
+never uses (judge.kernel_app: no flush round trip when nothing was written, no
+sleep before the reply, no thread of its own for the shell channel): every
+output a cell makes is still in that cell, in order.
 
 A lost or misplaced output would be a student's print in the wrong cell of the
 feedback, or a traceback missing from it.

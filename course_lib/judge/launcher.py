@@ -203,19 +203,15 @@ def main() -> None:
     # ipykernel says in kernel_info that it has no debugger.
     sys.modules["debugpy"] = None
     try:
-        from ipykernel.kernelapp import IPKernelApp
+        from course_lib.judge.kernel_app import GradingKernelApp
 
-        app = IPKernelApp.instance()
+        app = GradingKernelApp.instance()
         # IPython's profile, the sockets: still unfiltered. No history database: the
         # sandbox's home is thrown away with it, and the database (SQLite, and a thread
         # that writes it) only slowed the kernel's start (In and Out stay in memory).
-        # No wait after each cell: ipykernel sleeps 0.5 ms before each reply so that a
-        # client reading replies and outputs on two sockets sees the outputs first;
-        # nbclient reads a cell's outputs until its "idle", which comes after them
-        # anyway. Streams that flush only what was written (judge.outstream).
+        # No sleep before each reply (judge.kernel_app says why).
         app.initialize([*sys.argv[1:], "--HistoryManager.enabled=False",
-                        "--IPythonKernel._execute_sleep=0",
-                        "--IPKernelApp.outstream_class=course_lib.judge.outstream.OutStream"])
+                        "--IPythonKernel._execute_sleep=0"])
         preload()
         # What start-up imported lives as long as the kernel: frozen, it is left out of the
         # full collections that the notebook's own allocations trigger (each walked it
