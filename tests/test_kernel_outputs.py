@@ -30,6 +30,11 @@ CELLS = [
      [("stream", "stdout", "before the error\n"), ("error", "ZeroDivisionError", "")]),
     ('import sys\nprint("flushed", flush=True)\nsys.stdout.flush()\nprint("last")',
      [("stream", "stdout", "flushed\nlast\n")]),
+    # what the grading kernel runs as (so that a newer ipykernel that ignores one of the
+    # settings shows here, not as slower grading)
+    ("import sys\nk = get_ipython().kernel\n"
+     "print(k._supports_kernel_subshells, k._execute_sleep, type(sys.stdout).__module__)",
+     [("stream", "stdout", "False 0.0 course_lib.judge.kernel_app\n")]),
 ] + [(f"print({i})", [("stream", "stdout", f"{i}\n")]) for i in range(40)]
 
 
