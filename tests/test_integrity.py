@@ -14,7 +14,14 @@ import hashlib
 import nbformat
 import pytest
 from lessons import grade, make_submission
-from toycourse import ASSIGNMENT, RIGHT, SIGMOID_INSTEAD, hand_in, make_course, submission
+from toycourse import (
+    RIGHT,
+    SIGMOID_INSTEAD,
+    graded_path,
+    hand_in,
+    make_course,
+    submission,
+)
 
 from course_lib.instructor.grade import grade_class
 
@@ -213,8 +220,7 @@ def test_the_tampered_cell_says_why_it_scored_zero(graded):
     r = results["more_points"]  # a right answer: its only fault is the test cell's points
     assert r.cell_scores["sigmoid_prime_values"] == (0.0, 2.0)
     assert "points" in r.messages["sigmoid_prime_values"]
-    graded_nb = nbformat.read(str(course / "autograded" / "more_points" / ASSIGNMENT
-                                  / f"{ASSIGNMENT}.ipynb"), as_version=4)
+    graded_nb = nbformat.read(str(graded_path(course, "more_points")), as_version=4)
     outputs = graded_nb.cells[2].outputs
     assert any(o.get("ename") == "NotGraded" for o in outputs)
 

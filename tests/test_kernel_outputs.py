@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from toycourse import ASSIGNMENT, RIGHT, hand_in, make_course, submission
+from toycourse import RIGHT, graded_path, hand_in, make_course, submission
 
 # (the cell, what the graded notebook must show for it: (output type, stream or
 # type, text))
@@ -67,8 +67,7 @@ def test_every_output_of_a_graded_cell_lands_in_that_cell_in_order(tmp_path):
     hand_in(course, "amy", nb)
     [result] = grade_class(course, jobs=1)
     assert result.score == 2.0  # the notebook's own test still passed after them
-    graded = nbformat.read(str(course / "autograded" / "amy" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
-                           as_version=4)
+    graded = nbformat.read(str(graded_path(course, "amy")), as_version=4)
     for offset, (source, expected) in enumerate(CELLS):
         cell = graded.cells[first + offset]
         assert cell.source == source

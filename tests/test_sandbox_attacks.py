@@ -46,7 +46,15 @@ from pathlib import Path
 import nbformat
 import pytest
 from lessons import grade, make_submission
-from toycourse import ASSIGNMENT, RIGHT, SIGMOID_INSTEAD, hand_in, make_course, submission
+from toycourse import (
+    ASSIGNMENT,
+    RIGHT,
+    SIGMOID_INSTEAD,
+    graded_path,
+    hand_in,
+    make_course,
+    submission,
+)
 
 from course_lib.instructor.grade import grade_class
 
@@ -1664,7 +1672,7 @@ def graded(tmp_path_factory):
 
 
 def _answer_output(course: Path, student: str) -> str:
-    path = course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    path = graded_path(course, student)
     if not path.is_file():
         return ""
     nb = nbformat.read(str(path), as_version=4)

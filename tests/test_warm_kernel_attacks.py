@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from test_sandbox_attacks import PRELUDE, STOLEN_ANSWER
-from toycourse import ASSIGNMENT, RIGHT, hand_in, make_course, submission
+from toycourse import ASSIGNMENT, RIGHT, graded_path, hand_in, make_course, submission
 
 from course_lib.instructor.grade import _WORKER_API, grade_class
 
@@ -252,7 +252,7 @@ def graded_two_workers(tmp_path_factory):
 
 
 def _answer_output(course: Path, student: str) -> str:
-    path = course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    path = graded_path(course, student)
     if not path.is_file():
         return ""
     nb = nbformat.read(str(path), as_version=4)

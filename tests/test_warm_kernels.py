@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from toycourse import ASSIGNMENT, RIGHT, hand_in, make_course, submission
+from toycourse import ASSIGNMENT, RIGHT, graded_path, hand_in, make_course, submission
 
 from course_lib.judge import warm
 
@@ -44,8 +44,7 @@ def _marked(student: str):
 
 
 def _output(course: Path, student: str) -> str:
-    nb = nbformat.read(str(course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
-                       as_version=4)
+    nb = nbformat.read(str(graded_path(course, student)), as_version=4)
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
 

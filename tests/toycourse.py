@@ -94,6 +94,11 @@ def hand_in(course: Path, student: str, notebook=None) -> Path:
     return path
 
 
+def graded_path(course: Path, student: str) -> Path:
+    """Where autograde writes a student's graded notebook (hand_in's counterpart)."""
+    return course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
