@@ -3,8 +3,7 @@ to every cell for what grading never uses.
 
 A cell of ``x = 1`` cost the grading kernel about 2 ms of CPU and a notebook about
 3 ms of wall time beyond the cell's own run, and a lesson has 50 to 90 cells.
-Three of ipykernel's costs are left out here (launcher.main also passes
-``--IPythonKernel._execute_sleep=0``):
+Three of ipykernel's costs are left out here:
 
 - **The shell channel's own thread.** ipykernel 7 reads shell messages on a
   thread of their own and hands each to the main thread and back, for kernel
@@ -59,3 +58,7 @@ class GradingKernelApp(IPKernelApp):
         # No thread of its own for the shell channel (the module's docstring):
         # ipykernel's init_kernel then reads the shell socket on the main thread.
         self.shell_channel_thread = None
+
+    def init_kernel(self):
+        super().init_kernel()
+        self.kernel._execute_sleep = 0.0  # no sleep before each reply (the docstring)

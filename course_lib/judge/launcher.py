@@ -209,9 +209,7 @@ def main() -> None:
         # IPython's profile, the sockets: still unfiltered. No history database: the
         # sandbox's home is thrown away with it, and the database (SQLite, and a thread
         # that writes it) only slowed the kernel's start (In and Out stay in memory).
-        # No sleep before each reply (judge.kernel_app says why).
-        app.initialize([*sys.argv[1:], "--HistoryManager.enabled=False",
-                        "--IPythonKernel._execute_sleep=0"])
+        app.initialize([*sys.argv[1:], "--HistoryManager.enabled=False"])
         preload()
         # What start-up imported lives as long as the kernel: frozen, it is left out of the
         # full collections that the notebook's own allocations trigger (each walked it
