@@ -671,7 +671,8 @@ def print_grading(times: dict[str, list[tuple[float, float]]], n_notebooks: int,
 
 
 def print_lessons(rows: dict[str, dict], load: tuple[float, float] | None = None) -> None:
-    floor = rows["floor: import numpy"]["seconds"]
+    numpy_floor = rows["floor: import numpy"]
+    floor = numpy_floor["seconds"]
     floor_torch = rows["floor + torch: import numpy, torch"]["seconds"]
     print("\n== Seconds per notebook, fresh kernel each, as `course grade` runs it (nbgrader's "
           "Execute, the sealed kernel in its sandbox, the judge; median) ==")
@@ -701,17 +702,17 @@ def print_lessons(rows: dict[str, dict], load: tuple[float, float] | None = None
           "same without bwrap;\n sandbox s = seconds - unsandboxed, sandbox % = that over "
           "unsandboxed; in cells: the cells' own time, from nbclient's timestamps)")
     if worst is not None:
-        f = rows["floor: import numpy"]
+        sandbox_s = numpy_floor["seconds"] - numpy_floor["unsandboxed"]
         print(f"the sandbox adds at most {worst[1]:+.1%} to a lesson's seconds ({worst[0]}), "
               f"target <= {TARGET_SANDBOX_COST:.0%}: "
               f"{'OK' if worst[1] <= TARGET_SANDBOX_COST else 'NOT MET'} "
-              f"(to the numpy floor: {f['seconds'] - f['unsandboxed']:+.2f} s, "
-              f"{(f['seconds'] - f['unsandboxed']) / f['unsandboxed']:+.1%})")
-    trips, f = rows.get(ROUND_TRIPS_ROW), rows["floor: import numpy"]
+              f"(to the numpy floor: {sandbox_s:+.2f} s, "
+              f"{sandbox_s / numpy_floor['unsandboxed']:+.1%})")
+    trips = rows.get(ROUND_TRIPS_ROW)
     if trips is not None:
         print(f"one more cell costs a notebook {(trips['seconds'] - floor) / ROUND_TRIPS * 1e3:.1f}"
-              f" ms ({(trips['cpu'] - f['cpu']) / ROUND_TRIPS * 1e3:.1f} ms of the kernel's CPU) "
-              f"beyond its own run: ({ROUND_TRIPS_ROW!r} - floor) / {ROUND_TRIPS}")
+              f" ms ({(trips['cpu'] - numpy_floor['cpu']) / ROUND_TRIPS * 1e3:.1f} ms of the "
+              f"kernel's CPU) beyond its own run: ({ROUND_TRIPS_ROW!r} - floor) / {ROUND_TRIPS}")
     print_cpu(rows)
     print_breakdown(rows, floor, floor_torch)
     print_slowest(rows)
