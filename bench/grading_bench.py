@@ -289,6 +289,8 @@ def unsandboxed_manager():
     from course_lib.judge import sandbox
 
     class UnsandboxedKernelManager(sandbox.SandboxKernelManager):
+        fork = False  # a zygote forks only into a sandbox: started cold, as before
+
         def _launch(self, box, cmd, cgroup, log, stdin):
             jail = self.sandbox
             home, tmp = box.folder / "home", box.folder / "tmp"

@@ -61,6 +61,11 @@ from course_lib.instructor.grade import grade_class
 WRONG = SIGMOID_INSTEAD
 REPO = Path(__file__).resolve().parents[1]
 NORMAL = "awaiting_hand_grading"  # the written answer waits for a human
+# A kernel forked from a zygote (course_lib.judge.zygote; the default) is pid 2, beside the
+# sandbox's /init, which it can neither ptrace nor read; one started cold
+# (COURSE_FORK_KERNELS=0) is pid 1, alone. Either way, no other process is in sight.
+FORKED = os.environ.get("COURSE_FORK_KERNELS", "1") != "0"
+SANDBOX_PIDS = ["1", "2"] if FORKED else ["1"]
 
 
 # -- what an attack knows ------------------------------------------------------------------
@@ -1382,7 +1387,7 @@ ATTACKS: dict[str, Attack] = {
     "read_by_walking_the_whole_filesystem": Attack("read", GLOB_THE_FILESYSTEM, *BLOCKED,
                                                    why="DONE walk /: []"),
     "read_proc_of_every_pid": Attack("read", READ_PROC_OF_EVERY_PID, *BLOCKED,
-                                     why="pids seen: ['1']"),
+                                     why=f"pids seen: {SANDBOX_PIDS}"),
     "read_other_kernels_sockets": Attack("read", READ_OTHER_KERNELS, *BLOCKED,
                                          why="judge.sock"),
     "read_through_inherited_fds": Attack("read", READ_INHERITED_FDS, *BLOCKED,
@@ -1410,7 +1415,9 @@ ATTACKS: dict[str, Attack] = {
                                                  why="DONE magics left: []"),
     "spawn_asyncio_subprocess": Attack("spawn", SPAWN_ASYNCIO, *BLOCKED, why=EPERM),
     "spawn_by_taking_over_pid_1_via_ptrace_or_proc_mem": Attack(
-        "spawn", SPAWN_VIA_PID_1, *BLOCKED, why="pid 1 is this kernel"),
+        "spawn", SPAWN_VIA_PID_1, *BLOCKED,
+        # forked: pid 1 is /init, non-dumpable (an execute-only program): /proc/1/* is refused
+        why="through /proc/1/mem: PermissionError" if FORKED else "pid 1 is this kernel"),
     # -- writing outside the scratch copy -----------------------------------------------
     "write_into_the_venv": Attack("write", WRITE_INTO_THE_VENV, *BLOCKED, why=EROFS),
     "write_into_the_grading_runtime": Attack("write", WRITE_INTO_THE_RUNTIME, *BLOCKED,
@@ -1438,8 +1445,10 @@ ATTACKS: dict[str, Attack] = {
     "survive_by_daemonizing": Attack("survive", SURVIVE_BY_DAEMONIZING, 2, NORMAL, answer=RIGHT,
                                      why="BLOCKED double fork: PermissionError"),
     # -- killing or signalling what is outside -------------------------------------------
+    # forked: kill(1, SIGKILL) returns 0, but a namespace's init ignores what its namespace
+    # sends it: /init lives on, and with it the kernel (the notebook scores normally)
     "kill_every_pid": Attack("kill", KILL_EVERYTHING_ELSE, 2, NORMAL, answer=RIGHT,
-                             why="DONE killed: []"),
+                             why="DONE killed: [1]" if FORKED else "DONE killed: []"),
     "kill_the_grading_process": Attack("kill", KILL_THE_GRADER, 2, NORMAL, answer=RIGHT,
                                        why="No such process"),
     # -- forged or oversized messages to the judge ---------------------------------------

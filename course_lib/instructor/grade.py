@@ -827,6 +827,10 @@ def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False,
     settings = settings or grading_settings(load_config(Path(course_root)))
     roots = [overrides.get("CourseDirectory__root", course_root), *guard_roots]
     sealed = Sealed(roots, Settings(**settings["judge"]), settings["extra_arguments"])
+    if then is False:
+        # One notebook (course check): a zygote would import, then fork one kernel, which
+        # a cold start does at once, beside nbgrader's import (judge.zygote).
+        sealed.sandbox.fork_kernels = False
     if first:
         start_kernel_ahead(sealed, first, then)
     api, _ = open_api(Path(course_root), **overrides,

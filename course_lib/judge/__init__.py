@@ -22,6 +22,9 @@ Modules:
     client       the kernel side: what ``course_lib.grading`` is while grading
     sandbox      the kernel's operating-system sandbox (bubblewrap) and the
                  kernel manager that starts kernels in it
+    launcher     the kernel's own start: the system-call filter, then ipykernel
+    zygote       a process that has imported what kernels import, and forks
+                 each kernel into the sandbox built for it
     server       the grading side: runs the checks, records verdicts per cell
     tamper       reads a submission for edited test cells and tampering code
 

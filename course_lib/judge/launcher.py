@@ -25,14 +25,18 @@ no code in it can remove or loosen it) that refuses
 
 A refused call fails with EPERM: Python raises PermissionError, which the
 student reads. The sandbox already keeps such a program away from anything
-that matters; the filter makes "no other program ran" true as well. The
-kernel is pid 1 of its sandbox (bwrap --as-pid-1): there is no process beside
-it, without the filter, that it could ptrace into starting programs.
+that matters; the filter makes "no other program ran" true as well. A kernel
+started cold is pid 1 of its sandbox (bwrap --as-pid-1); one forked from a
+zygote (judge.zygote) is pid 2, beside an init it cannot ptrace or read: no
+process beside it, without the filter, can be made to start programs.
 
 As pid 1 the kernel would ignore the signals it sends itself (Linux protects a
 namespace's init): ``raise(SIGSEGV)``, ``abort()``, ``os.kill(os.getpid(),
 SIGTERM)`` would not end it. ``die_on_fatal_signals`` gives those signals a
 handler that exits, so a kernel that crashes still dies.
+
+The same ``main`` runs in both: a cold kernel imports (``prepare``) here, a
+forked one finds everything imported by its zygote.
 """
 
 from __future__ import annotations
@@ -192,28 +196,36 @@ def wait_for_submission(fd: int = 0) -> None:
         os._exit(0)
 
 
+def prepare():
+    """Everything a kernel imports before it has a connection file: ipykernel's
+    application and what COURSE_PRELOAD names (judge.zygote does this once and forks)."""
+    # No debugger in a grading kernel: nothing attaches one, and ipykernel imports
+    # debugpy (about a fifth of a kernel's start-up) only to offer it; without it,
+    # ipykernel says in kernel_info that it has no debugger.
+    sys.modules["debugpy"] = None
+    from course_lib.judge.kernel_app import GradingKernelApp
+
+    preload()
+    # What start-up imported lives as long as the kernel: frozen, it is left out of the
+    # full collections that the notebook's own allocations trigger (each walked it
+    # again: in lesson 05, two of 0.1-0.25 s; 0.01-0.03 s frozen).
+    gc.freeze()
+    return GradingKernelApp
+
+
 def main() -> None:
     die_on_fatal_signals()
     # The kernel's log, as it is before ipykernel captures stderr (through a pipe and a
     # thread, which a kernel dying while it starts may never drain): a kernel that
     # cannot start says why there, in full (judge.sandbox reads its last lines).
     log = os.dup(2)
-    # No debugger in a grading kernel: nothing attaches one, and ipykernel imports
-    # debugpy (about a fifth of a kernel's start-up) only to offer it; without it,
-    # ipykernel says in kernel_info that it has no debugger.
-    sys.modules["debugpy"] = None
     try:
-        from course_lib.judge.kernel_app import GradingKernelApp
-
+        GradingKernelApp = prepare()
         app = GradingKernelApp.instance()
         # IPython's profile, the sockets: still unfiltered. No history database: the
         # sandbox's home is thrown away with it, and the database (SQLite, and a thread
         # that writes it) only slowed the kernel's start (In and Out stay in memory).
         app.initialize([*sys.argv[1:], "--HistoryManager.enabled=False"])
-        preload()
-        # What start-up imported lives as long as the kernel: frozen, it is left out of the
-        # full collections that the notebook's own allocations trigger (each walked it
-        # again: in lesson 05, two of 0.1-0.25 s; 0.01-0.03 s frozen).
         gc.freeze()
         wait_for_submission()
         fill_work_folder()  # only now is there a submission to copy

@@ -7,10 +7,14 @@ kernel runs in a sandbox that the Linux kernel enforces, built by ``bwrap``
 for each notebook:
 
     namespaces   new user (uid 65534, no capabilities, no further user
-                 namespaces), pid (the kernel is pid 1 and sees no other
-                 process: no bwrap init beside it that it could ptrace), ipc,
-                 uts, cgroup and network (no interface but loopback: no network
-                 at all)
+                 namespaces), pid (the kernel sees no process but its own and,
+                 for a kernel forked from a zygote, INIT's, which it can neither
+                 ptrace nor read: no bwrap init beside it), ipc, uts, cgroup and
+                 network (no interface but loopback: no network at all)
+    start        a kernel is forked, with numpy (and torch) imported, from a
+                 zygote outside every sandbox, and joins the sandbox bwrap has
+                 built around INIT (judge.zygote); where that fails, it starts
+                 cold: bwrap runs the kernel's command itself, as pid 1
     files        an empty root with, read-only: /usr (and the /bin, /lib
                  links), the Python runtime, the virtual environment's
                  libraries, and the grading runtime (the *student's*
@@ -42,6 +46,7 @@ started, which is the only pid the judge ever signals.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import os
 import resource
@@ -57,11 +62,19 @@ from pathlib import Path
 from ..data import sandbox_digits_binds
 from .polled_client import PolledKernelManager
 from .warm import Standby, WarmPool
+from .zygote import Zygote, ZygoteFailed
 
 HOME = "/home/student"
 WORK = HOME + "/work"  # the kernel's working folder: a copy of the submission
 SUBMISSION = "/submission"  # the submission as handed in, read-only
 SANDBOX_UID = 65534  # nobody
+INIT = "/init"  # a forked kernel's pid 1: an execute-only cat (judge.zygote)
+LAUNCHER = "course_lib.judge.launcher"  # the kernel a zygote can fork
+
+# What differs from one kernel to the next: the judge's socket is new for each
+# submission. A zygote (judge.zygote) is started without it; each kernel it forks gets
+# its own with the rest of its environment.
+PER_KERNEL_ENV = ("COURSE_JUDGE",)
 
 # Variables the kernel may see (their values are the grader's); the rest of
 # its environment is set here, and nothing else crosses into the sandbox.
@@ -183,7 +196,52 @@ class Sandbox:
         (self._torch_stub).mkdir(exist_ok=True)
         (self._torch_stub / "__init__.py").write_text(NO_TORCH)
         self.warm = WarmPool()  # the next notebook's kernel, started ahead (judge.warm)
+        # Kernels forked from a zygote per kind of kernel (judge.zygote), unless that is
+        # off (COURSE_FORK_KERNELS=0) or failed once in this process (then: cold starts).
+        self.fork_kernels = os.environ.get("COURSE_FORK_KERNELS", "1") != "0"
+        self.zygotes: dict[tuple, Zygote] = {}
+        self.zygotes_started = 0  # the bench and tests read it: one per kind of kernel
+        self._init = self.folder / "init"
+        atexit.register(self.close)  # after the pool's own (atexit runs the last first)
         _compile_runtime(self.runtime)
+
+    def forks(self, kernel_cmd: list[str]) -> bool:
+        """Is a kernel with this command forked from a zygote (else started cold)?"""
+        return self.fork_kernels and kernel_cmd[:4] == [sys.executable, "-S", "-m", LAUNCHER]
+
+    def stop_forking(self, why: str) -> None:
+        """Start every kernel cold from now on (a zygote failed: said once, on stderr)."""
+        if self.fork_kernels:
+            self.fork_kernels = False
+            print(f"course: grading kernels start cold from now on ({why})", file=sys.stderr)
+        self.close_zygotes()
+
+    def zygote(self) -> Zygote:
+        """The zygote of the kernels this sandbox starts now (one per environment: with
+        numpy, or with numpy and torch)."""
+        env = {k: v for k, v in self.kernel_env().items() if k not in PER_KERNEL_ENV}
+        key = tuple(sorted(env.items()))
+        zygote = self.zygotes.get(key)
+        if zygote is None or not zygote.alive():
+            if zygote is not None:
+                zygote.close()
+            if not self._init.exists():
+                shutil.copyfile(shutil.which("cat") or "/usr/bin/cat", self._init)
+                self._init.chmod(0o111)  # execute-only: judge.zygote says why
+            zygote = self.zygotes[key] = Zygote(
+                env, self.folder / "zygotes" / uuid.uuid4().hex[:8], WORK)
+            self.zygotes_started += 1
+        return zygote
+
+    def close_zygotes(self) -> None:
+        zygotes, self.zygotes = list(self.zygotes.values()), {}
+        for zygote in zygotes:
+            zygote.close()
+
+    def close(self) -> None:
+        """Kill the standby kernel and end the zygotes (kernels running live on)."""
+        self.warm.close()
+        self.close_zygotes()
 
     def preload(self) -> list[str]:
         """What a kernel imports before it waits for its submission (judge.warm): numpy,
@@ -208,15 +266,18 @@ class Sandbox:
 
     def key(self, kernel_cmd: list[str]) -> tuple:
         """What makes two kernels' sandboxes the same: the bwrap command but for the
-        box's own folders, and the limits (a standby is adopted only for the same key)."""
-        argv = self.command(_SAME_BOX, kernel_cmd)
-        return (tuple(argv), tuple(vars(self.limits).items()))
+        box's own folders, the kernel's command, and the limits (a standby is adopted
+        only for the same key)."""
+        argv = self.command(_SAME_BOX, kernel_cmd, forked=self.forks(kernel_cmd))
+        return (tuple(argv), tuple(kernel_cmd), tuple(vars(self.limits).items()))
 
     # -- the command ----------------------------------------------------------------
-    def command(self, box: KernelBox, kernel_cmd: list[str]) -> list[str]:
-        """``kernel_cmd`` wrapped in bwrap: the sandbox described in this module."""
-        # --as-pid-1: the kernel is the only process inside. Without it bwrap's own
-        # init would be pid 1: same uid, no system-call filter, so the kernel could
+    def command(self, box: KernelBox, kernel_cmd: list[str], forked: bool = False) -> list[str]:
+        """``kernel_cmd`` wrapped in bwrap: the sandbox described in this module; with
+        ``forked``, the sandbox is built around INIT, which a kernel forked from a
+        zygote then joins as pid 2 (judge.zygote)."""
+        # --as-pid-1: the kernel (or INIT) is pid 1. Without it bwrap's own init would
+        # be pid 1: same uid, dumpable, no system-call filter, so the kernel could
         # ptrace it (or write /proc/1/mem) and have it start programs, or clear its
         # parent-death signal and outlive grading (tests/test_sandbox_attacks.py).
         argv = [self.bwrap, *_namespaces(), "--as-pid-1", "--disable-userns",
@@ -251,6 +312,8 @@ class Sandbox:
         # scikit-learn's digits without the judge's held-out samples, mounted over the
         # installed file: they never exist where the student's code runs (course_lib.data)
         argv += sandbox_digits_binds(self.folder)
+        if forked:
+            argv += ["--ro-bind", str(self._init), INIT]
         argv += ["--ro-bind", str(self.runtime), str(self.runtime),
                  "--ro-bind", str(self.judge_dir), str(self.judge_dir),
                  "--bind", str(box.connection), str(box.connection),
@@ -262,7 +325,7 @@ class Sandbox:
                  "--remount-ro", "/", "--chdir", WORK, "--clearenv"]
         for key, value in self.kernel_env().items():
             argv += ["--setenv", key, value]
-        return [*argv, "--", *kernel_cmd]
+        return [*argv, "--", *([INIT] if forked else kernel_cmd)]
 
     def kernel_env(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in ALLOWED_ENV if k in os.environ}
@@ -276,16 +339,21 @@ class Sandbox:
         env.update(self.env)
         return env
 
+    def rlimits(self) -> list[tuple[int, int]]:
+        """The resource limits of every process of the sandbox (soft and hard alike)."""
+        lim = self.limits
+        return [(resource.RLIMIT_AS, lim.memory_mb * 2**20),
+                (resource.RLIMIT_FSIZE, lim.file_mb * 2**20),
+                (resource.RLIMIT_CPU, lim.cpu_seconds),
+                (resource.RLIMIT_NOFILE, 1024),
+                (resource.RLIMIT_CORE, 0)]
+
     def preexec(self, cgroup: Path | None):
         """What runs in the child before bwrap: the limits nothing inside can raise."""
-        lim = self.limits
+        limits = self.rlimits()
 
         def apply():
-            for which, value in ((resource.RLIMIT_AS, lim.memory_mb * 2**20),
-                                 (resource.RLIMIT_FSIZE, lim.file_mb * 2**20),
-                                 (resource.RLIMIT_CPU, lim.cpu_seconds),
-                                 (resource.RLIMIT_NOFILE, 1024),
-                                 (resource.RLIMIT_CORE, 0)):
+            for which, value in limits:
                 resource.setrlimit(which, (value, value))
             if cgroup is not None:
                 with open(cgroup / "cgroup.procs", "w") as f:
@@ -433,6 +501,33 @@ def remove_cgroup(group: Path | None, wait: float = 2.0) -> None:
 
 # -- the kernel manager --------------------------------------------------------------
 
+def _init_of(process, box: KernelBox, wait: float = 30.0) -> int:
+    """The pid of INIT, bwrap's child, once it runs INIT (the sandbox is complete)."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ZygoteFailed(f"bwrap ended ({process.returncode}) before the sandbox was "
+                               "complete: " + box.log.read_text(errors="replace").strip())
+        try:
+            pids = children.read_text().split()
+            if pids and Path(f"/proc/{pids[0]}/comm").read_text().strip() == "init":
+                return int(pids[0])
+        except OSError:
+            pass
+        time.sleep(0.001)
+    raise ZygoteFailed(f"the sandbox was not complete after {wait:.0f} s")
+
+
+def _kill_group(process) -> None:
+    """SIGKILL bwrap's session (the sandbox dies with it) and reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    process.wait()
+
+
 async def _child_pidfd(bwrap_pid: int, wait: float = 5.0) -> int | None:
     """A pidfd on bwrap's child (the sandbox's pid 1), or None (no /proc children file,
     or bwrap already gone)."""
@@ -469,6 +564,8 @@ def activate(sandbox: Sandbox | None, watcher=None) -> None:
 class SandboxKernelManager(PolledKernelManager):
     """A kernel manager that starts its kernel inside the active Sandbox, over ipc
     (its clients poll in slices: polled_client says why)."""
+
+    fork = True  # a kernel forked from the sandbox's zygote where it can be (judge.zygote)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -536,7 +633,15 @@ class SandboxKernelManager(PolledKernelManager):
         stdin, go = os.pipe()  # the kernel waits on stdin until "go" (judge.launcher)
         try:
             with box.log.open("wb") as log:
-                process = self._launch(box, cmd, cgroup, log, stdin)
+                process = None
+                if self.fork and self.sandbox.forks(cmd):
+                    try:
+                        process = self._fork(box, cmd, cgroup, log, stdin)
+                    except ZygoteFailed as exc:
+                        self.sandbox.stop_forking(str(exc))
+                        log.truncate(0)
+                if process is None:
+                    process = self._launch(box, cmd, cgroup, log, stdin)
         except BaseException:
             os.close(go)
             remove_cgroup(cgroup)
@@ -546,14 +651,41 @@ class SandboxKernelManager(PolledKernelManager):
             os.close(stdin)
         return Standby(key or self.key, box, process, dict(info), cgroup, go)
 
-    def _launch(self, box: KernelBox, cmd: list[str], cgroup, log, stdin: int):
-        """bwrap running ``cmd`` (jupyter_client's launch: its own session)."""
+    def _launch(self, box: KernelBox, cmd: list[str], cgroup, log, stdin: int,
+                forked: bool = False):
+        """bwrap running ``cmd``, or INIT (``forked``), in its own session (jupyter_client's
+        launch)."""
         from jupyter_client.launcher import launch_kernel
 
-        return launch_kernel(self.sandbox.command(box, cmd), stdin=stdin,
+        return launch_kernel(self.sandbox.command(box, cmd, forked), stdin=stdin,
                              stdout=subprocess.DEVNULL, stderr=log, cwd=str(box.folder),
                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},  # bwrap's
                              preexec_fn=self.sandbox.preexec(cgroup))
+
+    def _fork(self, box: KernelBox, cmd: list[str], cgroup, log, stdin: int):
+        """The sandbox built around INIT, and the kernel forked into it (judge.zygote):
+        bwrap, which ends when the kernel does, as a cold start's."""
+        zygote = self.sandbox.zygote()
+        life, life_end = os.pipe()  # INIT reads ``life`` until the kernel holds no end
+        try:
+            process = self._launch(box, cmd, cgroup, log, life, forked=True)
+        finally:
+            os.close(life)
+        pidfd = None
+        try:
+            init = _init_of(process, box)
+            pidfd = os.pidfd_open(init)
+            zygote.fork_kernel(init, pidfd, [stdin, log.fileno(), life_end], cwd=WORK,
+                               argv=cmd[4:], env=self.sandbox.kernel_env(),
+                               limits=self.sandbox.rlimits(), cgroup=cgroup)
+        except BaseException:
+            _kill_group(process)
+            raise
+        finally:
+            os.close(life_end)
+            if pidfd is not None:
+                os.close(pidfd)
+        return process
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         """Hand the submission to the kernel taken in _async_pre_start_kernel."""
