@@ -329,6 +329,12 @@ def executor(root: Path, sandboxed: bool = True):
 
     if not _SEALED:
         _SEALED.append(Sealed(root, Settings.from_config(load_config(root))))
+        # Each notebook here starts its kernel cold, as bwrap does without a zygote
+        # (judge.zygote): the unsandboxed baseline cannot fork into a sandbox, so this
+        # compares like with like (the sandbox's cost, each lesson against its floor), and
+        # measures a kernel's CPU as this process's child. `course grade` in the grading
+        # table forks its kernels; `course check` starts its one kernel cold.
+        _SEALED[0].sandbox.fork_kernels = False
     # what course grade gives nbgrader (open_grading_api), the kernel stopped at once
     overrides = sealed_autograde(_SEALED[0].config_overrides())
     if not sandboxed:

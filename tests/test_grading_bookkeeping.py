@@ -111,6 +111,29 @@ def test_sealed_autograde_checks_the_metadata_once_and_stops_the_kernel_at_once(
     assert CheckCellMetadata in Autograde.class_traits()["sanitize_preprocessors"].default()
     assert "Autograde__sanitize_preprocessors" not in config
     assert config["JudgedExecute__shutdown_kernel"] == "immediate"
+    assert config["Exporter__optimistic_validation"] is True
+
+
+def test_a_pass_that_makes_the_notebook_invalid_still_fails_once_validated_at_its_end():
+    """Exporter.optimistic_validation (sealed_autograde): one validation per pass, after
+    its last step, which still refuses a notebook that a step broke."""
+    from nbconvert.exporters import NotebookExporter
+    from nbconvert.preprocessors import Preprocessor
+    from traitlets.config import Config
+
+    class Breaks(Preprocessor):
+        def preprocess(self, nb, resources):
+            nb.cells[0]["cell_type"] = "twelve"  # code, markdown or raw in the schema
+            return nb, resources
+
+    class Counts(Preprocessor):
+        def preprocess(self, nb, resources):
+            return nb, resources
+
+    config = Config({"Exporter": {"optimistic_validation": True}})
+    exporter = NotebookExporter(config=config, preprocessors=[Breaks, Counts])
+    with pytest.raises(Exception, match="twelve"):
+        exporter.from_notebook_node(submission())
 
 
 def test_a_notebook_with_broken_nbgrader_metadata_is_still_refused_and_says_why(course):

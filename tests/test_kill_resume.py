@@ -167,8 +167,16 @@ def cmdline(pid: int) -> str:
 
 
 def is_kernel(pid: int) -> bool:
-    """A grading kernel (nbgrader's, started through course_lib.judge.launcher)."""
-    return any(word in cmdline(pid) for word in ("judge.launcher", "ipykernel"))
+    """A grading kernel: started through course_lib.judge.launcher (bwrap's command), or
+    forked by a zygote (course_lib.judge.zygote) into a sandbox's pid namespace."""
+    command = cmdline(pid)
+    if any(word in command for word in ("judge.launcher", "ipykernel")):
+        return True
+    try:
+        nspid = Path(f"/proc/{pid}/status").read_text().split("NSpid:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return False
+    return "judge.zygote" in command and len(nspid.split()) > 1
 
 
 def is_worker(pid: int) -> bool:
@@ -329,7 +337,7 @@ def test_a_worker_killed_mid_grading_then_a_rerun_gives_the_undisturbed_grades(
         if len(autograded_students(course)) < 3:
             return None
         busy = [w for w in children(run.proc.pid, ppids)
-                if is_worker(w) and any(is_kernel(k) for k in children(w, ppids))]
+                if is_worker(w) and any(is_kernel(k) for k in descendants(w, ppids))]
         return busy[0] if busy else None
 
     victim = run.wait_for(worker_in_the_middle, "a worker grading a third submission")

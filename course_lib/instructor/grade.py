@@ -857,6 +857,11 @@ def sealed_autograde(config: dict) -> dict:
       its sandbox is killed and removed right after anyway
       (sandbox.SandboxKernelManager), every cell's reply and every verdict is in by
       then, and the wait is time the notebook's own code does not use.
+    - nbconvert validates the notebook against its schema after each of a pass's
+      preprocessors (5 or 6 per pass, two passes per submission); with
+      ``Exporter.optimistic_validation`` it validates once, after the last. The
+      submission itself is validated when it is read (read_notebooks), and a notebook
+      that a step made invalid still fails its pass, as before, at its end.
     """
     from nbgrader.preprocessors import CheckCellMetadata
 
@@ -865,6 +870,7 @@ def sealed_autograde(config: dict) -> dict:
     config["Autograde__autograde_preprocessors"] = [s for s in steps
                                                     if s is not CheckCellMetadata]
     config["JudgedExecute__shutdown_kernel"] = "immediate"
+    config["Exporter__optimistic_validation"] = True
     return config
 
 

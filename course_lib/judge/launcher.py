@@ -19,9 +19,12 @@ no code in it can remove or loosen it) that refuses
 - ``prctl(PR_SET_PDEATHSIG, ...)``: the kernel keeps the parent-death signal
   bwrap gave it (``--die-with-parent``), so it dies with its sandbox's bwrap
   instead of living on after grading; and ``ptrace``, of no use to a notebook;
-- ``chmod`` and ``chown`` in all their forms: the kernel's socket folder on the
+- ``chmod`` and ``chown`` in all their forms, and setting or removing extended
+  attributes (an access ACL *is* the mode): the kernel's socket folder on the
   grading machine's disk is made read-only to it once its sockets exist
-  (sandbox.SandboxKernelManager.seal_socket_folder), and stays so.
+  (sandbox.SandboxKernelManager.seal_socket_folder), and stays so;
+- ``io_uring_setup`` (answered ENOSYS, as where io_uring is absent): a ring's
+  operations would make those calls without passing through the filter.
 
 A refused call fails with EPERM: Python raises PermissionError, which the
 student reads. The sandbox already keeps such a program away from anything
@@ -68,11 +71,23 @@ ARCHES = {
                             90: errno.EPERM, 91: errno.EPERM, 268: errno.EPERM,
                             452: errno.EPERM, 92: errno.EPERM, 93: errno.EPERM,
                             94: errno.EPERM, 260: errno.EPERM,
+                            # setxattr, lsetxattr, fsetxattr, removexattr, lremovexattr,
+                            # fremovexattr, setxattrat, removexattrat
+                            188: errno.EPERM, 189: errno.EPERM, 190: errno.EPERM,
+                            197: errno.EPERM, 198: errno.EPERM, 199: errno.EPERM,
+                            463: errno.EPERM, 466: errno.EPERM,
+                            425: errno.ENOSYS,  # io_uring_setup
                             435: errno.ENOSYS}, 56, 157, 0x40000000),  # clone3; clone; prctl; x32
     "aarch64": (0xC00000B7, {221: errno.EPERM, 281: errno.EPERM, 117: errno.EPERM,
                              # fchmod, fchmodat, fchmodat2, fchown, fchownat
                              52: errno.EPERM, 53: errno.EPERM, 452: errno.EPERM,
                              55: errno.EPERM, 54: errno.EPERM,
+                             # setxattr, lsetxattr, fsetxattr, removexattr, lremovexattr,
+                             # fremovexattr, setxattrat, removexattrat
+                             5: errno.EPERM, 6: errno.EPERM, 7: errno.EPERM,
+                             14: errno.EPERM, 15: errno.EPERM, 16: errno.EPERM,
+                             463: errno.EPERM, 466: errno.EPERM,
+                             425: errno.ENOSYS,  # io_uring_setup
                              435: errno.ENOSYS}, 220, 167, None),
 }
 

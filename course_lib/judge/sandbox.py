@@ -228,8 +228,7 @@ class Sandbox:
             if not self._init.exists():
                 shutil.copyfile(shutil.which("cat") or "/usr/bin/cat", self._init)
                 self._init.chmod(0o111)  # execute-only: judge.zygote says why
-            zygote = self.zygotes[key] = Zygote(
-                env, self.folder / "zygotes" / uuid.uuid4().hex[:8], WORK)
+            zygote = self.zygotes[key] = Zygote(env, self.folder / "zygotes" / uuid.uuid4().hex[:8])
             self.zygotes_started += 1
         return zygote
 

@@ -54,8 +54,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import importlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -85,7 +87,6 @@ class Zygote:
     Args:
         env: the kernels' environment but for what differs from one to the next (the
             zygote imports what its COURSE_PRELOAD names, judge.launcher.preload).
-        work: the kernel's working folder inside the sandbox (its first import path).
         folder: a private folder of the grader's: the zygote's working folder, and
             its log (``zygote.log``), read when it fails.
     """
@@ -93,7 +94,7 @@ class Zygote:
     READY_SECONDS = 300.0  # importing torch on a busy machine
     FORK_SECONDS = 30.0
 
-    def __init__(self, env: dict[str, str], folder: Path, work: str):
+    def __init__(self, env: dict[str, str], folder: Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log = self.folder / "zygote.log"
@@ -102,7 +103,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-S", "-m", MODULE, str(theirs.fileno()), work], env=env,
+                [sys.executable, "-S", "-m", MODULE, str(theirs.fileno())], env=env,
                 cwd=self.folder, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         theirs.close()
@@ -233,8 +234,6 @@ def _start_kernel(request: dict, fds: list[int], status: int) -> None:
     """In C, the zygote's child: enter the sandbox, then fork the kernel (K), which says
     "ok" on ``status`` once it holds no capability. Raises, having said why there, if
     C cannot; the caller then ends C (fork_kernel), as K ends itself."""
-    import resource
-
     cgroup, limits, pid, cwd, env = (request[k] for k in ("cgroup", "limits", "pid", "cwd",
                                                             "env"))
     libc = _libc()
@@ -269,18 +268,30 @@ def _become_kernel(libc, argv: list[str], status: int) -> None:
         drop_capabilities(libc)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         sys.argv = [launcher.__file__, *argv]
+        # A cold kernel's first import path is its working folder (``python -m`` there):
+        # only now, inside the sandbox, is that the kernel's own (judge.zygote.main).
+        sys.path.insert(0, os.getcwd())
         # The zygote looked for modules on the host: where the sandbox mounts other
         # folders (the torch stub, the hidden course), its answers may differ.
         sys.path_importer_cache.clear()
-        import importlib
-
         importlib.invalidate_caches()
+        _forget_the_host()
     except BaseException as exc:
         _say(status, f"{type(exc).__name__}: {exc}")
         raise
     _say(status, "ok")
     os.close(status)
     launcher.main()  # serves the notebook; ends the process itself
+
+
+def _forget_the_host() -> None:
+    """What the zygote's modules read from the grading machine and kept: the host's name
+    (platform.uname, cached), the temporary folder chosen there. A kernel reads them
+    again, inside its sandbox, as a cold kernel does."""
+    if (platform := sys.modules.get("platform")) is not None:
+        platform._uname_cache = None
+    if (tempfile := sys.modules.get("tempfile")) is not None:
+        tempfile.tempdir = None
 
 
 def _say(fd: int, text: str) -> None:
@@ -357,9 +368,11 @@ def serve(sock: socket.socket) -> None:
 
 
 def main() -> None:
-    # The kernel's working folder is its first import path (``python -m`` in it), as a
-    # cold kernel's; here it does not exist: nothing is imported from it until the kernel.
-    sys.path[0] = sys.argv[2]
+    # ``python -m`` put this process's folder first on the import path (the grader's
+    # private folder). Nothing may be imported here from a folder of the host that a
+    # kernel's path names (its working folder, /home/student/work, could exist on the
+    # grading machine): the kernel puts its own first, inside its sandbox.
+    del sys.path[0]
     sock = socket.socket(fileno=int(sys.argv[1]))
     try:
         serve(sock)
