@@ -16,25 +16,14 @@ import asyncio
 import os
 
 import pytest
+import test_zygote
 from test_zygote import Kernel, _children, _until
-from toycourse import ASSIGNMENT, make_course
 
 from course_lib.judge import sandbox as sandbox_module
-from course_lib.judge.sealed import Sealed
 
 pytestmark = [pytest.mark.kernel]
 
-
-@pytest.fixture
-def sealed(tmp_path, monkeypatch):
-    monkeypatch.delenv("COURSE_FORK_KERNELS", raising=False)
-    sealed = Sealed(make_course(tmp_path / "course"))
-    sealed.begin(ASSIGNMENT, {})
-    sealed.expect_next(False)  # no kernel started ahead: each test starts its own
-    yield sealed
-    sealed.end()
-    sealed.sandbox.close()
-    sealed.close()
+sealed = test_zygote.sealed  # the fixture: a Sealed whose kernels are forked
 
 
 def _run(coro):

@@ -638,7 +638,8 @@ class SandboxKernelManager(PolledKernelManager):
                         process = self._fork(box, cmd, cgroup, log, stdin)
                     except ZygoteFailed as exc:
                         self.sandbox.stop_forking(str(exc))
-                        log.truncate(0)
+                        log.seek(0)  # the log is the cold kernel's alone (it says why)
+                        log.truncate()
                 if process is None:
                     process = self._launch(box, cmd, cgroup, log, stdin)
         except BaseException:
