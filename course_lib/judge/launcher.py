@@ -1,7 +1,9 @@
 """Start the grading kernel inside its sandbox: no new programs, then ipykernel.
 
 Run (by judge.sandbox, inside bubblewrap) as
-``python -S -m course_lib.judge.launcher -f CONNECTION_FILE``.
+``python -S -m course_lib.judge.launcher -f CONNECTION_FILE``, or, in a kernel
+forked from a zygote that has joined its sandbox, as ``main()`` with that
+command line (judge.zygote).
 
 After ipykernel has set itself up and before it takes its first message (so
 before the first line of the notebook runs), this installs a seccomp filter

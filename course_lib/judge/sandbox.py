@@ -574,7 +574,7 @@ class SandboxKernelManager(PolledKernelManager):
         self.sandbox = _ACTIVE
         self.box: KernelBox | None = None
         self.cgroup: Path | None = None
-        self.init_pidfd: int | None = None  # the sandbox's pid 1 (the kernel), for cleanup
+        self.init_pidfd: int | None = None  # the sandbox's pid 1 (kernel or INIT), for cleanup
         self.transport = "ipc"
         self.template: list[str] = []  # the kernel's command, CONNECTION_FILE left open
         self.key: tuple | None = None  # its sandbox (Sandbox.key), as judge.warm compares them
@@ -725,7 +725,8 @@ class SandboxKernelManager(PolledKernelManager):
         self.sandbox.warm.prepare(key, functools.partial(self._new_standby, key))
 
     async def _kernel_pidfd(self, process) -> int | None:
-        """A pidfd on the kernel: the sandbox's pid 1, bwrap's child."""
+        """A pidfd on the sandbox's pid 1, bwrap's child: the kernel, or INIT beside a forked
+        kernel (SIGKILL to either ends the sandbox)."""
         return await _child_pidfd(process.pid)
 
     def kill_sandbox(self) -> None:

@@ -5,10 +5,11 @@ the sandbox, a fresh interpreter importing ipykernel, numpy (and torch for a
 lesson that may use it). None of that depends on the submission, so it can be
 done ahead of time, while the previous notebook still runs:
 
-    standby   a kernel started in a sandbox of its own (judge.sandbox), exactly
-              as a cold one, that has imported ipykernel and the course's
-              libraries, bound its sockets, and then waits, blocked reading its
-              stdin (judge.launcher.wait_for_submission). It has run no
+    standby   a kernel started in a sandbox of its own (judge.sandbox: cold,
+              or forked from a zygote, judge.zygote), that has imported
+              ipykernel and the course's libraries, bound its sockets, and
+              then waits, blocked reading its stdin
+              (judge.launcher.wait_for_submission). It has run no
               student code and holds no submission: its /submission folder (a
               folder of the host bound read-only) is empty, its home and /tmp
               are its own empty tmpfs, and no system-call filter is in place yet
