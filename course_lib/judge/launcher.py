@@ -18,9 +18,10 @@ no code in it can remove or loosen it) that refuses
   ENOSYS, so the C library falls back to ``clone`` for threads);
 - every system call of another ABI (32-bit or x32 calls on a 64-bit kernel),
   whose numbers would slip past the rules above;
-- ``prctl(PR_SET_PDEATHSIG, ...)``: the kernel keeps the parent-death signal
+- ``prctl(PR_SET_PDEATHSIG, ...)``: a cold kernel keeps the parent-death signal
   bwrap gave it (``--die-with-parent``), so it dies with its sandbox's bwrap
-  instead of living on after grading; and ``ptrace``, of no use to a notebook;
+  instead of living on after grading (a forked one dies with its namespace's
+  init, which has that signal); and ``ptrace``, of no use to a notebook;
 - ``chmod`` and ``chown`` in all their forms, and setting or removing extended
   attributes (an access ACL *is* the mode): the kernel's socket folder on the
   grading machine's disk is made read-only to it once its sockets exist
@@ -243,7 +244,7 @@ def main() -> None:
         # sandbox's home is thrown away with it, and the database (SQLite, and a thread
         # that writes it) only slowed the kernel's start (In and Out stay in memory).
         app.initialize([*sys.argv[1:], "--HistoryManager.enabled=False"])
-        gc.freeze()
+        gc.freeze()  # again: what initialize made lives as long as the kernel too
         wait_for_submission()
         fill_work_folder()  # only now is there a submission to copy
         import importlib

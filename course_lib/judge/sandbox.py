@@ -500,18 +500,24 @@ def remove_cgroup(group: Path | None, wait: float = 2.0) -> None:
 
 # -- the kernel manager --------------------------------------------------------------
 
+def _bwrap_child(bwrap_pid: int) -> int | None:
+    """bwrap's child, the sandbox's pid 1, or None while there is none yet (OSError:
+    bwrap is gone, or Linux has no /proc children file)."""
+    pids = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
+    return int(pids[0]) if pids else None
+
+
 def _init_of(process, box: KernelBox, wait: float = 30.0) -> int:
     """The pid of INIT, bwrap's child, once it runs INIT (the sandbox is complete)."""
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ZygoteFailed(f"bwrap ended ({process.returncode}) before the sandbox was "
                                "complete: " + box.log.read_text(errors="replace").strip())
         try:
-            pids = children.read_text().split()
-            if pids and Path(f"/proc/{pids[0]}/comm").read_text().strip() == "init":
-                return int(pids[0])
+            init = _bwrap_child(process.pid)
+            if init and Path(f"/proc/{init}/comm").read_text().strip() == "init":
+                return init
         except OSError:
             pass
         time.sleep(0.001)
@@ -530,16 +536,15 @@ def _kill_group(process) -> None:
 async def _child_pidfd(bwrap_pid: int, wait: float = 5.0) -> int | None:
     """A pidfd on bwrap's child (the sandbox's pid 1), or None (no /proc children file,
     or bwrap already gone)."""
-    children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children")
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         try:
-            pids = children.read_text().split()
+            child = _bwrap_child(bwrap_pid)
         except OSError:
             return None
-        if pids:
+        if child:
             try:
-                return os.pidfd_open(int(pids[0]))
+                return os.pidfd_open(child)
             except OSError:
                 return None
         await asyncio.sleep(0.01)
