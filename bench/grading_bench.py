@@ -521,12 +521,12 @@ def timed_executor(root: Path):
 
 
 def compute_seconds(nb, folder: Path, root: Path) -> tuple[float, float]:
-    """The notebook's own compute, run in the grading kernel as `course grade` runs it,
-    started ahead (numpy/torch imported): the sum of its cells' times measured in the
-    kernel (cell_seconds: from the kernel's execute_input to its reply, as issue 17
-    defines the limit), and the same on this process's clock with each cell's round
-    trip (timed_executor). The bench's class is the demo's own students, so the
-    kernel's clock is honest here."""
+    """The notebook's own compute, run in the sealed grading kernel, started ahead
+    (numpy/torch imported; cold, see executor: its cells run as in a forked one): the
+    sum of its cells' times measured in the kernel (cell_seconds: from the kernel's
+    execute_input to its reply, as issue 17 defines the limit), and the same on this
+    process's clock with each cell's round trip (timed_executor). The bench's class is
+    the demo's own students, so the kernel's clock is honest here."""
     from course_lib.judge.server import expected_checks
 
     nb = nbformat.from_dict(nb)
