@@ -65,6 +65,9 @@ def _grading_limits(tmp_path_factory):
         # `course check` caches the course it prepares (instructor/check.py): the tests'
         # caches go to their own temporary folder, never the user's ~/.cache
         mp.setenv("COURSE_CHECK_CACHE", str(tmp_path_factory.mktemp("check-cache")))
+        # and a check leaves no warm grader behind (instructor/check_server.py), but in
+        # the tests of that server, which stop theirs
+        mp.setenv("COURSE_CHECK_SERVER", "0")
         yield
 
 

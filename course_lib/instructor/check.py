@@ -32,17 +32,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import nbformat
-
 from .course import check_assignments, find_course_root, load_config, open_api
-from .grade import (
-    grade_reliably,
-    grading_settings,
-    open_grading_api,
-    register_assignment,
-    shared_gradebook,
-)
 from .status import NORMAL, Status
+
+# nbformat and .grade (nbgrader, numpy) are imported where they are used: a check
+# that a warm server answers (check_server.forward) reads only the cache's folder here.
 
 STUDENT = "selfcheck"
 CACHE_VERSION = "2"  # bump when what a prepared folder holds changes
@@ -116,19 +110,30 @@ def preparation_key(course_root: Path, assignment: str) -> str:
     return digest.hexdigest()[:24]
 
 
+def course_cache(course_root: Path) -> Path:
+    """The course's folder in the cache (made private to the user): its prepared
+    assignments, and its warm grader's socket (check_server)."""
+    course_root = Path(course_root).resolve()
+    folder = cache_root() / hashlib.sha256(str(course_root).encode()).hexdigest()[:12]
+    if not folder.is_dir():
+        _sweep_gone_courses(folder.parent)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "course").write_text(str(course_root))
+    folder.chmod(0o700)
+    return folder
+
+
 def prepared(course_root: Path, assignment: str) -> tuple[Path, bool]:
     """The prepared folder (``source/<assignment>``, ``gradebook.db`` with the assignment
     registered) for the course as it is now, and whether it was built just now."""
     course_root = Path(course_root).resolve()
-    place = hashlib.sha256(str(course_root).encode()).hexdigest()[:12]
-    folder = cache_root() / place / f"{assignment}-{preparation_key(course_root, assignment)}"
+    key = preparation_key(course_root, assignment)
+    folder = course_cache(course_root) / f"{assignment}-{key}"
     if (folder / "gradebook.db").is_file():
         return folder, False
-    if not folder.parent.is_dir():
-        _sweep_gone_courses(folder.parent.parent)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        (folder.parent / "course").write_text(str(course_root))
     _sweep_older(folder.parent, assignment, keep=folder.name)
+    from .grade import register_assignment
+
     build = Path(tempfile.mkdtemp(prefix=f".{assignment}-", dir=folder.parent))
     try:
         shutil.copytree(course_root / "source" / assignment, build / "source" / assignment,
@@ -168,6 +173,8 @@ def _private_api(course_root: Path, tmp: Path, unsealed: bool, assignment: str,
                  settings: dict | None):
     """The course's settings, with every folder and the gradebook in ``tmp``; the kernel
     for the one notebook of ``assignment`` starts first (none after it)."""
+    from .grade import open_grading_api
+
     return open_grading_api(course_root, guard_roots=[course_root, cache_root()],
                             unsealed=unsealed, first=assignment, then=False,
                             settings=settings, CourseDirectory__root=str(tmp),
@@ -191,6 +198,8 @@ def cached_settings(ready: Path, course_root: Path) -> dict:
             return settings
     except (OSError, ValueError, TypeError, KeyError):
         pass
+    from .grade import grading_settings
+
     settings = grading_settings(load_config(course_root))
     tmp = path.with_name(f".{SETTINGS}.{os.getpid()}")
     try:
@@ -244,6 +253,10 @@ def check_notebook(path, assignment: str, course_root: Path | None = None,
         CheckResult with one CellResult per graded cell, in notebook order;
         status "ok" or why the notebook could not be graded normally.
     """
+    import nbformat
+
+    from .grade import grade_reliably, shared_gradebook
+
     clock = _Clock(timings)
     course_root = Path(course_root) if course_root else find_course_root()
     check_assignments(course_root, [assignment])
@@ -295,13 +308,20 @@ def check_notebook(path, assignment: str, course_root: Path | None = None,
     return result
 
 
+# The first step of a check's timings: how long the process took to reach the check.
+# A warm server's grader (check_server) says how long its caller took instead.
+STARTUP: tuple[str, float] | None = None
+
+
 class _Clock:
     """Seconds per step, into ``timings`` (in order) when one is given."""
 
     def __init__(self, timings: dict | None):
         self.timings, self.last = timings, time.perf_counter()
-        if timings is not None and not timings and (age := _process_age()) is not None:
-            timings["start Python, read the command"] = age
+        if timings is not None and not timings:
+            step, age = STARTUP or ("start Python, read the command", process_age())
+            if age is not None:
+                timings[step] = age
 
     def lap(self, step: str) -> None:
         now = time.perf_counter()
@@ -310,7 +330,7 @@ class _Clock:
         self.last = now
 
 
-def _process_age() -> float | None:
+def process_age() -> float | None:
     """Seconds since this process started (Linux: /proc), or None."""
     try:
         start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])

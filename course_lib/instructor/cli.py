@@ -5,6 +5,7 @@
     course grade [ID...]                         autograde, feedback, grades.csv, report
     course report                                the HTML report of the last grading
     course check NOTEBOOK --assignment ID [--json]  grade one file, gradebook untouched
+    course check-server start|stop|status        the warm grader `course check` leaves
     course formgrader [--port N]                 nbgrader's formgrader, Autograde graded sealed
     course finalize ID...                        read hand grades back: feedback, grades.csv
     course export --to canvas|moodle|csv         grades for an LMS, warnings beside them
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .course import find_course_root
@@ -168,7 +170,7 @@ def _check(args, root: Path) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.splitlines()[2:11]))
+                                epilog="\n".join(__doc__.splitlines()[2:12]))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("release", help="generate the student versions with nbgrader")
@@ -213,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="say where the time went, step by step (on stderr)")
     s.set_defaults(run=_check)
 
+    s = sub.add_parser("check-server", help="the warm grader that answers `course check`",
+                       description="After a check, `course check` leaves a warm grader "
+                       "running for the course (imports done, kernels forked): the next "
+                       "checks start at once. It ends after COURSE_CHECK_SERVER_IDLE "
+                       "seconds without a check (default 600); COURSE_CHECK_SERVER=0 "
+                       "turns it off.")
+    s.add_argument("action", choices=("start", "stop", "status"),
+                   help="start it (and wait until it answers), stop it, or say whether "
+                        "it runs")
+    s.set_defaults(run=_check_server)
+
     from .export import register as register_export
     from .finalize import register as register_finalize
     from .formgrader import register as register_formgrader
@@ -223,14 +236,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def _check_server(args, root: Path) -> int:
+    from . import check_server
+
+    if args.action == "start":
+        state = check_server.start(root)
+    elif args.action == "stop":
+        state = check_server.stop(root)
+    else:
+        state = check_server.status(root)
+    if state is None:
+        print("no warm grader runs for this course and this code")
+        return 0 if args.action == "stop" else 1
+    since = time.strftime("%H:%M:%S", time.localtime(state["started"]))
+    print(f"{'stopped' if args.action == 'stop' else 'running'}: pid {state['pid']}, "
+          f"{state['checks']} check(s) since {since}, socket {state['socket']}")
+    return 0
+
+
+def main(argv=None, forward: bool = True) -> int:
+    """The command; ``course check`` goes to the course's warm grader where one runs
+    (check_server), and a check done here starts one for the next checks."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    checking = forward and argv[:1] == ["check"] and "--unsealed" not in argv
+    if checking:
+        from . import check_server
+
+        try:
+            root = find_course_root()
+        except FileNotFoundError:
+            checking = False  # said below, as the command says it
+        else:
+            if (code := check_server.forward(argv, root)) is not None:
+                return code
     args = build_parser().parse_args(argv)
     try:
         root = find_course_root()
-        return args.run(args, root)
+        code = args.run(args, root)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # SandboxUnavailable too
         print(f"course {args.command}: {exc}", file=sys.stderr)
         return 2
+    if checking:
+        check_server.start_in_background(root)
+    return code
 
 
 if __name__ == "__main__":

@@ -813,6 +813,7 @@ def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False,
     see UNSEALED_WARNING); without it, a machine where the sandbox cannot run raises
     SandboxUnavailable.
     """
+    from ..judge import sandbox
     from ..judge.sealed import Sealed, Settings
 
     if unsealed:
@@ -827,9 +828,10 @@ def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False,
     settings = settings or grading_settings(load_config(Path(course_root)))
     roots = [overrides.get("CourseDirectory__root", course_root), *guard_roots]
     sealed = Sealed(roots, Settings(**settings["judge"]), settings["extra_arguments"])
-    if then is False:
+    if then is False and not sandbox.INHERITED_ZYGOTES:
         # One notebook (course check): a zygote would import, then fork one kernel, which
-        # a cold start does at once, beside nbgrader's import (judge.zygote).
+        # a cold start does at once, beside nbgrader's import (judge.zygote). A warm
+        # check server's grader forks it from the zygotes it inherited (check_server).
         sealed.sandbox.fork_kernels = False
     if first:
         start_kernel_ahead(sealed, first, then)

@@ -76,6 +76,11 @@ LAUNCHER = "course_lib.judge.launcher"  # the kernel a zygote can fork
 # its own with the rest of its environment.
 PER_KERNEL_ENV = ("COURSE_JUDGE",)
 
+# Zygotes this process was forked with: a warm `course check` server starts them and
+# forks a grader per check (instructor.check_server), whose sandboxes fork their kernels
+# from them. Never closed here (the server owns them), and used by one grader at a time.
+INHERITED_ZYGOTES: dict[tuple, Zygote] = {}
+
 # Variables the kernel may see (their values are the grader's); the rest of
 # its environment is set here, and nothing else crosses into the sandbox.
 ALLOWED_ENV = ("LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -218,16 +223,19 @@ class Sandbox:
 
     def zygote(self) -> Zygote:
         """The zygote of the kernels this sandbox starts now (one per environment: with
-        numpy, or with numpy and torch)."""
+        numpy, or with numpy and torch): one this process inherited (INHERITED_ZYGOTES),
+        else its own, started now."""
         env = {k: v for k, v in self.kernel_env().items() if k not in PER_KERNEL_ENV}
         key = tuple(sorted(env.items()))
+        if not self._init.exists():
+            shutil.copyfile(shutil.which("cat") or "/usr/bin/cat", self._init)
+            self._init.chmod(0o111)  # execute-only: judge.zygote says why
         zygote = self.zygotes.get(key)
+        if zygote is None and key in INHERITED_ZYGOTES:
+            return INHERITED_ZYGOTES[key]  # a dead one fails its fork: then cold starts
         if zygote is None or not zygote.alive():
             if zygote is not None:
                 zygote.close()
-            if not self._init.exists():
-                shutil.copyfile(shutil.which("cat") or "/usr/bin/cat", self._init)
-                self._init.chmod(0o111)  # execute-only: judge.zygote says why
             zygote = self.zygotes[key] = Zygote(env, self.folder / "zygotes" / uuid.uuid4().hex[:8])
             self.zygotes_started += 1
         return zygote

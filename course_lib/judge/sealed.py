@@ -167,6 +167,28 @@ def _library_paths() -> list[str]:
 
 TORCH_IMPORT = re.compile(r"^\s*(import torch|from torch)\b", re.M)
 
+# The grading runtime every Sealed of this process uses, built once, where it is set: a
+# warm `course check` server's (instructor.check_server), whose zygotes imported it, so
+# that the kernels its graders fork see the same files at the same place.
+SHARED_RUNTIME: Path | None = None
+
+
+def kernel_base_env(runtime: Path) -> dict[str, str]:
+    """The environment of every grading kernel, but for its judge's address."""
+    return {**KERNEL_ENV, "PYTHONPATH": python_path(runtime)}
+
+
+def imports_torch(course_root: Path, assignment: str) -> bool:
+    """Does the source notebook of ``assignment`` import torch? (True if it cannot be
+    read: a kernel started ahead then imports torch, as before this was asked.)"""
+    path = Path(course_root) / "source" / assignment / f"{assignment}.ipynb"
+    try:
+        cells = json.loads(path.read_text())["cells"]
+        return any(TORCH_IMPORT.search("".join(c.get("source", "")))
+                   for c in cells if c.get("cell_type") == "code")
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+
 
 class Sealed:
     """The sealed-grading setup of this process (one at a time)."""
@@ -183,7 +205,7 @@ class Sealed:
         self.extra_arguments = list(extra_arguments)
         self._imports_torch: dict[str, bool] = {}  # assignment -> its source imports torch
         folder = Path(self.judge.folder)
-        self.runtime = build_runtime(folder / "runtime")
+        self.runtime = SHARED_RUNTIME or build_runtime(folder / "runtime")
         # Interrupts travel as messages: no signal from here crosses into the sandbox.
         write_kernelspec(folder / "jupyter" / "kernels", KERNEL_NAME, "course_lib.judge.launcher",
                          self.runtime, "Course grading (sealed)", interrupt_mode="message")
@@ -191,8 +213,7 @@ class Sealed:
         self.sandbox = sandbox.Sandbox(folder, self.runtime, Path(self.judge.socket_dir),
                                        hidden=[*self.course_roots, package],
                                        limits=self.settings.limits())
-        self.sandbox.env = {**KERNEL_ENV, "PYTHONPATH": python_path(self.runtime),
-                            "COURSE_JUDGE": self.judge.address}
+        self.sandbox.env = {**kernel_base_env(self.runtime), "COURSE_JUDGE": self.judge.address}
         self.env = {"JUPYTER_PATH": os.pathsep.join(
             p for p in (str(folder / "jupyter"), os.environ.get("JUPYTER_PATH")) if p)}
         os.environ.update(self.env)
@@ -216,17 +237,9 @@ class Sealed:
         return assignment in self.settings.manual_gradient_assignments
 
     def imports_torch(self, assignment: str) -> bool:
-        """Does the source notebook of ``assignment`` import torch? (True if it cannot be
-        read: a kernel started ahead then imports torch, as before this was asked.)"""
+        """imports_torch of the course, once per assignment."""
         if assignment not in self._imports_torch:
-            path = Path(self.course_roots[0]) / "source" / assignment / f"{assignment}.ipynb"
-            try:
-                cells = json.loads(path.read_text())["cells"]
-                self._imports_torch[assignment] = any(
-                    TORCH_IMPORT.search("".join(c.get("source", "")))
-                    for c in cells if c.get("cell_type") == "code")
-            except (OSError, ValueError, KeyError, TypeError):
-                self._imports_torch[assignment] = True
+            self._imports_torch[assignment] = imports_torch(self.course_roots[0], assignment)
         return self._imports_torch[assignment]
 
     def kernel_settings(self, assignment: str) -> tuple[bool, bool]:
