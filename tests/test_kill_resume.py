@@ -179,9 +179,13 @@ def is_kernel(pid: int) -> bool:
     return "judge.zygote" in command and len(nspid.split()) > 1
 
 
-def is_worker(pid: int) -> bool:
-    """A ProcessPoolExecutor worker (not multiprocessing's resource tracker)."""
-    return "spawn_main" in cmdline(pid)
+FORKSERVER = "multiprocessing.forkserver"
+
+
+def is_worker(pid: int, ppids: dict[int, int]) -> bool:
+    """A ProcessPoolExecutor worker: a process multiprocessing's forkserver forked
+    (instructor/workers.py), not the forkserver itself nor the resource tracker."""
+    return FORKSERVER in cmdline(pid) and FORKSERVER in cmdline(ppids.get(pid, 0))
 
 
 def autograded_students(course: Path) -> list[str]:
@@ -336,8 +340,8 @@ def test_a_worker_killed_mid_grading_then_a_rerun_gives_the_undisturbed_grades(
         # a third submission started, so with two workers one was graded already
         if len(autograded_students(course)) < 3:
             return None
-        busy = [w for w in children(run.proc.pid, ppids)
-                if is_worker(w) and any(is_kernel(k) for k in descendants(w, ppids))]
+        busy = [w for w in descendants(run.proc.pid, ppids)
+                if is_worker(w, ppids) and any(is_kernel(k) for k in descendants(w, ppids))]
         return busy[0] if busy else None
 
     victim = run.wait_for(worker_in_the_middle, "a worker grading a third submission")

@@ -222,20 +222,17 @@ def stop(course_root: Path) -> dict | None:
 def _warm_up(course_root: Path, folder: Path):
     """Import what a check imports and start a zygote per kind of kernel the course's
     assignments use; returns the Sandbox that owns the zygotes."""
-    from ..judge import sandbox, sealed
-    from . import check, cli, grade  # noqa: F401 - imported for the graders
-    from .course import load_config
-
-    cli.build_parser()  # imports every command's module
-    import nbclient  # noqa: F401
-    import nbgrader.apps.api  # noqa: F401
-    import nbgrader.converters.autograde  # noqa: F401
-    import zmq  # noqa: F401
-    from jupyter_client.manager import KernelManager  # noqa: F401
+    import importlib
 
     from .. import grading
-    from ..judge.polled_client import PolledKernelManager  # noqa: F401
+    from ..judge import sandbox, sealed
+    from . import cli, grade
+    from .course import load_config
+    from .workers import GRADER_MODULES
 
+    for name in GRADER_MODULES:
+        importlib.import_module(name)
+    cli.build_parser()  # imports every command's module
     grading.all_checks()  # the judge's checks of every lesson (torch for lesson 5)
     settings = grade.grading_settings(load_config(course_root))
     judge = sealed.Settings(**settings["judge"])
@@ -378,10 +375,10 @@ def _grade_as_the_command(server: Server, request: dict, fds: list[int],
 def serve(course_root: Path) -> int:
     """Run this course's server until it is idle, stopped or out of date."""
     # numpy's and torch's thread pools start with their import (first thing here): one
-    # thread each, so that this process has no other when it forks (a grader computes
-    # little outside its kernel).
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = "1"
+    # thread each, so that this process has no other when it forks (workers.py).
+    from .workers import ONE_MATH_THREAD
+
+    os.environ.update(ONE_MATH_THREAD)  # for the server's life
     from .check import course_cache
 
     course_root = Path(course_root).resolve()

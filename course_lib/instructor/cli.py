@@ -54,20 +54,26 @@ def _collect(args, root: Path) -> int:
 
 
 def _grade(args, root: Path) -> int:
-    from .grade import feedback_due, grade_class, merge_results, text_progress, write_grades_csv
-    from .report import load_results, save_results, write_report
-    from .status import NORMAL
+    from .course import check_assignments
+    from .workers import start_workers_early
 
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected a number of processes >= 1, got {args.jobs}")
     if args.jobs is not None and args.scheduler:
         raise ValueError("--jobs and --scheduler: choose one (on a cluster, each worker's "
                          "--nworkers sets how many submissions it grades at once)")
+    if not args.scheduler:  # the workers' imports, beside this process's own (workers.py)
+        start_workers_early(root, check_assignments(root, args.assignments), args.students,
+                            args.jobs)
+    from .grade import feedback_due, grade_class, merge_results, text_progress, write_grades_csv
+    from .report import load_results, save_results, write_report
+    from .status import NORMAL
+
     progress = text_progress if not args.quiet else None
     _warn_if_unsealed(args)
     policy = _feedback_policy(args)
     fresh = results = grade_class(root, args.assignments, args.students, progress=progress,
-                                  jobs=args.jobs, feedback=policy,
+                                  jobs=args.jobs, feedback=policy, meanwhile=_warm_report,
                                   scheduler=args.scheduler, unsealed=args.unsealed)
     if (args.students or args.assignments) and (root / RESULTS_JSON).is_file():
         # only these students or lessons were graded (a resubmission, this week's lesson):
@@ -89,6 +95,17 @@ def _grade(args, root: Path) -> int:
     print(f"grades:   {root / GRADES_CSV}\nreport:   {root / REPORT_HTML}")
     bad = [r for r in fresh if r.status not in NORMAL]
     return 0 if not bad else 1
+
+
+def _warm_report() -> None:
+    """The report's first figure's cost (report.figures.warm_up), paid while the workers
+    grade; a failure here is the report's to say, when it draws."""
+    try:
+        from .report.figures import warm_up
+
+        warm_up()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _feedback_policy(args):

@@ -50,6 +50,7 @@ from ..judge.server import Record, expected_checks, sweep_stale_folders
 from ..judge.tamper import ALL, inspect_submission
 from .course import check_assignments, find_course_root, load_config, open_api
 from .status import FAILED, NO_VERDICT, NORMAL, Status, cell_verdict
+from .workers import start_workers_early, worker_context
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20  # a lesson notebook with outputs is well under 2 MiB
 
@@ -976,26 +977,35 @@ def _start_pool(jobs: int, course_root: Path, first: str | None = None,
                 settings: dict | None = None):
     """``jobs`` grading worker processes, each starting on its grading API at once
     (and on a kernel for a notebook of ``first``, the assignment graded first), with
-    the grading ``settings`` this process read."""
+    the grading ``settings`` and the environment this process has now."""
     import concurrent.futures as cf
-    import multiprocessing
 
-    # spawn, not fork: a forked child would share this process's open
-    # gradebook connections and kernel-manager state.
-    ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_start_worker,
-                                  initargs=(str(course_root), first, settings))
-    for _ in range(jobs):  # a process is spawned per task submitted while none is idle
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=worker_context(),
+                                  initializer=_start_worker,
+                                  initargs=(str(course_root), first, settings, dict(os.environ)))
+    for _ in range(jobs):  # a process is forked per task submitted while none is idle
         pool.submit(os.getpid)
     return pool
 
 
-def _start_worker(course_root: str, first: str | None = None,
-                  settings: dict | None = None) -> None:
+def _start_worker(course_root: str, first: str | None = None, settings: dict | None = None,
+                  environ: dict | None = None) -> None:
     """A grading worker process, before its first task: the grading API (the judge and
     sandbox, a kernel started for a notebook of ``first``, then nbgrader's imports),
     and one gradebook engine for all its submissions (shared_gradebook, left open
-    until the process ends)."""
+    until the process ends).
+
+    A worker forked by the forkserver has the forkserver's environment: ``environ`` is
+    the grading's (as a spawned worker's would be). It ends with os._exit, as every
+    forked multiprocessing process does: the exit handlers (atexit: the judge's and the
+    sandbox's folders, the zygotes) run from multiprocessing's own last step instead."""
+    import atexit
+    from multiprocessing import util
+
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
+    util.Finalize(None, atexit._run_exitfuncs, exitpriority=0)
     _open_gradebook_scope()
     try:
         _WORKER_API[course_root] = open_grading_api(
@@ -1007,7 +1017,8 @@ def _start_worker(course_root: str, first: str | None = None,
 
 def grade_class(course_root: Path | None = None, assignments=None, students=None,
                 progress=None, jobs: int | None = None, feedback=Feedback.NONE,
-                scheduler: str | None = None, unsealed: bool = False) -> list[SubmissionResult]:
+                scheduler: str | None = None, unsealed: bool = False,
+                meanwhile=None) -> list[SubmissionResult]:
     """Autograde every submission of every given assignment.
 
     Args:
@@ -1025,6 +1036,9 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
             unused; see distributed.py).
         unsealed: grade with stock nbgrader, the students' code unconfined
             (UNSEALED_WARNING); for machines where the sandbox cannot run.
+        meanwhile: a callable run in a thread of this process while its workers
+            grade (`course grade`: the report's matplotlib, figures.warm_up), and
+            waited for before this returns.
     Returns:
         one SubmissionResult per (student, assignment), sorted by both; the
         same whatever ``jobs`` or ``scheduler`` is.
@@ -1040,6 +1054,8 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         os.environ.pop("COURSE_UNSEALED", None)
         check_available()  # before any worker starts: say once what is missing
     assignments = check_assignments(course_root, assignments)
+    if not scheduler:
+        start_workers_early(course_root, assignments, students, jobs)
     api, _ = open_api(course_root)
     with shared_gradebook():
         students = sorted(students) if students else class_students(course_root, api)
@@ -1084,7 +1100,7 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
     else:
         import concurrent.futures as cf
 
-        remaining = list(tasks)
+        remaining, helper = list(tasks), None
         # A worker that dies (killed, out of memory) breaks the whole pool: the
         # submissions it had not finished are graded again by a fresh pool.
         # Grading is idempotent (autograde --force), so nothing is doubled.
@@ -1096,6 +1112,10 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
                     futures = {pool.submit(_grade_task, str(course_root), a, s, feedback,
                                            _then(remaining, i, jobs)): (a, s)
                                for i, (a, s) in enumerate(remaining)}
+                    if meanwhile is not None and helper is None:  # this process waits now
+                        helper = threading.Thread(target=meanwhile, daemon=True,
+                                                  name="meanwhile")
+                        helper.start()
                     for future in cf.as_completed(futures):
                         result = future.result()
                         finished.add(futures[future])
@@ -1108,6 +1128,8 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
                     for a, s in remaining:
                         done(SubmissionResult(s, a, 0.0, 0.0, Status.ERROR, "the grading worker "
                                               f"died {ATTEMPTS} times while grading it"))
+        if helper is not None:
+            helper.join()
     sweep_stale_folders()  # what a worker killed mid-run left in /tmp
     return sorted(results, key=lambda r: (r.student, r.assignment))
 
