@@ -55,7 +55,7 @@ def _collect(args, root: Path) -> int:
 
 def _grade(args, root: Path) -> int:
     from .course import check_assignments
-    from .workers import start_workers_early
+    from .workers import start_workers_early, stop_forkserver
 
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected a number of processes >= 1, got {args.jobs}")
@@ -75,6 +75,7 @@ def _grade(args, root: Path) -> int:
     fresh = results = grade_class(root, args.assignments, args.students, progress=progress,
                                   jobs=args.jobs, feedback=policy, meanwhile=_warm_report,
                                   scheduler=args.scheduler, unsealed=args.unsealed)
+    stop_forkserver()
     if (args.students or args.assignments) and (root / RESULTS_JSON).is_file():
         # only these students or lessons were graded (a resubmission, this week's lesson):
         # every other (student, lesson) keeps its stored result and its grades.csv row

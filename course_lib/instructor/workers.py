@@ -81,3 +81,15 @@ def start_workers_early(course_root: Path, assignments, students, jobs: int | No
         sum(1 for p in submitted.iterdir() if p.is_dir()) if submitted.is_dir() else 0)
     if len(assignments or ()) * count > 1:
         worker_context()
+
+
+def stop_forkserver() -> None:
+    """End the forkserver once a command has graded: nothing of the grading outlives
+    the command, and the CPU of the forkserver and its workers counts as the command's
+    (its children's). multiprocessing has no public way to; its own tests call this."""
+    from multiprocessing import forkserver
+
+    try:
+        forkserver._forkserver._stop()
+    except (AttributeError, OSError):
+        pass
