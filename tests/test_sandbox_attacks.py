@@ -561,6 +561,35 @@ piped = attempt("os.popen", lambda: os.popen("echo ran").read())
 stolen = status == 0 or piped == "ran\\n" or os.path.exists("ran-os-system")
 '''
 
+READ_KEYRINGS = '''
+import ctypes
+import platform
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+ADD_KEY, KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}[platform.machine()]
+
+
+def call(*args):
+    result = _libc.syscall(*args)
+    if result < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return result
+
+
+def describe(ring):  # KEYCTL_DESCRIBE: the keyring whoever started the grader holds
+    buffer = ctypes.create_string_buffer(256)
+    call(KEYCTL, 6, ctypes.c_long(ring), buffer, 256)
+    return buffer.value
+
+
+stolen = attempt("describe the session keyring", lambda: describe(-3)) is not None
+stolen = attempt("describe the user keyring", lambda: describe(-4)) is not None or stolen
+stolen = attempt("add a key for the next kernel", lambda: call(
+    ADD_KEY, b"user", b"left-for-the-next", b"x", 1, ctypes.c_long(-3))) is not None or stolen
+stolen = bool(attempt("/proc/keys", lambda: read("/proc/keys"))) or stolen
+'''
+
 SPAWN_POSIX_SPAWN = '''
 def spawn():
     pid = os.posix_spawn("/bin/true", ["true"], {})
@@ -1388,6 +1417,7 @@ ATTACKS: dict[str, Attack] = {
                                                    why="DONE walk /: []"),
     "read_proc_of_every_pid": Attack("read", READ_PROC_OF_EVERY_PID, *BLOCKED,
                                      why=f"pids seen: {SANDBOX_PIDS}"),
+    "read_the_graders_keyrings": Attack("read", READ_KEYRINGS, *BLOCKED, why=EPERM),
     "read_other_kernels_sockets": Attack("read", READ_OTHER_KERNELS, *BLOCKED,
                                          why="judge.sock"),
     "read_through_inherited_fds": Attack("read", READ_INHERITED_FDS, *BLOCKED,

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -115,11 +116,24 @@ def course_cache(course_root: Path) -> Path:
     assignments, and its warm grader's socket (check_server)."""
     course_root = Path(course_root).resolve()
     folder = cache_root() / hashlib.sha256(str(course_root).encode()).hexdigest()[:12]
+    made = False
     if not folder.is_dir():
         _sweep_gone_courses(folder.parent)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "course").write_text(str(course_root))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+            made = True
+        except FileExistsError:
+            pass  # made since, or not a folder: said below
+    # A folder someone else made first (a cache under a shared /tmp) would be theirs to
+    # fill: a gradebook, a server's socket. Only a real folder of this user's is used.
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(f"the check cache {folder} is not a folder of this user's: "
+                           "remove it, or set COURSE_CHECK_CACHE to a private folder")
     folder.chmod(0o700)
+    if made:
+        (folder / "course").write_text(str(course_root))
     return folder
 
 

@@ -52,6 +52,7 @@ from pathlib import Path
 MODULE = "course_lib.instructor.check_server"
 IDLE_SECONDS = 600.0
 MESSAGE_BYTES = 1 << 20  # one request: arguments, working folder, environment
+REQUEST_SECONDS = 5.0  # for a caller to send its request once connected
 
 
 def enabled() -> bool:
@@ -100,11 +101,15 @@ def _address(path: Path) -> tuple[str, int | None]:
 
 
 def _connect(path: Path, timeout: float | None = None) -> socket.socket | None:
+    """A connection to the server at ``path``: only one this user runs (another
+    user's socket, even in a folder of ours, is never talked to)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     address, fd = _address(path)
     try:
         sock.settimeout(5.0)
         sock.connect(address)
+        if _peer_uid(sock) != os.getuid():
+            raise PermissionError(f"{path} is another user's")
         sock.settimeout(timeout)
         return sock
     except OSError:
@@ -113,6 +118,30 @@ def _connect(path: Path, timeout: float | None = None) -> socket.socket | None:
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def _request(message: bytes) -> dict | None:
+    """A request as the server reads it, or None: a JSON object whose fields have the
+    types a check, a status or a stop needs."""
+    try:
+        request = json.loads(message)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(request, dict):
+        return None
+    if request.get("status") is True or request.get("stop") is True:
+        return request
+    argv, env = request.get("argv"), request.get("env")
+    fine = (isinstance(argv, list) and all(isinstance(a, str) for a in argv)
+            and isinstance(request.get("cwd"), str) and isinstance(env, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+            and isinstance(request.get("age"), (int, float, type(None))))
+    return request if fine else None
 
 
 def _ask(sock: socket.socket, request: dict, fds=()) -> None:
@@ -134,7 +163,10 @@ def forward(argv: list[str], course_root: Path) -> int | None:
     or None when no server answered (the caller then checks in its own process)."""
     if not enabled():
         return None
-    sock = _connect(socket_path(course_root))
+    try:
+        sock = _connect(socket_path(course_root))
+    except (OSError, RuntimeError):
+        return None  # a cache folder that is not ours: the command says so itself
     if sock is None:
         return None
     with sock:
@@ -171,7 +203,11 @@ def start_in_background(course_root: Path) -> None:
     """Start this course's server for the next checks, unless it is off, running (a
     server that finds another one running ends at once), or failed to start with this
     code (its ``.failed`` file says why; ``course check-server start`` tries again)."""
-    if enabled() and not socket_path(course_root).with_suffix(".failed").exists():
+    try:
+        failed = socket_path(course_root).with_suffix(".failed").exists()
+    except (OSError, RuntimeError):
+        return
+    if enabled() and not failed:
         _spawn(course_root)
 
 
@@ -294,44 +330,57 @@ class Server:
                 return
 
     def handle(self, conn: socket.socket) -> None:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        if struct.unpack("3i", creds)[1] != os.getuid():
+        if _peer_uid(conn) != os.getuid():
             return  # only this user (the folder's mode already says so)
+        conn.settimeout(REQUEST_SECONDS)  # a caller that says nothing holds no one up
         try:
             message, fds, _, _ = socket.recv_fds(conn, MESSAGE_BYTES, 2)
-            request = json.loads(message)
-        except (OSError, ValueError):
+        except OSError:
             return
-        try:
+        try:  # whatever the request is, the descriptors it carried are closed here
+            request = _request(message)
+            if request is None:
+                return
+            conn.settimeout(None)
             if request.get("status"):
                 _ask(conn, self.status())
             elif request.get("stop"):
                 _ask(conn, self.status())
                 self.running = False
-            elif "argv" in request and len(fds) == 2:
+            elif len(fds) == 2:
                 self.check(conn, request, fds)
         finally:
             for fd in fds:
                 os.close(fd)
 
     def check(self, conn: socket.socket, request: dict, fds: list[int]) -> None:
-        """Fork a grader for one `course check` and wait for it."""
+        """Fork a grader for one `course check` and wait for it. The caller hears the
+        grader's pid first (to pass on a Ctrl-C), then its exit status."""
         self.checks += 1
         received = time.monotonic()
+        told, tell = os.pipe()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                os.close(tell)
+                os.read(told, 1)  # the caller has the pid
+                os.close(told)
                 code = _grade_as_the_command(self, request, fds, received)
             finally:
                 try:
                     _ask(conn, {"exit": code})
                 finally:
                     os._exit(0)
+        os.close(told)
         try:
             _ask(conn, {"pid": pid})
+        except OSError:
+            pass  # the caller went away: its grader still runs, alone, and is waited for
         finally:
-            os.waitpid(pid, 0)  # a caller that went away still has its grader waited for
+            os.write(tell, b"x")
+            os.close(tell)
+            os.waitpid(pid, 0)
 
 
 def _grade_as_the_command(server: Server, request: dict, fds: list[int],

@@ -27,7 +27,13 @@ no code in it can remove or loosen it) that refuses
   grading machine's disk is made read-only to it once its sockets exist
   (sandbox.SandboxKernelManager.seal_socket_folder), and stays so;
 - ``io_uring_setup`` (answered ENOSYS, as where io_uring is absent): a ring's
-  operations would make those calls without passing through the filter.
+  operations would make those calls without passing through the filter;
+- ``add_key``, ``request_key`` and ``keyctl``: the kernel's keyrings are not
+  namespaced, and a process inherits its session keyring, so a kernel could read
+  the keys of whoever started the grader (a login's keyring: Kerberos tickets,
+  filesystem keys) and leave one for the next kernel. Before the filter the
+  kernel also joins a new, empty session keyring (``leave_the_keyrings``), and
+  the sandbox hides ``/proc/keys``.
 
 A refused call fails with EPERM: Python raises PermissionError, which the
 student reads. The sandbox already keeps such a program away from anything
@@ -80,6 +86,8 @@ ARCHES = {
                             197: errno.EPERM, 198: errno.EPERM, 199: errno.EPERM,
                             463: errno.EPERM, 466: errno.EPERM,
                             425: errno.ENOSYS,  # io_uring_setup
+                            # add_key, request_key, keyctl
+                            248: errno.EPERM, 249: errno.EPERM, 250: errno.EPERM,
                             435: errno.ENOSYS}, 56, 157, 0x40000000),  # clone3; clone; prctl; x32
     "aarch64": (0xC00000B7, {221: errno.EPERM, 281: errno.EPERM, 117: errno.EPERM,
                              # fchmod, fchmodat, fchmodat2, fchown, fchownat
@@ -91,6 +99,8 @@ ARCHES = {
                              14: errno.EPERM, 15: errno.EPERM, 16: errno.EPERM,
                              463: errno.EPERM, 466: errno.EPERM,
                              425: errno.ENOSYS,  # io_uring_setup
+                             # add_key, request_key, keyctl
+                             217: errno.EPERM, 218: errno.EPERM, 219: errno.EPERM,
                              435: errno.ENOSYS}, 220, 167, None),
 }
 
@@ -130,6 +140,20 @@ def seccomp_program(machine: str) -> bytes:
 
 SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
 SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC = 1, 1
+SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING = {"x86_64": 250, "aarch64": 219}, 1
+
+
+def leave_the_keyrings() -> None:
+    """Join a new, empty, anonymous session keyring: the one inherited from whoever
+    started the grader is no longer this process's (its keys no longer "possessed").
+    Best effort: where it fails, the filter still refuses every keyring call."""
+    import platform
+
+    number = SYS_KEYCTL.get(platform.machine())
+    if number is not None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
+        libc.syscall(number, KEYCTL_JOIN_SESSION_KEYRING, None)
 
 
 def forbid_new_programs() -> None:
@@ -250,6 +274,7 @@ def main() -> None:
         import importlib
 
         importlib.invalidate_caches()  # the working folder changed after the imports above
+        leave_the_keyrings()
         forbid_new_programs()  # before the first message, so before any of the notebook's code
     except BaseException as exc:  # noqa: BLE001 - whatever stopped it, said in its log
         _say_why(log, exc)

@@ -207,6 +207,8 @@ class Sandbox:
         self.zygotes: dict[tuple, Zygote] = {}
         self.zygotes_started = 0  # the bench and tests read it: one per kind of kernel
         self._init = self.folder / "init"
+        self._empty = self.folder / "empty"  # bound over what the kernel must not read
+        self._empty.write_bytes(b"")
         atexit.register(self.close)  # after the pool's own (atexit runs the last first)
         _compile_runtime(self.runtime)
 
@@ -289,7 +291,12 @@ class Sandbox:
         # parent-death signal and outlive grading (tests/test_sandbox_attacks.py).
         argv = [self.bwrap, *_namespaces(), "--as-pid-1", "--disable-userns",
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "grading",
-                "--proc", "/proc", "--dev", "/dev",
+                "--proc", "/proc",
+                # the keys of every keyring the kernel's uid may view, by name (the kernel
+                # has none of its own: judge.launcher.leave_the_keyrings)
+                "--ro-bind", str(self._empty), "/proc/keys",
+                "--ro-bind", str(self._empty), "/proc/key-users",
+                "--dev", "/dev",
                 # bwrap's /dev is a tmpfs without a size (/dev/shm a folder in it): read-only;
                 # the device nodes in it (/dev/null...) stay writable
                 "--remount-ro", "/dev",
