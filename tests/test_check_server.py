@@ -23,65 +23,20 @@ from pathlib import Path
 import nbformat
 import pytest
 from toycourse import ASSIGNMENT, RIGHT, SIGMOID_INSTEAD, make_course, submission
+from warmgrader import (
+    as_nobody,
+    course_cmd,
+    environment,
+    gone,
+    server_state,
+    stop,
+    walkable_cache,
+    zygotes_of,
+)
 
 from course_lib.instructor import check_server
 
 pytestmark = pytest.mark.kernel
-
-
-def course_cmd(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "course_lib.instructor.cli", *args],
-                          env=env, cwd=env["COURSE_ROOT"], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def server_state(env: dict) -> dict | None:
-    """`course check-server status` as a dict (pid, socket), or None."""
-    done = course_cmd(env, "check-server", "status")
-    if done.returncode != 0:
-        return None
-    words = done.stdout.split()
-    return {"pid": int(words[words.index("pid") + 1].rstrip(",")),
-            "checks": int(words[words.index("pid") + 2]),
-            "socket": Path(words[words.index("socket") + 1])}
-
-
-def zygotes_of(pid: int) -> set[int]:
-    """The server's children that are zygotes (judge.zygote), seen from the host."""
-    found = set()
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"course_lib.judge.zygote" in cmdline:
-            found.add(int(child))
-    return found
-
-
-def gone(pid: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def stop(env: dict) -> None:
-    state = server_state(env)
-    course_cmd(env, "check-server", "stop")
-    if state and not gone(state["pid"], 30):
-        os.kill(state["pid"], 9)
-
-
-def environment(course: Path, cache: Path, **more: str) -> dict:
-    return {**os.environ, "COURSE_ROOT": str(course), "COURSE_CHECK_CACHE": str(cache),
-            "COURSE_CHECK_SERVER": "1", **more}
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +44,7 @@ def served(tmp_path_factory):
     """A toy course whose warm grader runs; (course, env, the server's state)."""
     folder = tmp_path_factory.mktemp("served")
     course = make_course(folder / "course")
-    # a cache any user could walk to (pytest's folders are private): only its own 0700
-    # folder and the server keep others out
-    cache = Path(tempfile.mkdtemp(prefix="check-server-"))
-    cache.chmod(0o755)
+    cache = walkable_cache("check-server-")
     env = environment(course, cache)
     try:
         started = course_cmd(env, "check-server", "start")
@@ -189,32 +141,16 @@ def test_a_kernel_cannot_reach_the_warm_graders_socket(served, tmp_path):
     assert done.returncode == 0 and "2/2" in done.stdout, done.stdout + done.stderr
 
 
-def _connect_as_nobody(address: str) -> str:
-    """Connect to ``address`` and ask for the status, as uid 65534: what happened."""
-    read, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                sock.connect(address)
-                socket.send_fds(sock, [b'{"status": true}'], [])
-                sock.settimeout(30)
-                said = "answered: " + sock.recv(65536).decode() or "closed"
-            except OSError as exc:
-                said = f"refused: {exc.strerror}"
-            os.write(write_end, (said or "closed").encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    said = os.read(read, 65536).decode()
-    os.close(read)
-    os.waitpid(pid, 0)
-    return said
+def _status_as_nobody(address: str) -> str:
+    """Connect to ``address`` and ask for the status (run as uid 65534): what happened."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        sock.connect(address)
+        socket.send_fds(sock, [b'{"status": true}'], [])
+        sock.settimeout(30)
+        return "answered: " + sock.recv(65536).decode() or "closed"
+    except OSError as exc:
+        return f"refused: {exc.strerror}"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
@@ -222,13 +158,13 @@ def test_another_user_can_neither_reach_nor_use_it(served):
     course, env, state = served
     path = state["socket"]
     assert (path.parent.stat().st_mode & 0o777) == 0o700
-    said = _connect_as_nobody(str(path))
+    said = as_nobody(_status_as_nobody, str(path))
     assert said.startswith("refused") and "Permission denied" in said, said
     # with the folder opened up, the server itself refuses another user (SO_PEERCRED)
     path.parent.chmod(0o711)
     path.chmod(0o777)
     try:
-        said = _connect_as_nobody(str(path))
+        said = as_nobody(_status_as_nobody, str(path))
     finally:
         path.parent.chmod(0o700)
     assert "pid" not in said and "answered: {" not in said, said  # closed unanswered

@@ -48,6 +48,16 @@ from pathlib import Path
 import nbformat
 import pytest
 from toycourse import ASSIGNMENT, RIGHT, make_course, submission
+from warmgrader import (
+    as_nobody,
+    children,
+    course_cmd,
+    environment,
+    gone,
+    server_state,
+    walkable_cache,
+    zygotes_of,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -56,55 +66,6 @@ GRADED = "sigmoid_prime_values"
 ADD_KEY, KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}.get(platform.machine(),
                                                                     (None, None))
 INSTRUCTOR_KEY = "course-instructor-secret"
-
-
-# -- running the command (as tests/test_check_server.py does) ---------------------------
-
-def course_cmd(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "course_lib.instructor.cli", *args],
-                          env=env, cwd=env["COURSE_ROOT"], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def server_state(env: dict) -> dict | None:
-    done = course_cmd(env, "check-server", "status")
-    if done.returncode != 0:
-        return None
-    words = done.stdout.split()
-    return {"pid": int(words[words.index("pid") + 1].rstrip(",")),
-            "checks": int(words[words.index("pid") + 2]),
-            "socket": Path(words[words.index("socket") + 1])}
-
-
-def children(pid: int) -> set[int]:
-    try:
-        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except OSError:
-        return set()
-
-
-def zygotes_of(pid: int) -> set[int]:
-    found = set()
-    for child in children(pid):
-        try:
-            if b"course_lib.judge.zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.add(child)
-        except OSError:
-            pass
-    return found
-
-
-def gone(pid: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def until(predicate, within: float = 30.0) -> bool:
@@ -182,11 +143,9 @@ def sweep(cache: Path, within: float = 0.0) -> None:
 def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("attacked")
     course = make_course(folder / "course")
-    cache = Path(tempfile.mkdtemp(prefix="check-server-attacks-"))
-    cache.chmod(0o755)
+    cache = walkable_cache("check-server-attacks-")
     # one notebook's limit: an attack that never ends costs the toy course's cell limit
-    env = {**os.environ, "COURSE_ROOT": str(course), "COURSE_CHECK_CACHE": str(cache),
-           "COURSE_CHECK_SERVER": "1", "COURSE_NOTEBOOK_TIMEOUT": "40"}
+    env = environment(course, cache, COURSE_NOTEBOOK_TIMEOUT="40")
     secret = "instructor-" + os.urandom(8).hex()
     state = None
     try:
@@ -629,32 +588,6 @@ def _raw(path: Path, request, fds=(), timeout: float = 120.0, raw: bytes | None 
         return answers
 
 
-def _as_nobody(work, *args) -> str:
-    """``work(*args)`` in a child process running as uid/gid 65534; what it returned."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            try:
-                said = work(*args)
-            except BaseException as exc:  # noqa: BLE001 - reported to the parent
-                said = f"{type(exc).__name__}: {exc}"
-            os.write(write, str(said).encode()[:60000])
-        finally:
-            os._exit(0)
-    os.close(write)
-    chunks = []
-    while chunk := os.read(read, 65536):
-        chunks.append(chunk)
-    os.close(read)
-    os.waitpid(pid, 0)
-    return b"".join(chunks).decode(errors="replace")
-
-
 def _forge_check_request(address: str, course: str, notebook: str) -> str:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
@@ -683,14 +616,14 @@ def test_another_user_cannot_have_the_server_run_a_check(served, tmp_path):
     tmp_path.chmod(0o755)
     notebook.chmod(0o644)
     before = server_state(served.env)["checks"]
-    said = _as_nobody(_forge_check_request, str(served.socket), str(served.course),
+    said = as_nobody(_forge_check_request, str(served.socket), str(served.course),
                       str(notebook))
     assert said.startswith("refused") and "Permission denied" in said, said
     folder_mode, socket_mode = served.socket.parent.stat().st_mode, served.socket.stat().st_mode
     served.socket.parent.chmod(0o711)
     served.socket.chmod(0o777)
     try:
-        said = _as_nobody(_forge_check_request, str(served.socket), str(served.course),
+        said = as_nobody(_forge_check_request, str(served.socket), str(served.course),
                           str(notebook))
     finally:
         served.socket.parent.chmod(folder_mode & 0o7777)
