@@ -41,11 +41,13 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -300,12 +302,15 @@ class Server:
         return {"pid": os.getpid(), "started": self.started, "checks": self.checks,
                 "socket": str(self.path), "course": str(self.course_root)}
 
-    def still_wanted(self) -> bool:
+    def owns_socket(self) -> bool:
+        """Is the socket file still this server's (not removed, nor another's since)?"""
         try:
-            ours = self.path.stat().st_ino == self.inode
+            return self.path.stat().st_ino == self.inode
         except OSError:
-            ours = False
-        return ours and (self.course_root / "source").is_dir()
+            return False
+
+    def still_wanted(self) -> bool:
+        return self.owns_socket() and (self.course_root / "source").is_dir()
 
     def serve(self) -> None:
         idle, last = idle_seconds(), time.monotonic()
@@ -428,11 +433,8 @@ def serve(course_root: Path) -> int:
     from .workers import ONE_MATH_THREAD
 
     os.environ.update(ONE_MATH_THREAD)  # for the server's life
-    from .check import course_cache
-
     course_root = Path(course_root).resolve()
-    path = socket_path(course_root)
-    folder = course_cache(course_root)
+    path = socket_path(course_root)  # in course_cache's folder: the user's own, 0700
     lock = open(path.with_suffix(".lock"), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -441,8 +443,6 @@ def serve(course_root: Path) -> int:
     log = open(path.with_suffix(".log"), "w")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
-    import tempfile
-
     work = Path(tempfile.mkdtemp(prefix="course-check-server-"))
     try:
         try:
@@ -470,13 +470,11 @@ def serve(course_root: Path) -> int:
         try:
             server.serve()
         finally:
-            if server.still_wanted() or path.exists() and path.stat().st_ino == server.inode:
+            if server.owns_socket():
                 path.unlink(missing_ok=True)
         print(f"ended after {server.checks} check(s)", flush=True)
         return 0
     finally:
-        import shutil
-
         if "box" in locals():
             box.close()  # its zygotes
         shutil.rmtree(work, ignore_errors=True)
