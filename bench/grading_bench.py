@@ -49,7 +49,6 @@ keeps it).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import os
 import re
@@ -629,8 +628,9 @@ def _server_cpu(template: Path, env: dict) -> float:
     """CPU seconds the warm grader's graders and kernels have used so far: the ended
     children of the server (its graders) and of its zygotes (their kernels)."""
     from course_lib.instructor import check_server
+    from course_lib.instructor.workers import environment
 
-    with _environment({"COURSE_ROOT": str(template), **env, "COURSE_CHECK_SERVER": "1"}):
+    with environment({"COURSE_ROOT": str(template), **env, "COURSE_CHECK_SERVER": "1"}):
         state = check_server.status(template)
     if state is None:
         raise RuntimeError("the warm grader is not running")
@@ -642,20 +642,6 @@ def _server_cpu(template: Path, env: dict) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[13]) + int(fields[14])  # cutime, cstime
     return total / tick
-
-
-@contextlib.contextmanager
-def _environment(values: dict):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _timings(log: Path) -> list[str]:

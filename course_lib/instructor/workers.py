@@ -43,10 +43,11 @@ ONE_MATH_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 
 
 @contextmanager
-def single_threaded_math():
-    """ONE_MATH_THREAD for a process started within."""
-    saved = {name: os.environ.get(name) for name in ONE_MATH_THREAD}
-    os.environ.update(ONE_MATH_THREAD)
+def environment(values: dict[str, str]):
+    """These environment variables set within (for a process started there), then
+    put back as they were."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -65,7 +66,7 @@ def worker_context():
 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(GRADER_MODULES))
-    with single_threaded_math():
+    with environment(ONE_MATH_THREAD):
         forkserver.ensure_running()
     return ctx
 
