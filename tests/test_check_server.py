@@ -22,7 +22,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from toycourse import ASSIGNMENT, RIGHT, SIGMOID_INSTEAD, make_course, submission
+from toycourse import (
+    ASSIGNMENT,
+    RIGHT,
+    RIGHT_ONLY_AS_PID_2,
+    SIGMOID_INSTEAD,
+    make_course,
+    submission,
+)
 from warmgrader import (
     as_nobody,
     course_cmd,
@@ -93,12 +100,6 @@ def test_a_check_the_warm_grader_answers_is_the_commands_own(served, tmp_path):
     bad = course_cmd(env, "check", "right.ipynb")
     assert bad.returncode == 2 and "--assignment" in bad.stderr
     assert server_state(env)["checks"] == before + 5
-
-
-# right only in a kernel that is pid 2 beside /init: one forked from a zygote
-RIGHT_ONLY_AS_PID_2 = ("def sigmoid_prime(z):\n    import os\n    import numpy as np\n"
-                       "    s = 1 / (1 + np.exp(-np.asarray(z, dtype=float)))\n"
-                       "    return s * (1 - s) * (os.getpid() == 2)")
 
 
 def test_its_graders_fork_the_kernels_from_zygotes_it_started_once(served, tmp_path):

@@ -179,6 +179,13 @@ def is_kernel(pid: int) -> bool:
     return "judge.zygote" in command and len(nspid.split()) > 1
 
 
+def is_sandbox(pid: int) -> bool:
+    """A grading kernel's sandbox, started by the worker that grades in it: bwrap around
+    the kernel, or around the /init beside a kernel forked into it by a zygote (the
+    zygotes are the main process's, shared by the workers: course_lib.judge.zygote)."""
+    return is_kernel(pid) or cmdline(pid).startswith(shutil.which("bwrap") or "/usr/bin/bwrap")
+
+
 FORKSERVER = "multiprocessing.forkserver"
 
 
@@ -341,7 +348,7 @@ def test_a_worker_killed_mid_grading_then_a_rerun_gives_the_undisturbed_grades(
         if len(autograded_students(course)) < 3:
             return None
         busy = [w for w in descendants(run.proc.pid, ppids)
-                if is_worker(w, ppids) and any(is_kernel(k) for k in descendants(w, ppids))]
+                if is_worker(w, ppids) and any(is_sandbox(k) for k in descendants(w, ppids))]
         return busy[0] if busy else None
 
     victim = run.wait_for(worker_in_the_middle, "a worker grading a third submission")

@@ -15,11 +15,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from toycourse import ASSIGNMENT, RIGHT, hand_in, make_course, submission
+from toycourse import ASSIGNMENT, RIGHT, RIGHT_ONLY_AS_PID_2, hand_in, make_course, submission
 
 from course_lib.instructor.grade import _WORKER_API, grade_class
 from course_lib.judge import zygote as zygote_module
@@ -347,3 +348,56 @@ def test_one_zygote_forks_every_kernel_of_a_class(tmp_path, monkeypatch):
     assert [(r.student, r.score) for r in results] == [(s, 2.0) for s in students]
     sandbox = _WORKER_API[str(course.resolve())].sealed.sandbox
     assert sandbox.fork_kernels and sandbox.zygotes_started == 1
+
+
+def _zygotes() -> dict[int, int]:
+    """Every zygote on the machine (not a kernel it forked, which shows the same command
+    line): its pid and its parent's."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            parent = int(_status(int(entry))["PPid"])
+            parent_command = Path(f"/proc/{parent}/cmdline").read_bytes()
+        except (OSError, KeyError, ValueError):
+            continue
+        if zygote_module.MODULE.encode() in command \
+                and zygote_module.MODULE.encode() not in parent_command:
+            found[int(entry)] = parent
+    return found
+
+
+def test_two_workers_fork_every_kernel_from_the_zygotes_the_class_started_once(
+        tmp_path, monkeypatch):
+    """`course grade --jobs 2`: the main process starts one zygote per kind of kernel and
+    hands it to both workers, which start none of their own (torch's import once per
+    class, not once per worker); every kernel is forked (right only as pid 2), and the
+    zygotes end with the grading."""
+    monkeypatch.delenv("COURSE_FORK_KERNELS", raising=False)
+    course = make_course(tmp_path / "course")
+    students = ["amy", "ben", "cat", "dan", "eve", "fay"]
+    for student in students:
+        hand_in(course, student, submission(RIGHT_ONLY_AS_PID_2))
+    before, seen = set(_zygotes()), {}
+    watching = True
+
+    def watch():
+        while watching:
+            seen.update((pid, parent) for pid, parent in _zygotes().items()
+                        if pid not in before)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        results = grade_class(course, jobs=2)
+    finally:
+        watching = False
+        watcher.join()
+    assert [(r.student, r.score) for r in results] == [(s, 2.0) for s in students]
+    assert len(seen) == 1 and set(seen.values()) == {os.getpid()}, seen
+    (zygote,) = seen
+    _until(lambda: not os.path.exists(f"/proc/{zygote}")
+           or _status(zygote).get("State", "").startswith("Z"))

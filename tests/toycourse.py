@@ -18,6 +18,10 @@ RIGHT = ("def sigmoid_prime(z):\n    import numpy as np\n    s = 1 / (1 + np.exp
          "dtype=float)))\n    return s * (1 - s)")
 SIGMOID_INSTEAD = ("def sigmoid_prime(z):\n    import numpy as np\n"
                    "    return 1 / (1 + np.exp(-np.asarray(z, dtype=float)))")
+# right only in a kernel that is pid 2 beside /init: one forked from a zygote
+RIGHT_ONLY_AS_PID_2 = ("def sigmoid_prime(z):\n    import os\n    import numpy as np\n"
+                       "    s = 1 / (1 + np.exp(-np.asarray(z, dtype=float)))\n"
+                       "    return s * (1 - s) * (os.getpid() == 2)")
 
 
 def _cell(kind, source, **nbgrader):

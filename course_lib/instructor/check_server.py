@@ -273,19 +273,12 @@ def _warm_up(course_root: Path, folder: Path):
     cli.build_parser()  # imports every command's module
     grading.all_checks()  # the judge's checks of every lesson (torch for lesson 5)
     settings = grade.grading_settings(load_config(course_root))
-    judge = sealed.Settings(**settings["judge"])
     assignments = sorted(p.name for p in (course_root / "source").iterdir() if p.is_dir())
-
-    sealed.SHARED_RUNTIME = sealed.build_runtime(folder / "runtime")
-    (folder / "judge").mkdir()
-    box = sandbox.Sandbox(folder, sealed.SHARED_RUNTIME, folder / "judge",
-                          limits=judge.limits())
-    box.env = sealed.kernel_base_env(sealed.SHARED_RUNTIME)
-    kinds = {(a in judge.manual_gradient_assignments, sealed.imports_torch(course_root, a))
-             for a in assignments}
-    for no_torch, preload_torch in sorted(kinds) if box.fork_kernels else ():
-        box.no_torch, box.preload_torch = no_torch, preload_torch
-        box.zygote().wait_ready()
+    box = sealed.share_zygotes(course_root, assignments, sealed.Settings(**settings["judge"]),
+                               folder)
+    for zygote in box.zygotes.values():
+        zygote.wait_ready()
+    sealed.SHARED_RUNTIME = box.runtime
     sandbox.INHERITED_ZYGOTES.update(box.zygotes)
     return box
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -973,38 +974,73 @@ def start_kernel_ahead(sealed, assignment: str, then: str | bool = True) -> None
     SandboxKernelManager.start_ahead(sealed.sandbox, KERNEL_NAME, sealed.extra_arguments)
 
 
+def _share_zygotes(course_root: Path, assignments, settings: dict):
+    """The zygotes every worker forks its kernels from (judge.sealed.share_zygotes): one
+    per kind of kernel for the whole class, not one per worker (torch's import, a second
+    and a half of CPU, once). Their folder is a judge's (server.FOLDER_PREFIX and this
+    pid), which sweep_stale_folders removes if this process is killed. None if they
+    cannot start: each worker then starts its own."""
+    from ..judge import sealed, server
+
+    folder = Path(tempfile.mkdtemp(prefix=f"{server.FOLDER_PREFIX}{os.getpid()}-zygotes-"))
+    try:
+        return sealed.share_zygotes(course_root, assignments,
+                                    sealed.Settings(**settings["judge"]), folder)
+    except Exception:  # noqa: BLE001 - the workers start their own, as before
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def _end_shared(box) -> None:
+    """End the shared zygotes (once no worker holds them) and remove their folder."""
+    if box is not None:
+        box.close()
+        shutil.rmtree(box.folder, ignore_errors=True)
+
+
 def _start_pool(jobs: int, course_root: Path, first: str | None = None,
-                settings: dict | None = None):
+                settings: dict | None = None, shared=None):
     """``jobs`` grading worker processes, each starting on its grading API at once
     (and on a kernel for a notebook of ``first``, the assignment graded first), with
-    the grading ``settings`` and the environment this process has now."""
+    the grading ``settings``, the environment this process has now and the ``shared``
+    zygotes' Sandbox (_share_zygotes), if any."""
     import concurrent.futures as cf
 
+    handed = (str(shared.runtime), shared.zygotes) if shared is not None else None
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=worker_context(),
                                   initializer=_start_worker,
-                                  initargs=(str(course_root), first, settings, dict(os.environ)))
+                                  initargs=(str(course_root), first, settings, dict(os.environ),
+                                            handed))
     for _ in range(jobs):  # a process is forked per task submitted while none is idle
         pool.submit(os.getpid)
     return pool
 
 
 def _start_worker(course_root: str, first: str | None = None, settings: dict | None = None,
-                  environ: dict | None = None) -> None:
+                  environ: dict | None = None, shared=None) -> None:
     """A grading worker process, before its first task: the grading API (the judge and
     sandbox, a kernel started for a notebook of ``first``, then nbgrader's imports),
     and one gradebook engine for all its submissions (shared_gradebook, left open
     until the process ends).
 
     A worker forked by the forkserver has the forkserver's environment: ``environ`` is
-    the grading's (as a spawned worker's would be). It ends with os._exit, as every
-    forked multiprocessing process does: the exit handlers (atexit: the judge's and the
-    sandbox's folders, the zygotes) run from multiprocessing's own last step instead."""
+    the grading's (as a spawned worker's would be). ``shared``: the grading runtime and
+    the zygotes of every worker (_share_zygotes), which its kernels are forked from. It
+    ends with os._exit, as every forked multiprocessing process does: the exit handlers
+    (atexit: the judge's and the sandbox's folders, its own zygotes if it started any)
+    run from multiprocessing's own last step instead."""
     import atexit
     from multiprocessing import util
+
+    from ..judge import sandbox, sealed
 
     if environ is not None:
         os.environ.clear()
         os.environ.update(environ)
+    if shared is not None:
+        runtime, zygotes = shared
+        sealed.SHARED_RUNTIME = Path(runtime)
+        sandbox.INHERITED_ZYGOTES.update(zygotes)
     util.Finalize(None, atexit._run_exitfuncs, exitpriority=0)
     _open_gradebook_scope()
     try:
@@ -1065,8 +1101,11 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         # process registers the assignments
         # what the sealed kernel needs, read once here (open_api read the file)
         settings = None if unsealed or scheduler else grading_settings(api.config)
-        pool = (_start_pool(jobs, course_root, assignments[0], settings)
-                if jobs > 1 and not scheduler and tasks else None)
+        local_pool = jobs > 1 and not scheduler and tasks
+        shared = (_share_zygotes(course_root, assignments, settings)
+                  if local_pool and settings else None)
+        pool = _start_pool(jobs, course_root, assignments[0], settings, shared) \
+            if local_pool else None
         try:
             for assignment in assignments:
                 ensure_registered(api, course_root, assignment)
@@ -1074,6 +1113,7 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         except BaseException:
             if pool is not None:  # no worker outlives a grading that never began
                 pool.shutdown(cancel_futures=True)
+            _end_shared(shared)
             raise
     results = []
 
@@ -1098,40 +1138,49 @@ def grade_class(course_root: Path | None = None, assignments=None, students=None
         if sealed is not None:  # the class is graded: no next notebook needs a kernel
             sealed.sandbox.warm.discard()
     else:
-        import concurrent.futures as cf
-
-        remaining, helper = list(tasks), None
-        # A worker that dies (killed, out of memory) breaks the whole pool: the
-        # submissions it had not finished are graded again by a fresh pool.
-        # Grading is idempotent (autograde --force), so nothing is doubled.
-        for attempt in range(1, ATTEMPTS + 1):
-            finished = set()
-            try:
-                first = remaining[0][0] if remaining else None
-                with pool or _start_pool(jobs, course_root, first, settings) as pool:
-                    futures = {pool.submit(_grade_task, str(course_root), a, s, feedback,
-                                           _then(remaining, i, jobs)): (a, s)
-                               for i, (a, s) in enumerate(remaining)}
-                    if meanwhile is not None and helper is None:  # this process waits now
-                        helper = threading.Thread(target=meanwhile, daemon=True,
-                                                  name="meanwhile")
-                        helper.start()
-                    for future in cf.as_completed(futures):
-                        result = future.result()
-                        finished.add(futures[future])
-                        done(result)
-                break
-            except cf.process.BrokenProcessPool:
-                pool = None
-                remaining = [t for t in remaining if t not in finished]
-                if attempt == ATTEMPTS:
-                    for a, s in remaining:
-                        done(SubmissionResult(s, a, 0.0, 0.0, Status.ERROR, "the grading worker "
-                                              f"died {ATTEMPTS} times while grading it"))
-        if helper is not None:
-            helper.join()
+        try:
+            _grade_in_pool(pool, jobs, course_root, tasks, feedback, settings, shared, done,
+                           meanwhile)
+        finally:  # every worker has ended: nothing holds them now
+            _end_shared(shared)
     sweep_stale_folders()  # what a worker killed mid-run left in /tmp
     return sorted(results, key=lambda r: (r.student, r.assignment))
+
+
+def _grade_in_pool(pool, jobs: int, course_root: Path, tasks, feedback, settings, shared,
+                   done, meanwhile) -> None:
+    """grade_class's ``tasks`` in ``pool`` (or a new one), ``done`` called with each
+    result. A worker that dies (killed, out of memory) breaks the whole pool: the
+    submissions it had not finished are graded again by a fresh pool. Grading is
+    idempotent (autograde --force), so nothing is doubled."""
+    import concurrent.futures as cf
+
+    remaining, helper = list(tasks), None
+    for attempt in range(1, ATTEMPTS + 1):
+        finished = set()
+        try:
+            first = remaining[0][0] if remaining else None
+            with pool or _start_pool(jobs, course_root, first, settings, shared) as pool:
+                futures = {pool.submit(_grade_task, str(course_root), a, s, feedback,
+                                       _then(remaining, i, jobs)): (a, s)
+                           for i, (a, s) in enumerate(remaining)}
+                if meanwhile is not None and helper is None:  # this process waits now
+                    helper = threading.Thread(target=meanwhile, daemon=True, name="meanwhile")
+                    helper.start()
+                for future in cf.as_completed(futures):
+                    result = future.result()
+                    finished.add(futures[future])
+                    done(result)
+            break
+        except cf.process.BrokenProcessPool:
+            pool = None
+            remaining = [t for t in remaining if t not in finished]
+            if attempt == ATTEMPTS:
+                for a, s in remaining:
+                    done(SubmissionResult(s, a, 0.0, 0.0, Status.ERROR, "the grading worker "
+                                          f"died {ATTEMPTS} times while grading it"))
+    if helper is not None:
+        helper.join()
 
 
 GRADES_COLUMNS = ("student", "assignment", "score", "max_score", "status", "open_points",

@@ -76,9 +76,11 @@ LAUNCHER = "course_lib.judge.launcher"  # the kernel a zygote can fork
 # its own with the rest of its environment.
 PER_KERNEL_ENV = ("COURSE_JUDGE",)
 
-# Zygotes this process was forked with: a warm `course check` server starts them and
-# forks a grader per check (instructor.check_server), whose sandboxes fork their kernels
-# from them. Never closed here (the server owns them), and used by one grader at a time.
+# Zygotes this process was given (sealed.share_zygotes): a warm `course check` server's,
+# which its graders inherit as it forks them (instructor.check_server), or those the
+# main process of `course grade` hands its workers (grade._share_zygotes). Never closed
+# here (their owner ends them); several processes may ask one for a kernel at once
+# (each request has its own answer: Zygote.fork_kernel).
 INHERITED_ZYGOTES: dict[tuple, Zygote] = {}
 
 # Variables the kernel may see (their values are the grader's); the rest of

@@ -167,9 +167,9 @@ def _library_paths() -> list[str]:
 
 TORCH_IMPORT = re.compile(r"^\s*(import torch|from torch)\b", re.M)
 
-# The grading runtime every Sealed of this process uses, built once, where it is set: a
-# warm `course check` server's (instructor.check_server), whose zygotes imported it, so
-# that the kernels its graders fork see the same files at the same place.
+# The grading runtime every Sealed of this process uses, built once, where it is set:
+# the one of the zygotes this process was given (share_zygotes), which imported from it,
+# so that the kernels forked from them see the same files at the same place.
 SHARED_RUNTIME: Path | None = None
 
 
@@ -188,6 +188,30 @@ def imports_torch(course_root: Path, assignment: str) -> bool:
                    for c in cells if c.get("cell_type") == "code")
     except (OSError, ValueError, KeyError, TypeError):
         return True
+
+
+def share_zygotes(course_root: Path, assignments, settings: Settings,
+                  folder: Path) -> sandbox.Sandbox:
+    """Zygotes (judge.zygote) for the kinds of kernel ``assignments`` need, to be shared
+    by grading processes: a warm `course check` server's graders, which it forks, and the
+    workers of `course grade`, which are handed them (zygote.Zygote.__reduce__). Each
+    kind then imports numpy (and torch) once for all of them, not once per process.
+
+    They import from one grading runtime, built here in ``folder``: a process that
+    uses them sets SHARED_RUNTIME to ``box.runtime`` and puts ``box.zygotes`` in
+    sandbox.INHERITED_ZYGOTES, before it builds its Sealed. Returns the Sandbox that
+    owns them (``close()`` ends them; none where kernels start cold)."""
+    runtime = build_runtime(Path(folder) / "runtime")
+    (Path(folder) / "judge").mkdir()
+    box = sandbox.Sandbox(folder, runtime, Path(folder) / "judge", limits=settings.limits())
+    box.env = kernel_base_env(runtime)
+    manual = set(settings.manual_gradient_assignments)
+    # the first assignment's kind first: its kernels are the first ones asked for
+    kinds = dict.fromkeys((a in manual, imports_torch(course_root, a)) for a in assignments)
+    for no_torch, preload_torch in kinds if box.fork_kernels else ():
+        box.no_torch, box.preload_torch = no_torch, preload_torch
+        box.zygote()
+    return box
 
 
 class Sealed:

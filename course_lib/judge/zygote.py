@@ -46,7 +46,10 @@ installed before its first message. The differences, and why each is safe:
 
 The zygote reaps the kernels (it is their child subreaper): a kernel's namespace
 can only end once its zombie is reaped, and the host's init would take a second.
-It ends when the grader's end of its socket closes (the grading process ended).
+It ends when the graders' end of its socket closes: every process that holds it has
+ended or closed it. Several may: the workers of `course grade` share the zygotes their
+main process started (sealed.share_zygotes), and the graders of a warm `course check`
+server those of the server. Each request carries the pipe its answer goes back on.
 """
 
 from __future__ import annotations
@@ -58,11 +61,13 @@ import importlib
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 36, 24, 47, 4
@@ -115,37 +120,49 @@ class Zygote:
         """Start a kernel (``judge.launcher`` with ``argv`` and ``env``) inside the sandbox
         whose pid 1 is ``init_pid`` (``init_pidfd`` a pidfd on it): its stdin, stderr and
         the write end of ``/init``'s stdin are ``fds``. Returns once the kernel is inside
-        with no capability left; raises ZygoteFailed otherwise."""
+        with no capability left; raises ZygoteFailed otherwise.
+
+        The answer comes back on a pipe of this request's own, not on the socket: the
+        processes that share a zygote (the workers of `course grade`, sealed.share_zygotes)
+        each hold the socket, and a reply read from it could be another's."""
         request = json.dumps({"pid": init_pid, "cwd": cwd, "argv": argv, "env": env,
                               "limits": [list(limit) for limit in limits],
                               "cgroup": str(cgroup) if cgroup else None}).encode()
-        self.wait_ready()
-        with self._lock:
+        answer, reply = os.pipe()
+        try:
             try:
-                socket.send_fds(self.sock, [request], [init_pidfd, *fds])
+                socket.send_fds(self.sock, [request], [init_pidfd, *fds, reply])
             except OSError as exc:
                 raise ZygoteFailed(self._why(f"it is gone ({exc})")) from None
-            self._expect(b"ok", self.FORK_SECONDS)
+            finally:
+                os.close(reply)  # the zygote holds the only write end now
+            # a zygote still importing answers once it is ready (it reads requests then)
+            said = _read_all(answer, self.FORK_SECONDS + (0 if self._ready
+                                                           else self.READY_SECONDS))
+        finally:
+            os.close(answer)
+        if said != b"ok":
+            raise ZygoteFailed(self._why(said.decode(errors="replace") or "it ended"))
+        self._ready = True
 
     def wait_ready(self) -> None:
         """Return once the zygote has imported everything (raises ZygoteFailed if it
-        could not). A warm `course check` server waits here before it forks a grader:
-        the "ready" is read once, by whichever process reads it first."""
+        could not). Only the process that started the zygote may ask: its "ready" comes
+        on the socket, once (a warm `course check` server waits here before it forks a
+        grader)."""
         with self._lock:
             if not self._ready:
-                self._expect(b"ready", self.READY_SECONDS)
+                self.sock.settimeout(self.READY_SECONDS)
+                try:
+                    said = self.sock.recv(65536)
+                except TimeoutError:
+                    said = b"no answer in %d s" % self.READY_SECONDS
+                except OSError as exc:
+                    said = str(exc).encode()
+                if said != b"ready":
+                    raise ZygoteFailed(self._why(said.decode(errors="replace")
+                                                 or "it ended"))
                 self._ready = True
-
-    def _expect(self, word: bytes, timeout: float) -> None:
-        self.sock.settimeout(timeout)
-        try:
-            said = self.sock.recv(65536)
-        except TimeoutError:
-            said = b"no answer in %d s" % timeout
-        except OSError as exc:
-            said = str(exc).encode()
-        if said != word:
-            raise ZygoteFailed(self._why(said.decode(errors="replace") or "it ended"))
 
     def _why(self, said: str) -> str:
         try:
@@ -155,18 +172,54 @@ class Zygote:
         return "the kernels' zygote: " + said + "".join("\n  " + line for line in log)
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        """Is it running? (A zygote this process was handed, not started, is taken to
+        be: a dead one fails its next fork.)"""
+        return self.process is None or self.process.poll() is None
 
     def close(self, wait: float = 10.0) -> None:
         """End the zygote: it reads the end of its socket, reaps what has ended and exits
         (so the CPU of the kernels it reaped counts as this process's children's). Kernels
-        still running live on in their sandboxes."""
+        still running live on in their sandboxes. A zygote this process was handed ends
+        once every process that holds its socket has closed it."""
         self.sock.close()
+        if self.process is None:
+            return
         try:
             self.process.wait(wait)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def __reduce__(self):
+        # Handed to a process that multiprocessing starts (the workers of `course grade`,
+        # sealed.share_zygotes): the socket crosses as a descriptor (multiprocessing's
+        # own reduction of sockets); the process stays this one's to end.
+        return _handed_over, (self.sock, str(self.folder), self._ready)
+
+
+def _handed_over(sock: socket.socket, folder: str, ready: bool) -> Zygote:
+    """A Zygote on another process's zygote: its socket, and no process to wait for."""
+    zygote = Zygote.__new__(Zygote)
+    zygote.folder, zygote.log, zygote.sock = Path(folder), Path(folder) / "zygote.log", sock
+    zygote.process, zygote._lock, zygote._ready = None, threading.Lock(), ready
+    return zygote
+
+
+def _read_all(fd: int, timeout: float) -> bytes:
+    """What is written to the pipe ``fd`` until its last write end closes (b"" if it
+    closed without a word), or that and why not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    said = b""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            return said + b" (no answer in %d s)" % timeout
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return said
+        said += chunk
 
 
 # -- the zygote -------------------------------------------------------------------------
@@ -301,9 +354,9 @@ def _forget_the_host() -> None:
         tempfile.tempdir = None
 
 
-def _say(fd: int, text: str) -> None:
+def _say(fd: int, text: str | bytes) -> None:
     try:
-        os.write(fd, text.encode(errors="replace"))
+        os.write(fd, text if isinstance(text, bytes) else text.encode(errors="replace"))
     except OSError:
         pass
 
@@ -354,24 +407,25 @@ def serve(sock: socket.socket) -> None:
     launcher.prepare()
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1:  # a thread could hold a lock the kernel would then wait for forever
-        sock.send(f"{threads} threads after the imports: forking is not safe".encode())
-        return
-    sock.send(b"ready")
+        raise RuntimeError(f"{threads} threads after the imports: forking is not safe")
+    sock.send(b"ready")  # read by the process that started this one, if it waits
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(sock, 65536, 4)
+            message, fds, _, _ = socket.recv_fds(sock, 65536, 5)
         except OSError:
             return
-        if not message:  # the grader's end is closed
+        if not message:  # every grader's end is closed
             _reap()
             return
         try:
-            answer = fork_kernel(json.loads(message), fds) if len(fds) == 4 else \
-                b"a request without its four file descriptors"
+            if len(fds) == 5:  # the kernel's four, and the pipe this answer goes back on
+                _say(fds[4], fork_kernel(json.loads(message), fds[:4]))
+            else:  # nowhere to answer: the grader's wait ends when the pipe closes
+                print(f"a request with {len(fds)} descriptors, not 5: ignored",
+                      file=sys.stderr, flush=True)
         finally:
             for fd in fds:
                 os.close(fd)
-        sock.send(answer)
 
 
 def main() -> None:
