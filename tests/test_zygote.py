@@ -256,13 +256,21 @@ def test_a_kernel_that_ends_ends_its_sandbox_and_leaves_no_process(sealed, tmp_p
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("refused", ["asking", "answering"])
 def test_where_the_zygote_fails_kernels_start_cold_and_say_so(sealed, tmp_path, monkeypatch,
-                                                              capfd):
+                                                              capfd, refused):
     """A zygote that cannot start a kernel costs speed, never a grade: the kernel starts
-    cold (pid 1 of its sandbox), and stderr says once that kernels now start cold."""
+    cold (pid 1 of its sandbox), and stderr says once that kernels now start cold. Whether
+    the request fails, or the answer read when the notebook takes its kernel (started
+    ahead: judge.warm) says no: that kernel is killed, never handed its submission."""
     def refuse(*args, **kwargs):
+        if refused == "answering":
+            args[0].close()
         raise zygote_module.ZygoteFailed("the kernels' zygote: refused for this test")
-    monkeypatch.setattr(zygote_module.Zygote, "fork_kernel", refuse)
+    if refused == "asking":
+        monkeypatch.setattr(zygote_module.Zygote, "fork_kernel", refuse)
+    else:
+        monkeypatch.setattr(zygote_module.ForkAnswer, "wait", refuse)
 
     async def main():
         for n in range(2):

@@ -612,6 +612,12 @@ class SandboxKernelManager(PolledKernelManager):
         self.submission = kw.get("cwd")
         self.key = (type(self).__name__, *self.sandbox.key(self.template))
         self.standby, self.warm = self.sandbox.warm.take(self.key, self._new_standby)
+        try:
+            self.standby.entered()
+        except ZygoteFailed as exc:  # costs speed, never a grade: a cold start instead
+            self.standby.kill()
+            self.sandbox.stop_forking(str(exc))
+            self.standby, self.warm = self._new_standby(), False
         self.box = self.standby.box
         self.connection_file = str(self.box.connection / "kernel.json")
         # the sockets, key and scheme the kernel already has (ipc "ports": k-1, k-2...)
@@ -654,10 +660,10 @@ class SandboxKernelManager(PolledKernelManager):
         stdin, go = os.pipe()  # the kernel waits on stdin until "go" (judge.launcher)
         try:
             with box.log.open("wb") as log:
-                process = None
+                process = forked = None
                 if self.fork and self.sandbox.forks(cmd):
                     try:
-                        process = self._fork(box, cmd, cgroup, log, stdin)
+                        process, forked = self._fork(box, cmd, cgroup, log, stdin)
                     except ZygoteFailed as exc:
                         self.sandbox.stop_forking(str(exc))
                         log.seek(0)  # the log is the cold kernel's alone (it says why)
@@ -671,7 +677,7 @@ class SandboxKernelManager(PolledKernelManager):
             raise
         finally:
             os.close(stdin)
-        return Standby(key or self.key, box, process, dict(info), cgroup, go)
+        return Standby(key or self.key, box, process, dict(info), cgroup, go, forked=forked)
 
     def _launch(self, box: KernelBox, cmd: list[str], cgroup, log, stdin: int,
                 forked: bool = False):
@@ -686,7 +692,9 @@ class SandboxKernelManager(PolledKernelManager):
 
     def _fork(self, box: KernelBox, cmd: list[str], cgroup, log, stdin: int):
         """The sandbox built around INIT, and the kernel forked into it (judge.zygote):
-        bwrap, which ends when the kernel does, as a cold start's."""
+        bwrap, which ends when the kernel does, as a cold start's, and the zygote's
+        answer (zygote.ForkAnswer), which the kernel's notebook waits for (Standby.entered)
+        rather than the notebook graded while it starts."""
         zygote = self.sandbox.zygote()
         life, life_end = os.pipe()  # INIT reads ``life`` until the kernel holds no end
         try:
@@ -697,9 +705,9 @@ class SandboxKernelManager(PolledKernelManager):
         try:
             init = _init_of(process, box)
             pidfd = os.pidfd_open(init)
-            zygote.fork_kernel(init, pidfd, [stdin, log.fileno(), life_end], cwd=WORK,
-                               argv=cmd[4:], env=self.sandbox.kernel_env(),
-                               limits=self.sandbox.rlimits(), cgroup=cgroup)
+            forked = zygote.fork_kernel(init, pidfd, [stdin, log.fileno(), life_end],
+                                        cwd=WORK, argv=cmd[4:], env=self.sandbox.kernel_env(),
+                                        limits=self.sandbox.rlimits(), cgroup=cgroup)
         except BaseException:
             _kill_group(process)
             raise
@@ -707,7 +715,7 @@ class SandboxKernelManager(PolledKernelManager):
             os.close(life_end)
             if pidfd is not None:
                 os.close(pidfd)
-        return process
+        return process, forked
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         """Hand the submission to the kernel taken in _async_pre_start_kernel."""

@@ -63,9 +63,19 @@ class Standby:
     cgroup: Path | None = None
     go_fd: int | None = None  # the write end of the pipe that is its stdin
     started: float = field(default_factory=time.monotonic)
+    # a kernel forked from a zygote: its zygote.ForkAnswer, until confirmed (entered)
+    forked: object | None = None
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def entered(self) -> None:
+        """Return once the kernel is in its sandbox as it must be (at once for a cold
+        start: bwrap put it there); raises zygote.ZygoteFailed for a forked kernel that
+        is not. Asked before go(): no submission reaches a kernel not confirmed."""
+        forked, self.forked = self.forked, None
+        if forked is not None:
+            forked.wait()
 
     def go(self) -> None:
         """Hand it its submission (already in its submission folder): it starts serving.
@@ -96,6 +106,9 @@ class Standby:
                 except OSError:
                     pass
         self.close_pipe()
+        if self.forked is not None:
+            self.forked.close()
+            self.forked = None
         try:
             self.process.wait(timeout=10)
         except Exception:  # noqa: BLE001 - a process that will not be reaped stays a zombie

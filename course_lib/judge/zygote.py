@@ -116,11 +116,13 @@ class Zygote:
 
     def fork_kernel(self, init_pid: int, init_pidfd: int, fds: list[int], *, cwd: str,
                     argv: list[str], env: dict[str, str], limits: list[tuple[int, int]],
-                    cgroup: Path | None) -> None:
-        """Start a kernel (``judge.launcher`` with ``argv`` and ``env``) inside the sandbox
-        whose pid 1 is ``init_pid`` (``init_pidfd`` a pidfd on it): its stdin, stderr and
-        the write end of ``/init``'s stdin are ``fds``. Returns once the kernel is inside
-        with no capability left; raises ZygoteFailed otherwise.
+                    cgroup: Path | None) -> ForkAnswer:
+        """Ask for a kernel (``judge.launcher`` with ``argv`` and ``env``) inside the
+        sandbox whose pid 1 is ``init_pid`` (``init_pidfd`` a pidfd on it): its stdin,
+        stderr and the write end of ``/init``'s stdin are ``fds``. Returns at once: the
+        answer's ``wait()`` returns once the kernel is inside with no capability left, and
+        raises ZygoteFailed otherwise (a kernel started ahead, judge.warm, is confirmed
+        when its notebook takes it, not while the notebook before it waits).
 
         The answer comes back on a pipe of this request's own, not on the socket: the
         processes that share a zygote (the workers of `course grade`, sealed.share_zygotes)
@@ -130,20 +132,13 @@ class Zygote:
                               "cgroup": str(cgroup) if cgroup else None}).encode()
         answer, reply = os.pipe()
         try:
-            try:
-                socket.send_fds(self.sock, [request], [init_pidfd, *fds, reply])
-            except OSError as exc:
-                raise ZygoteFailed(self._why(f"it is gone ({exc})")) from None
-            finally:
-                os.close(reply)  # the zygote holds the only write end now
-            # a zygote still importing answers once it is ready (it reads requests then)
-            said = _read_all(answer, self.FORK_SECONDS + (0 if self._ready
-                                                           else self.READY_SECONDS))
-        finally:
+            socket.send_fds(self.sock, [request], [init_pidfd, *fds, reply])
+        except OSError as exc:
             os.close(answer)
-        if said != b"ok":
-            raise ZygoteFailed(self._why(said.decode(errors="replace") or "it ended"))
-        self._ready = True
+            raise ZygoteFailed(self._why(f"it is gone ({exc})")) from None
+        finally:
+            os.close(reply)  # the zygote holds the only write end now
+        return ForkAnswer(self, answer)
 
     def wait_ready(self) -> None:
         """Return once the zygote has imported everything (raises ZygoteFailed if it
@@ -195,6 +190,33 @@ class Zygote:
         # sealed.share_zygotes): the socket crosses as a descriptor (multiprocessing's
         # own reduction of sockets); the process stays this one's to end.
         return _handed_over, (self.sock, str(self.folder), self._ready)
+
+
+class ForkAnswer:
+    """The zygote's answer to one fork_kernel, read when it is needed."""
+
+    def __init__(self, zygote: Zygote, fd: int):
+        self.zygote, self.fd = zygote, fd
+
+    def wait(self) -> None:
+        """Return once the kernel is in its sandbox without capabilities; raise
+        ZygoteFailed if it is not (what the zygote or the kernel said, and its log)."""
+        zygote = self.zygote
+        # a zygote still importing answers once it is ready (it reads requests then)
+        timeout = zygote.FORK_SECONDS + (0 if zygote._ready else zygote.READY_SECONDS)
+        try:
+            said = _read_all(self.fd, timeout)
+        finally:
+            self.close()
+        if said != b"ok":
+            raise ZygoteFailed(zygote._why(said.decode(errors="replace") or "it ended"))
+        zygote._ready = True
+
+    def close(self) -> None:
+        """Stop waiting (the kernel is killed: its sandbox is)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _handed_over(sock: socket.socket, folder: str, ready: bool) -> Zygote:
