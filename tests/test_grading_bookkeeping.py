@@ -8,12 +8,13 @@ again the moment anything it relied on changes.
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
 import nbformat
 import pytest
-from toycourse import ASSIGNMENT, hand_in, make_course, submission
+from toycourse import ASSIGNMENT, SIGMOID_INSTEAD, graded_path, hand_in, make_course, submission
 
 from course_lib.instructor import grade
 from course_lib.instructor.course import ensure_tools_on_path, open_api
@@ -101,12 +102,13 @@ def test_registration_is_skipped_only_while_the_source_and_the_gradebook_are_unc
 
 def test_sealed_autograde_checks_the_metadata_once_and_stops_the_kernel_at_once():
     from nbgrader.converters import Autograde
-    from nbgrader.preprocessors import CheckCellMetadata, Execute
+    from nbgrader.preprocessors import CheckCellMetadata, Execute, SaveAutoGrades
 
     stock = Autograde.class_traits()["autograde_preprocessors"].default()
     config = grade.sealed_autograde({"Autograde__autograde_preprocessors": stock})
     steps = config["Autograde__autograde_preprocessors"]
-    assert steps == [s for s in stock if s is not CheckCellMetadata] and Execute in steps
+    assert steps == [grade.save_autogrades_at_once() if s is SaveAutoGrades else s
+                     for s in stock if s is not CheckCellMetadata] and Execute in steps
     # the sanitize pass, whose check is kept, is nbgrader's own
     assert CheckCellMetadata in Autograde.class_traits()["sanitize_preprocessors"].default()
     assert "Autograde__sanitize_preprocessors" not in config
@@ -148,3 +150,66 @@ def test_a_notebook_with_broken_nbgrader_metadata_is_still_refused_and_says_why(
     # nbgrader's CheckCellMetadata, kept in the sanitize pass, refused it, and the reason
     # quotes its exception (not nbgrader's last words, "see the above traceback")
     assert result.reason.startswith("ValidationError: Notebook failed to validate"), result.reason
+
+
+def _gradebook_at(db: Path):
+    from nbgrader.api import Gradebook
+
+    return Gradebook(f"sqlite:///{db}", "backprop")
+
+
+def _saved_rows(db: Path) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        grades = con.execute("SELECT cell_id, auto_score, manual_score, needs_manual_grade "
+                             "FROM grade ORDER BY cell_id").fetchall()
+        comments = con.execute("SELECT cell_id, auto_comment FROM comment "
+                               "ORDER BY cell_id").fetchall()
+    return grades + comments
+
+
+def _forget_autograding(db: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE grade SET auto_score = NULL, needs_manual_grade = 0")
+        con.execute("UPDATE comment SET auto_comment = NULL")
+
+
+@pytest.mark.kernel
+def test_autograder_grades_are_saved_as_stock_saves_them_in_one_commit(course, tmp_path):
+    """SaveAutoGradesAtOnce writes the rows stock SaveAutoGrades writes, committed once
+    per notebook instead of once per cell (an fsync each on SQLite)."""
+    from nbgrader.preprocessors import SaveAutoGrades
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    hand_in(course, "amy", submission(SIGMOID_INSTEAD))  # a failed test, an answer
+    [graded] = grade.grade_class(course, [ASSIGNMENT], ["amy"], jobs=1)
+    assert graded.status == grade.Status.AWAITING_HAND_GRADING
+    notebook = nbformat.read(graded_path(course, "amy"), as_version=4)
+    rows, commits = {}, []
+
+    def committed(session):
+        commits.append(session)
+
+    event.listen(Session, "after_commit", committed)
+    try:
+        for name, step in (("stock", SaveAutoGrades), ("at once", grade.save_autogrades_at_once())):
+            db = shutil.copy(course / "gradebook.db", tmp_path / f"{name}.db")
+            _forget_autograding(db)
+            resources = {"nbgrader": {"student": "amy", "assignment": ASSIGNMENT,
+                                      "notebook": ASSIGNMENT, "db_url": f"sqlite:///{db}"}}
+            commits.clear()
+            _gradebook_at(db).close()
+            opening = len(commits)  # what opening a gradebook commits, in either
+            commits.clear()
+            step().preprocess(nbformat.from_dict(notebook), resources)
+            rows[name] = (_saved_rows(db), len(commits) - opening)
+    finally:
+        event.remove(Session, "after_commit", committed)
+    (stock_rows, stock_commits), (our_rows, our_commits) = rows["stock"], rows["at once"]
+    assert our_rows == stock_rows == _saved_rows(course / "gradebook.db")
+    assert any(score == 0 for _, score, *_ in stock_rows)  # not every cell scored alike
+    assert stock_commits > 1 and our_commits == 1
