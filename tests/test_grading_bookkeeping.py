@@ -213,3 +213,37 @@ def test_autograder_grades_are_saved_as_stock_saves_them_in_one_commit(course, t
     assert our_rows == stock_rows == _saved_rows(course / "gradebook.db")
     assert any(score == 0 for _, score, *_ in stock_rows)  # not every cell scored alike
     assert stock_commits > 1 and our_commits == 1
+
+
+def test_nbgraders_metadata_check_gives_stock_verdicts_with_its_schema_checked_once(
+        monkeypatch):
+    """check_nbgrader_schema_once: each cell's nbgrader metadata passes or fails as with
+    jsonschema.validate, with the same error, and the schema is checked once, not per cell."""
+    import jsonschema
+    from nbgrader.nbgraderformat import MetadataValidator, common
+
+    grade.check_nbgrader_schema_once()
+    ours = common.jsonschema.validate
+    schema = MetadataValidator().schema
+    good = {"schema_version": 3, "grade": True, "solution": False, "locked": True,
+            "grade_id": "g1", "points": 2}
+    cases = [good, {**good, "points": "two"}, {**good, "grade_id": 7},
+             {k: v for k, v in good.items() if k != "locked"}, {**good, "task": "yes"}]
+    checks = []
+    kind = jsonschema.validators.validator_for(schema)
+    real_check = kind.check_schema
+    monkeypatch.setattr(kind, "check_schema",
+                        classmethod(lambda cls, s: (checks.append(1), real_check(s))[1]))
+
+    def verdict(validate, metadata):
+        try:
+            validate(metadata, schema)
+        except jsonschema.ValidationError as error:
+            return error.message, list(error.absolute_path)
+        return "valid"
+
+    stock = [verdict(jsonschema.validate, c) for c in cases]
+    assert len(checks) == len(cases) and stock.count("valid") == 1  # stock: once per cell
+    checks.clear()
+    assert [verdict(ours, c) for c in cases * 3] == stock * 3
+    assert len(checks) <= 1  # ours: once (none if this process checked it already)

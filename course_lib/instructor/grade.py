@@ -829,6 +829,7 @@ def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False,
         api.sealed = None
         return api
     settings = settings or grading_settings(load_config(Path(course_root)))
+    check_nbgrader_schema_once()
     roots = [overrides.get("CourseDirectory__root", course_root), *guard_roots]
     sealed = Sealed(roots, Settings(**settings["judge"]), settings["extra_arguments"])
     if then is False and not sandbox.INHERITED_ZYGOTES:
@@ -842,6 +843,38 @@ def open_grading_api(course_root: Path, guard_roots=(), unsealed: bool = False,
                       **sealed_autograde(sealed.config_overrides()))
     api.sealed = sealed
     return api
+
+
+@functools.cache
+def check_nbgrader_schema_once() -> None:
+    """nbgrader's cell-metadata check (CheckCellMetadata, once per submission) calls
+    ``jsonschema.validate`` for each nbgrader cell, which first checks the schema itself
+    against JSON Schema's metaschema: 24 times per lesson notebook, 40 ms of the worker's
+    CPU. Here nbgrader's check gets a ``validate`` that checks each schema once, then
+    validates as ``jsonschema.validate`` does (the best match of the same validator's
+    errors): the same cells pass, and the same error is raised. Only nbgrader's
+    nbgraderformat module sees it."""
+    import json
+    import types
+
+    import jsonschema
+    from nbgrader.nbgraderformat import common
+
+    validators: dict[str, object] = {}
+
+    def validate(instance, schema, cls=None, *args, **kwargs):
+        key = json.dumps([schema, repr(cls), args, sorted(kwargs.items())], sort_keys=True,
+                         default=repr)
+        validator = validators.get(key)
+        if validator is None:
+            kind = cls or jsonschema.validators.validator_for(schema)
+            kind.check_schema(schema)
+            validator = validators[key] = kind(schema, *args, **kwargs)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+        if error is not None:
+            raise error
+
+    common.jsonschema = types.SimpleNamespace(validate=validate)
 
 
 @functools.cache
