@@ -309,8 +309,9 @@ def unsandboxed_manager():
             scratch = box.folder / "scratch"  # the kernel's working folder (WORK)
             scratch.mkdir()
             # the kernelspec's command itself, as jupyter_client launches it, unwrapped
-            return launch_kernel(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=log,
-                                 cwd=str(scratch), env=env, preexec_fn=jail.preexec(None))
+            return launch_kernel(jail.limited(cmd, None), stdin=stdin,
+                                 stdout=subprocess.DEVNULL, stderr=log, cwd=str(scratch),
+                                 env=env)
 
         async def _kernel_pidfd(self, process):
             # the kernel is the launched process itself: no bwrap with a child to wait

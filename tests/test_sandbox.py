@@ -104,6 +104,19 @@ def test_without_bubblewrap_grading_says_what_is_missing(monkeypatch, tmp_path):
         sandbox.check_available.cache_clear()
 
 
+def test_without_prlimit_grading_says_what_is_missing(monkeypatch):
+    """The sandbox's rlimits are set by util-linux's prlimit (Sandbox.limited)."""
+    which = sandbox.shutil.which
+    monkeypatch.setattr(sandbox.shutil, "which",
+                        lambda name: None if name == "prlimit" else which(name))
+    sandbox.check_available.cache_clear()
+    try:
+        with pytest.raises(sandbox.SandboxUnavailable, match="prlimit.*util-linux"):
+            sandbox.check_available()
+    finally:
+        sandbox.check_available.cache_clear()
+
+
 def test_where_user_namespaces_are_refused_grading_says_so(monkeypatch, tmp_path):
     fake = tmp_path / "bwrap"
     fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\n"

@@ -156,6 +156,37 @@ def test_a_forked_kernel_seen_from_the_host_holds_no_capability_and_lives_in_its
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "cold"])
+def test_bwrap_and_the_sandbox_run_in_its_cgroup_under_its_rlimits(sealed, tmp_path, forked):
+    """bwrap and everything it starts (the kernel, cold; /init beside a forked one) run
+    in the sandbox's pids cgroup, under the sandbox's rlimits, soft and hard: set by sh
+    and prlimit before bwrap runs (Sandbox.limited), nothing inside can raise them."""
+    sealed.sandbox.fork_kernels = forked
+
+    async def main():
+        kernel = await Kernel(sealed, tmp_path / "sub").start()
+        try:
+            cgroup = kernel.km.cgroup
+            memory = sealed.sandbox.limits.memory_mb * 2**20
+            cpu = sealed.sandbox.limits.cpu_seconds
+            for pid in (kernel.bwrap.pid, kernel.init):
+                limits = Path(f"/proc/{pid}/limits").read_text()
+                for row in (f"Max address space         {memory:<21}{memory}",
+                            f"Max cpu time              {cpu:<21}{cpu}",
+                            "Max open files            1024                 1024",
+                            "Max core file size        0                    0"):
+                    assert row in limits, (pid, row, limits)
+                if cgroup is not None:
+                    assert str(cgroup).split("/sys/fs/cgroup", 1)[1].split("/", 2)[2] \
+                        in Path(f"/proc/{pid}/cgroup").read_text(), pid
+            said = await kernel.run("import resource\n"
+                                    "print(resource.getrlimit(resource.RLIMIT_AS))")
+            assert said.strip() == f"({memory}, {memory})", said
+        finally:
+            await kernel.stop()
+    asyncio.run(main())
+
+
 def test_the_kernel_cannot_read_write_signal_or_trace_the_sandboxs_init(sealed, tmp_path):
     """/init is pid 1 beside the kernel: an execute-only program, so non-dumpable (its
     /proc files refuse the kernel), immune to its namespace's signals, and ptrace is

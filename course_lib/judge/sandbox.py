@@ -122,6 +122,16 @@ class Limits:
     tmpfs_mb: int = 256  # home and /tmp, each
 
 
+def _prlimit() -> str:
+    """util-linux's prlimit (every Debian and Ubuntu has it: util-linux is essential)."""
+    found = shutil.which("prlimit")
+    if found is None:
+        raise SandboxUnavailable("sealed grading needs prlimit (util-linux): install it "
+                                 "(Debian/Ubuntu: apt-get install util-linux), or pass "
+                                 "--unsealed to grade with stock nbgrader")
+    return found
+
+
 @functools.cache
 def check_available() -> str:
     """The path of a bwrap that works here, or SandboxUnavailable saying what is missing."""
@@ -145,6 +155,7 @@ def check_available() -> str:
             + ". It needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1"
             " or user.max_user_namespaces > 0; in a container, one started with them allowed), "
             "or pass --unsealed to grade with stock nbgrader")
+    _prlimit()
     return bwrap
 
 
@@ -364,18 +375,22 @@ class Sandbox:
                 (resource.RLIMIT_NOFILE, 1024),
                 (resource.RLIMIT_CORE, 0)]
 
-    def preexec(self, cgroup: Path | None):
-        """What runs in the child before bwrap: the limits nothing inside can raise."""
-        limits = self.rlimits()
-
-        def apply():
-            for which, value in limits:
-                resource.setrlimit(which, (value, value))
-            if cgroup is not None:
-                with open(cgroup / "cgroup.procs", "w") as f:
-                    f.write("0")
-
-        return apply
+    def limited(self, command: list[str], cgroup: Path | None) -> list[str]:
+        """``command`` started under the limits nothing inside can raise: in ``cgroup``
+        (the sandbox's pids limit) and with rlimits(), both set by the programs that exec
+        it (sh, util-linux's prlimit), not by Python code in the forked child (Popen's
+        preexec_fn): that forked the whole grading process, torch and all (30 ms a
+        kernel), with its other threads' locks held, where subprocess can vfork."""
+        names = {resource.RLIMIT_AS: "as", resource.RLIMIT_FSIZE: "fsize",
+                 resource.RLIMIT_CPU: "cpu", resource.RLIMIT_NOFILE: "nofile",
+                 resource.RLIMIT_CORE: "core"}
+        limited = [_prlimit(), *(f"--{names[which]}={value}:{value}"
+                                 for which, value in self.rlimits()), "--", *command]
+        if cgroup is None:
+            return limited
+        # sh joins the cgroup ("0": the writer), then becomes prlimit, then the command
+        return ["/bin/sh", "-c", 'echo 0 > "$0" && exec "$@"', str(cgroup / "cgroup.procs"),
+                *limited]
 
 
 def _copy_submission(submission: Path | None, work: Path, max_files: int = 1000,
@@ -685,10 +700,11 @@ class SandboxKernelManager(PolledKernelManager):
         launch)."""
         from jupyter_client.launcher import launch_kernel
 
-        return launch_kernel(self.sandbox.command(box, cmd, forked), stdin=stdin,
-                             stdout=subprocess.DEVNULL, stderr=log, cwd=str(box.folder),
-                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},  # bwrap's
-                             preexec_fn=self.sandbox.preexec(cgroup))
+        return launch_kernel(self.sandbox.limited(self.sandbox.command(box, cmd, forked),
+                                                  cgroup),
+                             stdin=stdin, stdout=subprocess.DEVNULL, stderr=log,
+                             cwd=str(box.folder),
+                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})  # bwrap's
 
     def _fork(self, box: KernelBox, cmd: list[str], cgroup, log, stdin: int):
         """The sandbox built around INIT, and the kernel forked into it (judge.zygote):
