@@ -261,11 +261,26 @@ def digits_path() -> Path:
     return Path(os.path.realpath(Path(spec.submodule_search_locations[0]).joinpath(*DIGITS_FILE)))
 
 
+# The file's rows, read once per process and version of the file: a lesson reads the
+# digits two or three times, and grading reads them for every notebook (reading costs a
+# few hundredths of a second). Only the file is cached, never anything computed from it.
+_ROWS: dict[str, tuple[tuple, np.ndarray]] = {}
+
+
 def _digits_rows(path=None) -> np.ndarray:
-    """Every row of the digits file: 64 pixel values (0-16) and the label, as int64."""
-    with gzip.open(path or digits_path(), "rt", encoding="utf-8") as f:
-        rows = np.loadtxt(f, delimiter=",", ndmin=2)
-    return rows.astype(np.int64)
+    """Every row of the digits file: 64 pixel values (0-16) and the label, as int64
+    (read-only: every caller makes its own arrays from it)."""
+    path = os.fspath(path or digits_path())
+    st = os.stat(path)
+    version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _ROWS.get(path)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        rows = np.loadtxt(f, delimiter=",", ndmin=2).astype(np.int64)
+    rows.flags.writeable = False
+    _ROWS[path] = (version, rows)
+    return rows
 
 
 def _held_out(rows: np.ndarray) -> np.ndarray:

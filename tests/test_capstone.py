@@ -291,14 +291,21 @@ def test_every_sealed_kernel_mounts_the_copy_over_scikit_learns_file(tmp_path):
 # the capstone: the reference reaches the stated lines; a memoriser does not
 # ---------------------------------------------------------------------------
 
-@pytest.mark.slow  # trains the capstone network twice: seconds
+@pytest.mark.slow  # trains the capstone network three times: seconds
 def test_the_reference_reaches_the_lines_the_text_states():
+    """With room to spare: the lines are 95% and 93%; the reference's setting gets 96.3%
+    on validation, 96.9% on the held-out digits, 97.7% on the seed-1 split's validation
+    part (the visible stand-in for the held-out cell)."""
     X_tr, y_tr, X_val, y_val = data.digits_split()
     params, history = RM.train_digits(X_tr, y_tr, X_val, y_val)
     X_ho, y_ho = data.digits_held_out()
-    assert RM.accuracy(params, X_val, y_val) == history["val_acc"][-1] >= G.VAL_LINE
+    assert len(history["val_acc"]) == RM.DIGITS_EPOCHS
+    assert RM.accuracy(params, X_val, y_val) == history["val_acc"][-1] >= G.VAL_LINE + 0.01
     assert round(history["val_acc"][-1], 2) == 0.96  # "about 96%" in the text
+    assert min(history["val_acc"][-3:]) >= 0.96  # "levels off around 96%"
     assert RM.accuracy(params, X_ho, y_ho) >= 0.96 > G.HELD_OUT_LINE
+    X1, y1, X1_val, y1_val = data.digits_split(seed=1)
+    assert RM.accuracy(RM.train_digits(X1, y1, X1_val, y1_val)[0], X1_val, y1_val) >= 0.96 > 0.93
     G.check_train_digits(RM.train_digits)  # both parts
 
 

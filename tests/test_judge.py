@@ -7,6 +7,7 @@ each part's rules.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -180,6 +181,99 @@ def test_a_check_runs_in_the_judge_and_its_verdict_comes_back(monkeypatch):
     [verdict] = record.verdicts["t"]
     assert not verdict.passed and "known mistake" in verdict.message
     assert [f.what for f in record.flags] == ["check"]
+
+
+# -- results a check reuses within one notebook (lesson 04's trained network) ------------
+
+CAPSTONE_CELLS = {"train_digits_validation": [("check_train_digits", "validation")],
+                  "train_digits_heldout": [("check_train_digits", "heldout")]}
+
+
+@pytest.fixture(scope="module")
+def digits_networks():
+    """A network that passes both capstone cells (the reference's) and one that fails
+    both (the same shapes, untrained)."""
+    from course_lib import data, nets
+    from course_lib.reference import mlp as RM
+
+    good = RM.train_digits(*data.digits_split())
+    bad = (nets.init_params(RM.DIGITS_SIZES, seed=0, scale="he"), good[1])
+    return good, bad
+
+
+def _student(result, calls: list):
+    def train_digits(X_train, y_train, X_val, y_val, on_epoch=None):
+        calls.append(len(y_train))
+        return result
+    return train_digits
+
+
+def _run_cells(judge, cells) -> dict[str, bool]:
+    """Run ``cells`` as one notebook: (grade_id, train_digits) for a test cell of the
+    capstone, (None, None) for a cell the student wrote. Each test cell's verdict."""
+    judge.begin(CAPSTONE_CELLS)
+    for index, (gid, fn) in enumerate(cells):
+        judge.on_cell_execute({"metadata": {"nbgrader": {"grade_id": gid}} if gid else {}},
+                              index)
+        if gid is not None:
+            with contextlib.suppress(AssertionError):
+                client.run_check("check_train_digits", fn, gid.rsplit("_", 1)[1])
+    record = judge.end()
+    assert record.flags == []
+    return {gid: all(v.passed for v in verdicts) for gid, verdicts in record.verdicts.items()}
+
+
+@pytest.mark.parametrize("forged_ref", [False, True])
+def test_a_trained_network_is_reused_within_one_notebook_only(monkeypatch, digits_networks,
+                                                              forged_ref):
+    """The capstone's two cells judge one training of the same function (the judge keeps
+    it for that notebook), and nothing of one notebook reaches the next: one worker's
+    judge grades student A (a good network), then student B (a bad one), then C (good
+    again), and each gets their own function's result, also when every kernel gives
+    its function the same number (``forged_ref``: a kernel's number can be anything).
+    A redefinition, or any cell of the student's, between the two cells trains again."""
+    from course_lib.judge import client as client_module
+
+    if forged_ref:
+        monkeypatch.setattr(client_module, "_ref", lambda obj: 1)
+    good, bad = digits_networks
+    validation, heldout = CAPSTONE_CELLS
+    judge = server.Judge()
+    monkeypatch.setenv("COURSE_JUDGE", judge.address)
+    try:
+        a, b, c = [], [], []
+        student_a, student_b, student_c = _student(good, a), _student(bad, b), _student(good, c)
+        assert _run_cells(judge, [(validation, student_a), (heldout, student_a)]) == {
+            validation: True, heldout: True}
+        assert len(a) == 1  # trained once for both cells
+        assert _run_cells(judge, [(validation, student_b), (heldout, student_b)]) == {
+            validation: False, heldout: False}
+        assert len(b) == 1  # B's own result, not A's
+        assert _run_cells(judge, [(validation, student_c), (heldout, student_c)]) == {
+            validation: True, heldout: True}
+        assert len(c) == 1 and len(b) == 1  # C's own result, not B's
+
+        # redefined between the two cells: the new function trains, and is judged
+        before, after = [], []
+        verdicts = _run_cells(judge, [(validation, _student(good, before)),
+                                      (None, None),  # the cell that redefines it
+                                      (heldout, _student(bad, after))])
+        assert verdicts == {validation: True, heldout: False}
+        assert len(before) == len(after) == 1
+        # the same function, but a cell of the student's ran in between (it may have
+        # redefined what the function calls): trained again
+        again = []
+        student = _student(good, again)
+        _run_cells(judge, [(validation, student), (None, None), (heldout, student)])
+        assert len(again) == 2
+        if not forged_ref:  # a redefinition the judge cannot see (inside a test cell)
+            one, two = [], []
+            assert _run_cells(judge, [(validation, _student(good, one)),
+                                      (heldout, _student(bad, two))]) == {
+                validation: True, heldout: False}
+            assert len(one) == len(two) == 1
+    finally:
+        judge.close()
 
 
 def test_without_a_judge_the_hidden_tests_say_when_they_run(monkeypatch):

@@ -725,7 +725,7 @@ def test_the_capstone_s_numbers_in_the_text():
 
     text = "\n".join(c.source for c in lesson_text().cells if c.cell_type == "markdown")
     assert RM.DIGITS_SIZES == (64, 64, 10) and "64-64-10" in text
-    assert (RM.DIGITS_EPOCHS, RM.DIGITS_BATCH, RM.DIGITS_LR) == (30, 32, 0.2)
-    assert "30 epochs of batches of 32 with learning rate 0.2" in text
+    assert (RM.DIGITS_EPOCHS, RM.DIGITS_BATCH, RM.DIGITS_LR) == (12, 32, 0.8)
+    assert "12 epochs of batches of 32 with learning rate 0.8" in text
     assert f"at least {G.VAL_LINE:.0%} on the validation set" in text
     assert f"at least **{G.HELD_OUT_LINE:.0%}**" in text

@@ -194,8 +194,11 @@ def plot_gradient_costs(n_params, seconds_fd, seconds_bp):
     ax0.set_ylabel("seconds for the whole gradient")
     ax0.legend(loc="upper left", fontsize=9)
     ax0.grid(alpha=0.3, which="both")
-    ax1.loglog(P, fd / bp, "o-", color=_ORANGE)
-    ax1.loglog(P, P * (fd / bp)[0] / P[0], ":", color=_GREY, label="∝ P")
+    ratio = fd / bp
+    ax1.loglog(P, ratio, "o-", color=_ORANGE)
+    # c·P through the middle of the points (c the geometric mean of ratio / P): a line
+    # through one point would carry that one timing's noise
+    ax1.loglog(P, P * np.exp(np.mean(np.log(ratio / P))), ":", color=_GREY, label="∝ P")
     ax1.set_xlabel("parameters P")
     ax1.set_ylabel("finite differences / backprop")
     ax1.legend(loc="upper left")

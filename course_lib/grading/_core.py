@@ -27,13 +27,15 @@ import os
 import sys
 import zlib
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import numpy as np
 
 RTOL, ATOL = 1e-7, 1e-10
+T = TypeVar("T")
 
 __all__ = ["RTOL", "ATOL", "rng_for", "call", "experiment", "expect_close", "expect_tuple",
-           "run_parts", "known_mistake", "fmt", "shape_str"]
+           "once_per_notebook", "run_parts", "known_mistake", "fmt", "shape_str"]
 
 
 def rng_for(check_name: str) -> np.random.Generator:
@@ -225,6 +227,20 @@ def experiment(obj, name: str, **inputs):
     from ..judge.experiments import run_experiment
 
     return run_experiment(obj, name, inputs)
+
+
+def once_per_notebook(obj, what: str, compute: Callable[[], T]) -> T:
+    """``compute()``, which calls the student's ``obj``; in a sealed grading run, what it
+    gave an earlier check of the same notebook for the same object, if there was one.
+
+    The judge keeps such results for one notebook only, drops them whenever a cell other
+    than a test cell runs, and keys them on the object (a redefined function is computed
+    again): judge.server's ``Remote.remembered``. A failure (AssertionError) is
+    remembered too. Elsewhere (``obj`` the function itself), simply ``compute()``.
+    """
+    remembered = getattr(type(obj), "remembered", None) \
+        if getattr(type(obj), "judge_remote", False) else None
+    return remembered(obj, what, compute) if remembered is not None else compute()
 
 
 def run_parts(part: str, parts: Mapping[str, Callable[[], None]], *,

@@ -32,6 +32,7 @@ from ._core import (
     expect_tuple,
     fmt,
     known_mistake,
+    once_per_notebook,
     rng_for,
     run_parts,
     shape_str,
@@ -1374,10 +1375,23 @@ def check_train_digits(train_digits, part="all"):
     last validation accuracy is that accuracy (not the training set's). Part
     "heldout": at least HELD_OUT_LINE on the judge's held-out digits, which never
     exist inside the sandbox (course_lib.data, judge.sandbox).
+
+    Both parts judge one trained network: the function trains once per call of this
+    check, and once per notebook when graded sealed, where the "heldout" cell gets what
+    the same function returned to the "validation" cell (``once_per_notebook``: kept by
+    the judge for that notebook alone, trained again if the student redefined anything
+    in between).
     """
+    trained = []
+
+    def measured():
+        if not trained:
+            trained.append(once_per_notebook(train_digits, "trained on digits_split()",
+                                             lambda: _train_and_measure(train_digits)))
+        return trained[0]
 
     def validation():
-        where, params, history, acc = _train_and_measure(train_digits)
+        where, params, history, acc = measured()
         if acc["val"] < VAL_LINE:
             X_train, y_train, X_val, y_val = _data.digits_split()
             raise AssertionError(
@@ -1402,7 +1416,7 @@ def check_train_digits(train_digits, part="all"):
                 f"the {acc['n_val']} validation samples), got {reported!r:.40}.{note}")
 
     def heldout():
-        where, params, _, acc = _train_and_measure(train_digits)
+        where, params, _, acc = measured()
         X_ho, y_ho = _data.digits_held_out()
         if len(y_ho) == 0:
             raise RuntimeError("the held-out digits are missing where the judge runs")

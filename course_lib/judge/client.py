@@ -64,12 +64,27 @@ def _text(exc) -> str:
         return f"<{type(exc).__name__}>"
 
 
+# Every object a check was asked about, kept alive, so that its id is never another's.
+_KEPT: dict[int, object] = {}
+
+
+def _ref(obj) -> int:
+    """This kernel's number for ``obj``: the same for the same object, another one for
+    any other (a redefined function is another object). The judge may reuse, within one
+    notebook, what the same object returned to an earlier check (judge.server's
+    Remote.remembered); a wrong number here could only get this notebook's own
+    results back."""
+    _KEPT[id(obj)] = obj
+    return id(obj)
+
+
 def run_check(check: str, obj, part: str = "all") -> None:
     """Serve the judge's requests for one check until its verdict; raise if it failed."""
     sock = _connect()
     try:
         wire.send(sock, {"op": "check", "check": check, "part": str(part),
-                         "object": getattr(obj, "__name__", type(obj).__name__)})
+                         "object": getattr(obj, "__name__", type(obj).__name__),
+                         "ref": _ref(obj)})
         while True:
             msg = wire.recv(sock)
             op = msg.get("op")

@@ -20,6 +20,15 @@ may send is bounded (connections at once, connections and bytes per
 submission, the size of a frame): past a bound, or on a frame that is not
 plain data, the connection is dropped and the submission flagged, so a flood
 costs the student their grade, not the grader its memory.
+
+A check may reuse what the student's object returned to an earlier check of the
+same notebook (``Remote.remembered``: lesson 04's capstone trains its network once for
+its two graded cells). What it reuses belongs to that notebook alone: the judge keeps
+it in a store of its own that it replaces at every submission's start and end, every
+kernel start and stop, and every cell that is not a test cell (a student's cell may
+redefine anything), and the kernel's number for its object (``ref``) keys it within
+that store. The kernel may forge that number, but only to be given back its own
+earlier result.
 """
 
 from __future__ import annotations
@@ -121,12 +130,39 @@ def _exception_class(name: str):
 
 
 class Remote:
-    """The judge's handle on the student's object in the kernel."""
+    """The judge's handle on the student's object in the kernel.
+
+    ``ref`` is the kernel's number for that object (judge.client: the same while the name
+    is bound to the same object, a new one when the student redefines it), ``memo`` the
+    judge's store of earlier results for this notebook (``Judge._memo``), ``check`` the
+    check that holds this handle.
+    """
 
     judge_remote = True
 
-    def __init__(self, conn, name: str):
+    def __init__(self, conn, name: str, *, check: str = "", ref: int | None = None,
+                 memo: dict | None = None):
         self._conn, self.__name__ = conn, name
+        self._check, self._ref, self._memo = check, ref, memo
+
+    def remembered(self, what: str, compute):
+        """``compute()``, once per notebook for this object: the value (or the failure,
+        an AssertionError) it gave an earlier check of this notebook for the same object,
+        if the judge's store still holds it (it is dropped whenever a cell other than a
+        test cell runs, and with every submission and kernel); computed, and kept, when
+        not. Without a store or a number for the object, simply ``compute()``."""
+        if self._memo is None or self._ref is None:
+            return compute()
+        key = (self._check, what, self._ref)
+        if key not in self._memo:
+            try:
+                self._memo[key] = (True, compute())
+            except AssertionError as exc:
+                self._memo[key] = (False, str(exc))
+        ok, value = self._memo[key]
+        if not ok:
+            raise AssertionError(value)
+        return value
 
     def _ask(self, request: dict, args=None):
         wire.send(self._conn, request)
@@ -232,6 +268,10 @@ class Judge:
         self._bytes_in = 0
         self._expected: dict[str, list[tuple[str, str]]] = {}
         self._current: tuple[int, str | None] | None = None
+        # results a check may reuse within this notebook (Remote.remembered): a new dict,
+        # never one emptied, so that a check still running for an earlier submission or
+        # cell can only write into one nobody reads again
+        self._memo: dict = {}
         self._started_at: float | None = None
         self.record = Record()
         threading.Thread(target=self._accept, daemon=True, name="judge").start()
@@ -278,12 +318,14 @@ class Judge:
             self._started_at = None
             self._connections = self._bytes_in = 0
             self.record = Record()
+            self._memo = {}
         _load_checks({check for checks in expected.values() for check, _ in checks})
 
     def end(self) -> Record:
         with self._lock:
             record, self._expected, self._started_at = self.record, {}, None
             self.record = Record()
+            self._memo = {}
         return record
 
     def close(self) -> None:
@@ -301,11 +343,13 @@ class Judge:
         """The process the kernel manager started: the one to stop past the time limit."""
         with self._lock:
             self.record.kernel_pid = pid
+            self._memo = {}  # a new kernel: its objects' numbers may repeat the last one's
 
     def kernel_stopped(self, log_tail: str) -> None:
         with self._lock:
             self.record.kernel_pid = None
             self.record.kernel_log = log_tail
+            self._memo = {}
         self._cut_connections()  # what the kernel left open ends with it
 
     def flag(self, what: str, detail: str) -> None:
@@ -321,6 +365,8 @@ class Judge:
                 self._started_at = time.monotonic()
             if grade_id in self._expected:
                 self.record.executed.append(grade_id)
+            else:  # a cell the student may have written: earlier results may be stale
+                self._memo = {}
 
     def on_cell_executed(self, cell, cell_index: int, execute_reply=None) -> None:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
@@ -372,7 +418,8 @@ class Judge:
             request = wire.recv(metered)
             if request.get("op") == "check":
                 self._check(metered, str(request.get("check", "")),
-                            str(request.get("part", "all")), str(request.get("object", "?")))
+                            str(request.get("part", "all")), str(request.get("object", "?")),
+                            _ref(request.get("ref")))
             else:
                 raise wire.WireError(f"{request.get('op')!r} is not a request the judge takes")
         except (EOFError, TimeoutError):
@@ -389,11 +436,13 @@ class Judge:
             conn.close()
             self._open.release()
 
-    def _check(self, conn, check: str, part: str, name: str) -> None:
+    def _check(self, conn, check: str, part: str, name: str, ref: int | None = None) -> None:
         with self._lock:
             grade_id = self._current[1] if self._current else None
             where = self._cell_name()
             allowed = (check, part) in self._expected.get(grade_id, ())
+            memo = self._memo  # as it is now: a check that outlives its cell writes into a
+            # store the next cell no longer reads
         if not allowed:
             with self._lock:
                 self.record.flags.append(Flag("check", f"{check}(part={part!r}) was called "
@@ -401,18 +450,19 @@ class Judge:
             wire.send(conn, {"op": "verdict", "passed": False, "exc": "AssertionError",
                              "message": "hidden tests run only in their own test cells"})
             return
-        verdict = self._run(conn, check, part, name)
+        verdict = self._run(conn, check, part, name, ref, memo)
         with self._lock:
             self.record.verdicts.setdefault(grade_id, []).append(verdict)
         wire.send(conn, {"op": "verdict", "passed": verdict.passed, "exc": verdict.exc,
                          "message": verdict.message})
 
-    def _run(self, conn, check: str, part: str, name: str) -> Verdict:
+    def _run(self, conn, check: str, part: str, name: str, ref: int | None = None,
+             memo: dict | None = None) -> Verdict:
         run = _check_named(check)
         if run is None:
             return Verdict(check, part, False, f"no check named {check}")
         try:
-            run(Remote(conn, name), part=part)
+            run(Remote(conn, name, check=check, ref=ref, memo=memo), part=part)
         except AssertionError as exc:
             return Verdict(check, part, False, str(exc))
         except NotImplementedError as exc:
@@ -440,6 +490,13 @@ class Judge:
                 os.killpg(pid, signal.SIGKILL)  # the sandbox's session (judge.sandbox)
             except OSError:
                 pass
+
+
+def _ref(value) -> int | None:
+    """The kernel's number for the object of a check (judge.client._ref), if it is one."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64:
+        return value
+    return None
 
 
 def sweep_stale_folders(tmp: str | None = None) -> None:
