@@ -389,9 +389,21 @@ def test_one_zygote_forks_every_kernel_of_a_class(tmp_path, monkeypatch):
     assert sandbox.fork_kernels and sandbox.zygotes_started == 1
 
 
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        try:
+            pid = int(_status(pid)["PPid"])
+        except (OSError, KeyError, ValueError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
+
+
 def _zygotes() -> dict[int, int]:
-    """Every zygote on the machine (not a kernel it forked, which shows the same command
-    line): its pid and its parent's."""
+    """Every zygote this process started, itself or through its workers (not a kernel
+    one forked, which shows the same command line; not another grading's, which may run
+    beside the tests): its pid and its parent's."""
     found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -403,7 +415,8 @@ def _zygotes() -> dict[int, int]:
         except (OSError, KeyError, ValueError):
             continue
         if zygote_module.MODULE.encode() in command \
-                and zygote_module.MODULE.encode() not in parent_command:
+                and zygote_module.MODULE.encode() not in parent_command \
+                and _descends_from(int(entry), os.getpid()):
             found[int(entry)] = parent
     return found
 
