@@ -263,7 +263,7 @@ def _warm_up(course_root: Path, folder: Path):
     import importlib
 
     from .. import grading
-    from ..judge import sandbox, sealed
+    from ..judge import sealed
     from . import cli, grade
     from .course import load_config
     from .workers import GRADER_MODULES
@@ -278,8 +278,7 @@ def _warm_up(course_root: Path, folder: Path):
                                folder)
     for zygote in box.zygotes.values():
         zygote.wait_ready()
-    sealed.SHARED_RUNTIME = box.runtime
-    sandbox.INHERITED_ZYGOTES.update(box.zygotes)
+    sealed.use_shared_zygotes(box.runtime, box.zygotes)
     return box
 
 

@@ -1099,15 +1099,13 @@ def _start_worker(course_root: str, first: str | None = None, settings: dict | N
     import atexit
     from multiprocessing import util
 
-    from ..judge import sandbox, sealed
+    from ..judge.sealed import use_shared_zygotes
 
     if environ is not None:
         os.environ.clear()
         os.environ.update(environ)
     if shared is not None:
-        runtime, zygotes = shared
-        sealed.SHARED_RUNTIME = Path(runtime)
-        sandbox.INHERITED_ZYGOTES.update(zygotes)
+        use_shared_zygotes(*shared)
     util.Finalize(None, atexit._run_exitfuncs, exitpriority=0)
     _open_gradebook_scope()
     try:

@@ -198,9 +198,9 @@ def share_zygotes(course_root: Path, assignments, settings: Settings,
     kind then imports numpy (and torch) once for all of them, not once per process.
 
     They import from one grading runtime, built here in ``folder``: a process that
-    uses them sets SHARED_RUNTIME to ``box.runtime`` and puts ``box.zygotes`` in
-    sandbox.INHERITED_ZYGOTES, before it builds its Sealed. Returns the Sandbox that
-    owns them (``close()`` ends them; none where kernels start cold)."""
+    uses them calls use_shared_zygotes with ``box.runtime`` and ``box.zygotes`` before
+    it builds its Sealed. Returns the Sandbox that owns them (``close()`` ends them; none
+    where kernels start cold)."""
     runtime = build_runtime(Path(folder) / "runtime")
     (Path(folder) / "judge").mkdir()
     box = sandbox.Sandbox(folder, runtime, Path(folder) / "judge", limits=settings.limits())
@@ -212,6 +212,15 @@ def share_zygotes(course_root: Path, assignments, settings: Settings,
         box.no_torch, box.preload_torch = no_torch, preload_torch
         box.zygote()
     return box
+
+
+def use_shared_zygotes(runtime: Path, zygotes: dict) -> None:
+    """Fork this process's grading kernels from ``zygotes`` (share_zygotes'), which
+    imported from ``runtime``: every Sealed built from now on uses that runtime, so
+    that its kernels see the files the zygotes imported, at the same place."""
+    global SHARED_RUNTIME
+    SHARED_RUNTIME = Path(runtime)
+    sandbox.INHERITED_ZYGOTES.update(zygotes)
 
 
 class Sealed:
