@@ -453,3 +453,29 @@ def test_two_workers_fork_every_kernel_from_the_zygotes_the_class_started_once(
     (zygote,) = seen
     _until(lambda: not os.path.exists(f"/proc/{zygote}")
            or _status(zygote).get("State", "").startswith("Z"))
+
+
+def test_zygotes_shared_before_one_that_cannot_start_are_ended(tmp_path, monkeypatch):
+    """share_zygotes starts one zygote per kind of kernel: where one cannot start, those
+    started before it end with the error (the caller's workers then start their own)."""
+    from course_lib.judge import sealed as sealed_module
+
+    monkeypatch.delenv("COURSE_FORK_KERNELS", raising=False)
+    course = make_course(tmp_path / "course")
+    started, real_init = [], zygote_module.Zygote.__init__
+
+    def second_fails(self, env, folder):
+        if started:
+            raise OSError("no second zygote, for this test")
+        real_init(self, env, folder)
+        started.append(self)
+
+    monkeypatch.setattr(zygote_module.Zygote, "__init__", second_fails)
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    # the toy lesson's kernels (numpy) and, for a lesson whose source cannot be read, torch's
+    with pytest.raises(OSError, match="no second zygote"):
+        sealed_module.share_zygotes(course, [ASSIGNMENT, "no_such_lesson"],
+                                    sealed_module.Settings(), folder)
+    (first,) = started
+    assert first.process.poll() is not None  # ended and reaped

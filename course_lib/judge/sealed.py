@@ -208,9 +208,13 @@ def share_zygotes(course_root: Path, assignments, settings: Settings,
     manual = set(settings.manual_gradient_assignments)
     # the first assignment's kind first: its kernels are the first ones asked for
     kinds = dict.fromkeys((a in manual, imports_torch(course_root, a)) for a in assignments)
-    for no_torch, preload_torch in kinds if box.fork_kernels else ():
-        box.no_torch, box.preload_torch = no_torch, preload_torch
-        box.zygote()
+    try:
+        for no_torch, preload_torch in kinds if box.fork_kernels else ():
+            box.no_torch, box.preload_torch = no_torch, preload_torch
+            box.zygote()
+    except BaseException:
+        box.close()  # the zygotes started before the one that could not be
+        raise
     return box
 
 
