@@ -30,15 +30,19 @@ state, against stock nbgrader:
    it: nbgrader's Execute preprocessor with the course's settings and the
    kernel manager `course grade` uses, the sealed grading kernel
    (course_lib.judge: its system-call filter, grading mode, one thread) in its
-   bubblewrap sandbox, and a judge answering the hidden tests; the median of
-   --repeats runs. nbclient's per-cell timestamps split each lesson into
-   kernel start/stop, imports, figures, widgets, graded tests and the rest,
-   and name its slowest cells.
-5. The sandbox's cost: every notebook of 4. also runs, interleaved with the
-   sandboxed runs (sandboxed, unsandboxed, sandboxed, ...: machine load falls
-   on both alike), through the same sealed path with the kernel NOT in its
-   bubblewrap sandbox (unsandboxed_manager() below: a measurement-only
-   baseline, the kernelspec's own command as before the sandbox). The table
+   bubblewrap sandbox, and a judge answering the hidden tests. The runs go in
+   --repeats rounds, every notebook once in each, so that a change in the
+   machine's load falls on all of them alike: each figure is the median over
+   the rounds, and a lesson's ratio to its floor the median of its per-round
+   ratios. The floors run in an empty folder (a lesson's is its own source
+   folder, which the sandbox copies). nbclient's per-cell timestamps split
+   each lesson into kernel start/stop, imports, figures, widgets, graded tests
+   and the rest, and name its slowest cells.
+5. The sandbox's cost: every notebook of 4. also runs, in each round right
+   after its sandboxed run (machine load falls on both alike), through the
+   same sealed path with the kernel NOT in its bubblewrap sandbox
+   (unsandboxed_manager() below: a measurement-only baseline, the
+   kernelspec's own command as before the sandbox). The table
    shows both medians, the difference and its share of the unsandboxed time,
    against the target of at most 10%.
 
@@ -60,6 +64,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -77,6 +82,8 @@ TARGET_LESSON_RATIO = 1.5  # a lesson's seconds against its floor
 TARGET_SANDBOX_COST = 0.10  # what the sandbox may add to a lesson's seconds (issue 12)
 FLOOR_NUMPY = "import numpy"
 FLOOR_TORCH = "import numpy\nimport torch"
+NUMPY_FLOOR_ROW = "floor: import numpy"
+TORCH_FLOOR_ROW = "floor + torch: import numpy, torch"
 # The numpy floor followed by this many cells of `x = 1`: what one more cell costs a
 # notebook beyond its own run (nbclient's request, the kernel's messages, the reply).
 ROUND_TRIPS = 200
@@ -413,37 +420,14 @@ def errors_in(nb) -> list[str]:
             if o.output_type == "error"]
 
 
-def time_notebook(nb, folder: Path, root: Path, repeats: int,
-                  assignment: str | None = None) -> dict:
-    """Median wall seconds over repeats, sandboxed and not, and the per-cell profile of
-    the median sandboxed run.
-
-    The two kinds alternate (sandboxed, unsandboxed, sandboxed, ...), so that
-    a change in the machine's load falls on both alike.
-    """
-    runs: dict[bool, list] = {True: [], False: []}
-    for _ in range(repeats):
-        for sandboxed in (True, False):
-            runs[sandboxed].append(run_notebook(nb, folder, root, sandboxed, assignment))
-    medians = {}
-    for sandboxed, done in runs.items():
-        done.sort(key=lambda r: r[0])
-        medians[sandboxed] = done[len(done) // 2]
-        if errors_in(medians[sandboxed][1]):
-            raise RuntimeError(f"{folder.name} ({'' if sandboxed else 'un'}sandboxed): the "
-                               f"notebook raised {errors_in(medians[sandboxed][1])[:3]}")
-    seconds, executed = medians[True][:2]
-    cpu = {sandboxed: statistics.median(r[2] for r in done) for sandboxed, done in runs.items()}
-    code = [(i, c) for i, c in enumerate(executed.cells) if c.cell_type == "code"]
-    cells = [(cell_seconds(c), cell_label(i, c)) for i, c in code]
-    kinds = dict.fromkeys(KINDS, 0.0)
-    for _, c in code:
-        kinds[cell_kind(c)] += cell_seconds(c)
-    return {"seconds": seconds, "runs": [r[0] for r in runs[True]],
-            "unsandboxed": medians[False][0], "unsandboxed_runs": [r[0] for r in runs[False]],
-            "cpu": cpu[True], "unsandboxed_cpu": cpu[False],
-            "cells_total": sum(s for s, _ in cells), "kinds": kinds,
-            "slowest": sorted(cells, reverse=True)[:SLOWEST_CELLS]}
+@dataclass(frozen=True)
+class Notebook:
+    """One row of the lessons table: what runs, in which folder and which kind of kernel."""
+    nb: object
+    folder: Path  # the kernel's working folder, copied into its box (the submission)
+    # the kernel's kind (judge.sealed's for_assignment); None: the folder's, as a lesson's
+    assignment: str | None = None
+    torch: bool | None = None  # a lesson's: does it import torch; None: not a lesson
 
 
 def floor_notebook(source: str):
@@ -460,13 +444,23 @@ def needs_torch(nb) -> bool:
     return any(TORCH_IMPORT.search(c.source) for c in nb.cells if c.cell_type == "code")
 
 
-def time_lessons(root: Path, assignments, repeats: int) -> dict[str, dict]:
-    """The two floors and every lesson's source notebook, timed the same way: each in a
-    kernel started for it (no kernel started ahead, judge.warm: this table is the
-    sandbox's cost, issue 12; the grading table above has the warm kernels)."""
-    executor(root)
-    _SEALED[0].expect_next(False)
-    _SEALED[0].sandbox.warm.discard()
+def floor_row(torch: bool | None) -> str:
+    """The row a row's ratio divides by: the torch floor for a lesson that imports torch,
+    the numpy floor for every other row (so `floor + torch` shows what torch costs)."""
+    return TORCH_FLOOR_ROW if torch else NUMPY_FLOOR_ROW
+
+
+def empty_folder(root: Path) -> Path:
+    """A fresh, empty folder for the floors to run in. The sandbox copies a notebook's
+    folder into its kernel's box (sandbox._copy_submission): a lesson's folder is
+    source/<lesson>/, a few files, while the course root is the whole class (tens of
+    ms a kernel), a cost no lesson pays and the floor must not either."""
+    return Path(tempfile.mkdtemp(prefix="floor-", dir=root))
+
+
+def lesson_notebooks(root: Path, assignments) -> dict[str, Notebook]:
+    """The rows of the lessons table, in its order: the two floors, the numpy floor
+    followed by ROUND_TRIPS cells, and every lesson's source notebook."""
     sources = {a: nbformat.read(str(root / "source" / a / f"{a}.ipynb"), as_version=4)
                for a in assignments}
     # Each floor runs in the kernel of the lessons it is the floor for (judge.sealed's
@@ -474,16 +468,98 @@ def time_lessons(root: Path, assignments, repeats: int) -> dict[str, dict]:
     # notebook): a lesson and its floor pay the same start-up.
     as_numpy = next((a for a in assignments if not needs_torch(sources[a])), None)
     as_torch = next((a for a in assignments if needs_torch(sources[a])), None)
-    rows = {"floor: import numpy": time_notebook(floor_notebook(FLOOR_NUMPY), root, root,
-                                                 repeats, as_numpy),
-            "floor + torch: import numpy, torch": time_notebook(
-                floor_notebook(FLOOR_TORCH), root, root, repeats, as_torch)}
+    empty = empty_folder(root)
     trips = floor_notebook(FLOOR_NUMPY)
     trips.cells += [nbformat.v4.new_code_cell("x = 1") for _ in range(ROUND_TRIPS)]
-    rows[ROUND_TRIPS_ROW] = time_notebook(trips, root, root, repeats, as_numpy)
+    rows = {NUMPY_FLOOR_ROW: Notebook(floor_notebook(FLOOR_NUMPY), empty, as_numpy),
+            TORCH_FLOOR_ROW: Notebook(floor_notebook(FLOOR_TORCH), empty, as_torch),
+            ROUND_TRIPS_ROW: Notebook(trips, empty, as_numpy)}
     for a in assignments:
-        rows[a] = time_notebook(sources[a], root / "source" / a, root, repeats)
-        rows[a]["torch"] = needs_torch(sources[a])
+        rows[a] = Notebook(sources[a], root / "source" / a, torch=needs_torch(sources[a]))
+    return rows
+
+
+Run = tuple[float, object, float]  # run_notebook's: wall seconds, executed notebook, CPU s
+
+
+def run_rounds(notebooks: dict[str, Notebook], root: Path,
+               repeats: int) -> dict[str, dict[bool, list[Run]]]:
+    """Each row's runs, by row and sandboxed or not, in the order of the rounds.
+
+    In each of ``repeats`` rounds every row runs once sandboxed, then once
+    unsandboxed: a change in the machine's load, which on a shared machine
+    moves a notebook's seconds by tens of percent within minutes, falls on all
+    rows of a round alike and on both kinds of run alike.
+    """
+    runs = {name: {True: [], False: []} for name in notebooks}
+    for r in range(repeats):
+        print(f"  round {r + 1}/{repeats}", file=sys.stderr, flush=True)
+        for name, n in notebooks.items():
+            for sandboxed in (True, False):
+                run = run_notebook(n.nb, n.folder, root, sandboxed, n.assignment)
+                if errors_in(run[1]):
+                    raise RuntimeError(f"{name} ({'' if sandboxed else 'un'}sandboxed, round "
+                                       f"{r + 1}): the notebook raised {errors_in(run[1])[:3]}")
+                runs[name][sandboxed].append(run)
+    return runs
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run of median wall seconds (the upper one of an even count)."""
+    return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+
+
+def summarize(runs: dict[bool, list[Run]]) -> dict:
+    """One row's figures: median seconds and CPU seconds, sandboxed and not, each run's
+    seconds in the order of the rounds, and the per-cell profile of the median sandboxed
+    run."""
+    seconds, executed, _ = median_run(runs[True])
+    cpu = {sandboxed: statistics.median(run[2] for run in done)
+           for sandboxed, done in runs.items()}
+    code = [(i, c) for i, c in enumerate(executed.cells) if c.cell_type == "code"]
+    cells = [(cell_seconds(c), cell_label(i, c)) for i, c in code]
+    kinds = dict.fromkeys(KINDS, 0.0)
+    for _, c in code:
+        kinds[cell_kind(c)] += cell_seconds(c)
+    return {"seconds": seconds, "runs": [run[0] for run in runs[True]],
+            "unsandboxed": median_run(runs[False])[0],
+            "unsandboxed_runs": [run[0] for run in runs[False]],
+            "cpu": cpu[True], "unsandboxed_cpu": cpu[False],
+            "cells_total": sum(s for s, _ in cells), "kinds": kinds,
+            "slowest": sorted(cells, reverse=True)[:SLOWEST_CELLS]}
+
+
+def per_round_ratios(seconds_by_row: dict[str, list[float]],
+                     floor_of_row: dict[str, str]) -> dict[str, float]:
+    """Each row's ratio to its floor: the median over the rounds of (the row's seconds in
+    round r / its floor's seconds in round r).
+
+    A row and its floor run in the same round, so a load that slows the
+    whole round cancels in that round's ratio; the ratio of two medians would
+    set each lesson against a floor measured a minute away.
+    """
+    return {name: statistics.median(
+                s / f for s, f in zip(seconds, seconds_by_row[floor_of_row[name]], strict=True))
+            for name, seconds in seconds_by_row.items()}
+
+
+def time_lessons(root: Path, assignments, repeats: int) -> dict[str, dict]:
+    """The two floors and every lesson's source notebook, timed the same way: each in a
+    kernel started for it (no kernel started ahead, judge.warm: this table is the
+    sandbox's cost, issue 12; the grading table above has the warm kernels), round by
+    round (run_rounds), each row's ratio to its floor taken per round."""
+    executor(root)
+    _SEALED[0].expect_next(False)
+    _SEALED[0].sandbox.warm.discard()
+    notebooks = lesson_notebooks(root, assignments)
+    runs = run_rounds(notebooks, root, repeats)
+    rows = {name: summarize(runs[name]) for name in notebooks}
+    ratios = per_round_ratios({name: r["runs"] for name, r in rows.items()},
+                              {name: floor_row(n.torch) for name, n in notebooks.items()})
+    for name, n in notebooks.items():
+        rows[name]["ratio"] = ratios[name]
+        if n.torch is not None:  # "torch" marks a lesson's row (print_lessons)
+            rows[name]["torch"] = n.torch
     return rows
 
 
@@ -733,21 +809,21 @@ def print_grading(times: dict[str, list[tuple[float, float]]], n_notebooks: int,
 
 
 def print_lessons(rows: dict[str, dict], load: tuple[float, float] | None = None) -> None:
-    numpy_floor = rows["floor: import numpy"]
+    numpy_floor = rows[NUMPY_FLOOR_ROW]
     floor = numpy_floor["seconds"]
-    floor_torch = rows["floor + torch: import numpy, torch"]["seconds"]
+    floor_torch = rows[TORCH_FLOOR_ROW]["seconds"]
+    rounds = len(numpy_floor["runs"])
     print("\n== Seconds per notebook, fresh kernel each, as `course grade` runs it (nbgrader's "
-          "Execute, the sealed kernel in its sandbox, the judge; median) ==")
+          f"Execute, the sealed kernel in its sandbox, the judge; median of {rounds} rounds) ==")
     if load:
-        print(f"(load average {load[0]:.1f} before and {load[1]:.1f} after; unsandboxed: the "
-              "same sealed kernel without bwrap, run alternately with the sandboxed runs)")
+        print(f"(load average {load[0]:.1f} before and {load[1]:.1f} after; in each round every "
+              "row runs sandboxed, then unsandboxed: the same sealed kernel without bwrap)")
     limit = f"<={TARGET_SANDBOX_COST:.0%}"
     print(f"{'notebook':<36} {'seconds':>8} {'unsandboxed':>11} {'sandbox s':>9} "
           f"{'sandbox %':>9} {limit:>5} {'in cells':>8} {'floor':>6} {'ratio':>6} {'target':>6}")
     worst = None
     for name, r in rows.items():
-        base = floor_torch if r.get("torch") else floor
-        ratio = r["seconds"] / base
+        ratio = r["ratio"]
         lesson = "torch" in r
         met = ratio <= TARGET_LESSON_RATIO
         verdict = ("" if not lesson else "  OK" if met else "  over")
@@ -763,6 +839,8 @@ def print_lessons(rows: dict[str, dict], load: tuple[float, float] | None = None
     print("(seconds: wall, sandboxed, kernel start-up and shutdown included; unsandboxed: the "
           "same without bwrap;\n sandbox s = seconds - unsandboxed, sandbox % = that over "
           "unsandboxed; in cells: the cells' own time, from nbclient's timestamps)")
+    print(f"(ratio: the median over the {rounds} rounds of the row's seconds in a round / its "
+          "floor's seconds in the same round; the floors run in an empty folder)")
     if worst is not None:
         sandbox_s = numpy_floor["seconds"] - numpy_floor["unsandboxed"]
         print(f"the sandbox adds at most {worst[1]:+.1%} to a lesson's seconds ({worst[0]}), "
@@ -796,7 +874,8 @@ def print_breakdown(rows: dict[str, dict], floor: float, floor_torch: float) -> 
     """Each lesson's median run split into kernel start/stop and kinds of cells."""
     print("\nwhere each lesson's seconds go (the median run): start/stop = kernel start-up, "
           "shutdown and the round trips between cells;\nthen the cells by kind; budget = what "
-          "all cells together may take for the 1.5x target")
+          "all cells together may take for the 1.5x target against the floor's median (a guide: "
+          "the ratio is per round)")
     print(f"{'lesson':<22} {'start/stop':>10}" + "".join(f" {k:>12}" for k in KINDS)
           + f" {'budget':>7}")
     for name, r in rows.items():
