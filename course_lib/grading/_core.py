@@ -12,7 +12,10 @@ with a message written for the student:
 
 Known mistakes are computed, not guessed: each check passes the values that a
 specific wrong answer would produce for the same inputs, and the message names
-the first one the student's result matches. A mistake the exercise's manifest
+the first one the student's result matches. A catalogue that costs real work (a
+whole epoch replayed per mistake) is passed as a function and computed only when
+the answer differs: the student's kernel waits for every check, so a right answer
+should cost the judge no more than its comparison. A mistake the exercise's manifest
 lists (course_lib/manifest/) is worded there once and read with
 ``known_mistake(id)``; a check's parts are the manifest's (``run_parts``).
 
@@ -35,7 +38,19 @@ RTOL, ATOL = 1e-7, 1e-10
 T = TypeVar("T")
 
 __all__ = ["RTOL", "ATOL", "rng_for", "call", "experiment", "expect_close", "expect_tuple",
-           "once_per_notebook", "run_parts", "known_mistake", "fmt", "shape_str"]
+           "once_per_notebook", "run_parts", "known_mistake", "fmt", "shape_str", "Mistakes",
+           "mistakes_of"]
+
+#: {description: the value that wrong answer gives}, or a function that computes it,
+#: called only when the student's answer differs from the expected one
+Mistakes = Mapping[str, object] | Callable[[], Mapping[str, object] | None] | None
+
+
+def mistakes_of(mistakes: Mistakes) -> Mapping[str, object]:
+    """The catalogue itself: ``mistakes`` called if it is a function ({} for None)."""
+    if callable(mistakes):
+        mistakes = mistakes()
+    return mistakes or {}
 
 
 def rng_for(check_name: str) -> np.random.Generator:
@@ -147,7 +162,7 @@ def _as_array(label: str, got):
 
 
 def expect_close(label: str, got, expected, *, inputs: Mapping[str, object] | None = None,
-                 mistakes: Mapping[str, object] | None = None, check_shape: bool = True,
+                 mistakes: Mistakes = None, check_shape: bool = True,
                  check_dtype: bool = True, rtol: float = RTOL, atol: float = ATOL) -> None:
     """Compare a student's result with the reference; explain any difference.
 
@@ -156,19 +171,21 @@ def expect_close(label: str, got, expected, *, inputs: Mapping[str, object] | No
         got: the student's value.
         expected: the reference value (array-like).
         inputs: the inputs used, described in the message.
-        mistakes: {description: value a known wrong answer would give}; the
-            first one matching ``got`` is named in the message.
+        mistakes: {description: value a known wrong answer would give}, or a
+            function returning it (called only if ``got`` differs); the first one
+            matching ``got`` is named in the message.
         check_shape: False to compare values only (shape is then broadcast).
         check_dtype: require a floating result (an int array loses precision).
         rtol, atol: tolerances (course default 1e-7, 1e-10).
     """
     expected = np.asarray(expected, dtype=np.float64)
     arr = _as_array(label, got)
-    context = f" for {describe_inputs(inputs)}" if inputs else ""
 
     def fail(problem: str) -> None:
+        # the inputs are described, and the mistakes computed, only for a message
+        context = f" for {describe_inputs(inputs)}" if inputs else ""
         msg = f"{label}{context}: {problem}"
-        hint = _matching_mistake(arr, expected, mistakes, rtol, atol)
+        hint = _matching_mistake(arr, expected, mistakes_of(mistakes), rtol, atol)
         if hint:
             msg += f"\n  This matches a known mistake: {hint}."
         raise AssertionError(msg)
@@ -203,7 +220,7 @@ def expect_close(label: str, got, expected, *, inputs: Mapping[str, object] | No
 
 
 def _matching_mistake(arr, expected, mistakes, rtol, atol):
-    for description, value in (mistakes or {}).items():
+    for description, value in mistakes.items():
         value = np.asarray(value, dtype=np.float64)
         same_as_expected = (value.shape == expected.shape
                             and np.allclose(value, expected, rtol=rtol, atol=atol))

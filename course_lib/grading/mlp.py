@@ -23,6 +23,8 @@ sgd_step's rule (arguments unchanged) is its part "inputs".
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import reference as R
@@ -32,6 +34,7 @@ from ._core import (
     expect_tuple,
     fmt,
     known_mistake,
+    mistakes_of,
     once_per_notebook,
     rng_for,
     run_parts,
@@ -99,20 +102,20 @@ def _close(label, got, expected, mistakes=None, **kwargs):
     mistake of another shape, e.g. a transposed gradient; those are handled here.)
     """
     expected = np.asarray(expected, dtype=np.float64)
-    mistakes = dict(mistakes or {})
-    same = {d: v for d, v in mistakes.items() if np.shape(v) == expected.shape}
+    catalogue = functools.cache(lambda: mistakes_of(mistakes))  # computed once, if needed
     try:
         arr = np.asarray(got, dtype=np.float64)
     except (TypeError, ValueError):
         arr = None
     if arr is not None and arr.shape != expected.shape:
-        for description, value in mistakes.items():
+        for description, value in catalogue().items():
             value = np.asarray(value, dtype=np.float64)
             if value.shape == arr.shape and np.allclose(arr, value, rtol=1e-6, atol=1e-10):
                 raise AssertionError(
                     f"{label}: expected shape {shape_str(expected.shape)}, got "
                     f"{shape_str(arr.shape)}.\n  This matches a known mistake: {description}.")
-    expect_close(label, got, expected, mistakes=same, **kwargs)
+    expect_close(label, got, expected, **kwargs, mistakes=lambda: {
+        d: v for d, v in catalogue().items() if np.shape(v) == expected.shape})
 
 
 def _layer(rng, N, n_in, n_out):
@@ -943,10 +946,11 @@ def _layer_backward_check(fn, fn_name, cases, names, mistakes_for):
             out = expect_tuple(out, fn_name, names)
         else:
             out = (out,)
-        mistakes = mistakes_for(args)
+        mistakes = functools.cache(functools.partial(mistakes_for, args))  # if needed
         for i, (name, got, exp) in enumerate(zip(names, out, expected, strict=True)):
             try:
-                _close(f"{where}: {name}", got, exp, mistakes=mistakes.get(name))
+                _close(f"{where}: {name}", got, exp,
+                       mistakes=lambda m=mistakes, n=name: m().get(n))
             except AssertionError as exc:
                 if fd is None:  # a kink in the inputs: finite differences would straddle it
                     raise
@@ -1085,8 +1089,6 @@ def check_softmax_loss(softmax_loss, part="all"):
             if scale > 100 and not np.isfinite(np.asarray(loss, dtype=float)).all():
                 raise AssertionError(f"{where}: the loss overflowed; compute it from the "
                                      "log-softmax, scores - max - log(sum(exp(scores - max))).")
-            fd = _fd_note(lambda Z, y=y: np.array(RM.softmax_loss(Z, y)[0]), scores,
-                          np.array(1.0), exp_d.shape) if N * C <= 40 else ""
             try:
                 _close(f"{where}: dscores", dscores, exp_d, mistakes={
                     "dscores is not divided by N: the loss is a mean, so dscores = "
@@ -1097,6 +1099,8 @@ def check_softmax_loss(softmax_loss, part="all"):
                         (P - S) / N,
                 })
             except AssertionError as exc:
+                fd = _fd_note(lambda Z, y=y: np.array(RM.softmax_loss(Z, y)[0]), scores,
+                              np.array(1.0), exp_d.shape) if N * C <= 40 else ""
                 raise AssertionError(f"{exc}{fd}") from None
 
     run_parts(part, {"values": values})
@@ -1158,15 +1162,20 @@ def _compare_mlp(out, params, X, y, hidden, where):
     loss_value, grads = _check_structure(out, params, where)
     exp_loss, exp_grads = RM.mlp_loss(params, X, y, hidden)
     _close(f"{where}: the loss", loss_value, exp_loss, check_dtype=False)
-    variants = {desc: _mlp_variant(params, X, y, hidden, key)
-                for key, desc in _MLP_MISTAKES.items()}
+    variants = functools.cache(lambda: {desc: _mlp_variant(params, X, y, hidden, key)
+                                        for key, desc in _MLP_MISTAKES.items()})
     for k in range(len(params) - 1, -1, -1):
         for i, name in ((0, "dW"), (1, "db")):
-            mistakes = {desc: v[k][i] for desc, v in variants.items()}
+            mistakes = _entry_of(variants, k, i)
             if i == 0 and params[k][0].shape[0] == params[k][0].shape[1]:
-                mistakes[known_mistake("transposed-dW")] = np.asarray(exp_grads[k][0]).T
+                mistakes = _with_transposed(mistakes, exp_grads[k][0])
             _close(f"{where}: layer {k + 1}'s {name} = grads[{k}][{i}]", grads[k][i],
                    exp_grads[k][i], mistakes=mistakes)
+
+
+def _with_transposed(mistakes, exp_dW):
+    """``mistakes`` (a function) with the transposed dW added, for a square W."""
+    return lambda: {**mistakes(), known_mistake("transposed-dW"): np.asarray(exp_dW).T}
 
 
 def check_mlp_loss(mlp_loss, part="all"):
@@ -1242,6 +1251,25 @@ def _epoch_variant(params, X, y, lr, batch_size, seed, mistake):
     return params, losses
 
 
+def _epoch_variants(params, X, y, lr, batch_size, seed):
+    """{description: (params, losses)} of the epoch with each known mistake."""
+    return {d: _epoch_variant(params, X, y, lr, batch_size, seed, k)
+            for k, d in _epoch_mistakes().items()}
+
+
+def _entry_of(variants, *index):
+    """A catalogue, computed when asked for: ``variants()[d][index...]`` for each mistake d
+    (``variants`` a function returning {description: nested results})."""
+    def pick():
+        picked = {}
+        for description, value in variants().items():
+            for i in index:
+                value = value[i]
+            picked[description] = value
+        return picked
+    return pick
+
+
 def _epoch_mistakes():
     """{mistake key: its description} (the manifest's wording where it has one)."""
     return {
@@ -1271,8 +1299,9 @@ def check_sgd_epoch(sgd_epoch, part="all"):
             _expect_unchanged(where, "params", params, mine, "return new arrays")
             new, losses = expect_tuple(out, "sgd_epoch", ("params", "losses"))
             exp_params, exp_losses = RM.sgd_epoch(params, X, y, lr, B, seed)
-            variants = {d: _epoch_variant(params, X, y, lr, B, seed, k)
-                        for k, d in _epoch_mistakes().items()}
+            # each mistake's whole epoch, replayed only if an answer differs
+            variants = functools.cache(functools.partial(_epoch_variants, params, X, y, lr, B,
+                                                         seed))
             n_batches = len(exp_losses)
             try:
                 got_n = len(losses)
@@ -1286,13 +1315,13 @@ def check_sgd_epoch(sgd_epoch, part="all"):
                     f"{where}: expected the losses of {n_batches} batches (ceil({N}/{B})), "
                     f"got {got_n if got_n is not None else type(losses).__name__}.{note}")
             _close(f"{where}: the batches' losses", losses, exp_losses, check_dtype=False,
-                   mistakes={d: v[1] for d, v in variants.items() if len(v[1]) == n_batches})
+                   mistakes=lambda v=variants, n=n_batches: {
+                       d: losses for d, (_, losses) in v().items() if len(losses) == n})
             _check_structure((0.0, new), params, where + ": the new params")
             for k in range(len(params)):
                 for i, name in ((0, "W"), (1, "b")):
                     _close(f"{where}: layer {k + 1}'s new {name}", new[k][i],
-                           exp_params[k][i],
-                           mistakes={d: v[0][k][i] for d, v in variants.items()})
+                           exp_params[k][i], mistakes=_entry_of(variants, 0, k, i))
 
     run_parts(part, {"values": values})
 
