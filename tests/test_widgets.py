@@ -622,6 +622,17 @@ def test_learning_rate_runs_are_trained_once_and_match_torch():
         lg.set_reduction("max")
 
 
+def test_vanishing_numbers_are_the_same_computed_ahead_or_when_first_needed():
+    """The explorer computes every weight scale's forward pass before it shows its sliders;
+    the grading kernel, which shows nothing, computes only the scale it needs."""
+    ahead, lazy = VanishingLogic(), VanishingLogic()
+    ahead.precompute()
+    assert len(ahead._forwards) == 17 and lazy._forwards == {}
+    for depth, e in ((20, 0.0), (7, -2.0), (50, 1.25)):
+        assert ahead.update(depth=depth, log2_scale=e) == lazy.update(depth=depth, log2_scale=e)
+    assert sorted(lazy._forwards) == [-2.0, 0.0, 1.25]
+
+
 def test_vanishing_gradients_match_torch():
     from course_lib.widgets.sigmoid import STACK_ACTIVATIONS, delta_norms_by_layer
 
@@ -937,6 +948,43 @@ def test_a_label_is_drawn_in_its_colour_at_its_anchor_and_redrawn_when_it_change
     lab.text = "9"
     xs, ys = pixels(bf.rgb(), (255, 0, 0))
     assert 0 < xs.max() - xs.min() < wide / 2 and abs((xs.min() + xs.max()) / 2 - 100) <= 2
+
+
+# Every explorer as a lesson builds it (the lessons' own cells, answers from the reference).
+EXPLORERS_AS_THE_LESSONS_BUILD_THEM = {
+    "GateExplorer": "from course_lib.widgets import GateExplorer as E\n"
+                    "from course_lib.reference import neuron_forward_backward as f\n"
+                    "E('neuron_expanded'); E(student_neuron=f)",
+    "SigmoidExplorer": "from course_lib.widgets import SigmoidExplorer as E\n"
+                       "from course_lib.reference import sigmoid_prime as f\n"
+                       "E(student_sigmoid_prime=f)",
+    "VanishingExplorer": "from course_lib.widgets import VanishingExplorer as E\nE()",
+    "SoftmaxExplorer": "from course_lib.widgets import SoftmaxExplorer as E\n"
+                       "from course_lib.reference import softmax_jacobian as f\n"
+                       "E(n=4, logits=(1.5, 0.5, 0.0, -0.5), shift=True); E(student_jacobian=f)",
+    "NetworkExplorer": "from course_lib.widgets import NetworkExplorer as E\n"
+                       "from course_lib.reference import backprop as f\nE(student_backprop=f)",
+    "LearningRateExplorer": "from course_lib.widgets import LearningRateExplorer as E\n"
+                            "from course_lib import data\n"
+                            "from course_lib.reference import backprop, sgd_step\n"
+                            "E(backprop, sgd_step, *data.two_moons(n=400, noise=0.15, seed=1))",
+    "EngineExplorer": "from course_lib.widgets.autograd import EngineExplorer as E\n"
+                      "from course_lib.reference.autograd import Value\nE(Value)",
+    "AutogradExplorer": "from course_lib.widgets.autograd import AutogradExplorer as E\nE()",
+}
+
+
+@pytest.mark.parametrize("explorer", sorted(EXPLORERS_AS_THE_LESSONS_BUILD_THEM))
+def test_in_grading_mode_no_explorer_imports_ipywidgets(explorer):
+    """The grading kernel shows no widget, so building an explorer there must not pay for
+    ipywidgets (about 0.1 s of every graded notebook that builds one)."""
+    probe = (EXPLORERS_AS_THE_LESSONS_BUILD_THEM[explorer]
+             + "\nimport sys\nprint(sorted(m for m in sys.modules if m.split('.')[0] in "
+               "('ipywidgets', 'matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env={**__import__("os").environ, "COURSE_GRADING": "1"}, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_grading_mode_draws_nothing_and_keeps_the_numbers():

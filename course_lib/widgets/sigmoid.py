@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
 from course_lib import nets
+from course_lib._drawing import GRADING
 from course_lib._validate import check_choice, check_positive
 from course_lib.gradcheck import numerical_gradient
 
@@ -460,20 +461,36 @@ class VanishingLogic(Logic):
             "log2_scale": Control("log2_scale", 0.0, -2.0, 2.0, 0.25, "log2(weights ×)"),
         }
         self.set_activation(activation)
+        self._results: dict[tuple[int, float], tuple] = {}
+        self._forwards: dict[float, dict] = {}  # weight scale -> its forward pass
+        super().__init__()
+
+    @cached_property
+    def _networks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(W, A0, dA), drawn when first needed (30 ms; the grading kernel never needs
+        them): W is (layer, activation, out, in), layer l's weights for the three
+        networks side by side; the input batch A0 and the upstream dA come from one
+        generator, the same for all three."""
         stacks = {name: _random_stack("he" if name == "relu" else "xavier", MAX_NET_DEPTH,
                                       NET_WIDTH, 32, 0) for name in STACK_ACTIVATIONS}
-        # (layer, activation, out, in): layer l's weights for the three networks side by side
-        self._W = np.stack([np.stack([stacks[name][0][layer] for name in STACK_ACTIVATIONS])
-                            for layer in range(MAX_NET_DEPTH)])
-        # the input batch and the upstream dA come from one generator: the same for all three
-        _, self._A0, self._dA = stacks["sigmoid"]
-        self._results: dict[tuple[int, float], tuple] = {}
-        super().__init__()
-        # every weight scale's forward pass, now (some 80 ms, 1.7 MB each): a move
-        # of either slider then runs only a backward pass
+        W = np.stack([np.stack([stacks[name][0][layer] for name in STACK_ACTIVATIONS])
+                      for layer in range(MAX_NET_DEPTH)])
+        _, A0, dA = stacks["sigmoid"]
+        return W, A0, dA
+
+    def precompute(self) -> None:
+        """Every weight scale's forward pass, now (some 80 ms, 1.7 MB each): a move of
+        either slider then runs only a backward pass. The explorer calls it before it
+        shows the sliders; without it each scale's pass runs when first needed (the
+        grading kernel, which shows nothing, pays for the one scale it computes)."""
         c = self.controls["log2_scale"]
-        self._forwards = {e: self._forward(e) for e in
-                          (c.snap(v) for v in np.arange(c.min, c.max + c.step / 2, c.step))}
+        for e in (c.snap(v) for v in np.arange(c.min, c.max + c.step / 2, c.step)):
+            self._forward_at(e)
+
+    def _forward_at(self, log2_scale: float) -> dict:
+        if log2_scale not in self._forwards:
+            self._forwards[log2_scale] = self._forward(log2_scale)
+        return self._forwards[log2_scale]
 
     def set_activation(self, activation: str) -> None:
         """Which curves the figure draws (the numbers are always all three)."""
@@ -490,12 +507,13 @@ class VanishingLogic(Logic):
         smaller), and the share of units with f'(Z) < 0.01, ``"saturated"`` (depth,
         3). As in :func:`_delta_norms`, operation for operation: the same numbers."""
         scale = 2.0 ** log2_scale
-        d = np.empty((MAX_NET_DEPTH, 2) + self._A0.shape)
-        relu = np.empty((MAX_NET_DEPTH,) + self._A0.shape, dtype=bool)
+        W, A0, _ = self._networks
+        d = np.empty((MAX_NET_DEPTH, 2) + A0.shape)
+        relu = np.empty((MAX_NET_DEPTH,) + A0.shape, dtype=bool)
         saturated = np.empty((MAX_NET_DEPTH, 3))
-        A = np.broadcast_to(self._A0, (3,) + self._A0.shape)
+        A = np.broadcast_to(A0, (3,) + A0.shape)
         for layer in range(MAX_NET_DEPTH):
-            Z = A @ (self._W[layer] * scale).transpose(0, 2, 1)  # the biases are 0
+            Z = A @ (W[layer] * scale).transpose(0, 2, 1)  # the biases are 0
             A = np.empty_like(Z)
             A[0] = 0.5 * (1.0 + np.tanh(0.5 * Z[0]))  # sigmoid
             d[layer, 0] = A[0] * (1.0 - A[0])
@@ -509,13 +527,14 @@ class VanishingLogic(Logic):
 
     def _compute(self, depth: int, log2_scale: float) -> tuple:
         """(‖δ^(l)‖ / ‖δ^(L)‖ as (depth, 3), saturated share (3,), factor per layer (3,))."""
-        fw = self._forwards[log2_scale]
-        dZ = np.empty((depth, 3) + self._dA.shape)
-        dA = np.broadcast_to(self._dA, (3,) + self._dA.shape)
+        fw = self._forward_at(log2_scale)
+        W, _, dA_out = self._networks
+        dZ = np.empty((depth, 3) + dA_out.shape)
+        dA = np.broadcast_to(dA_out, (3,) + dA_out.shape)
         for layer in range(depth - 1, -1, -1):
             np.multiply(dA[:2], fw["d"][layer], out=dZ[layer, :2])
             np.multiply(dA[2], fw["relu"][layer], out=dZ[layer, 2])  # × 1.0 or × 0.0
-            dA = dZ[layer] @ (self._W[layer] * fw["scale"])
+            dA = dZ[layer] @ (W[layer] * fw["scale"])
         norms = np.sqrt(np.einsum("lanw,lanw->la", dZ, dZ))  # ‖dZ‖ per layer and activation
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = norms / norms[-1]
@@ -556,8 +575,12 @@ class VanishingExplorer(Explorer):
     _decades = 12  # decade labels kept ready on the y axis
 
     def __init__(self, activation: str = "all three") -> None:
-        W = _ipywidgets()
         logic = VanishingLogic(activation)
+        if GRADING:  # nothing is drawn while grading: no controls, no ipywidgets import
+            super().__init__(logic)
+            return
+        logic.precompute()  # the sliders move at once from the first touch
+        W = _ipywidgets()
         self.activation_menu = W.Dropdown(options=list(logic.CHOICES), value=logic.activation,
                                           description="activation",
                                           style={"description_width": "90px"},
