@@ -22,6 +22,15 @@ from toycourse import ASSIGNMENT, RIGHT, graded_path, hand_in, make_course, subm
 
 from course_lib.judge import warm
 
+# What a grading kernel imports before its submission: numpy and the course's student
+# modules; in the torch lesson's kernel torch, and that lesson's own modules, too.
+NUMPY_PRELOAD = ["numpy", "course_lib.nets", "course_lib.gradcheck", "course_lib.data",
+                 "course_lib.grading", "course_lib.figures.chain_rule",
+                 "course_lib.figures.sigmoid", "course_lib.figures.softmax",
+                 "course_lib.figures.mlp", "course_lib.widgets"]
+TORCH_KERNEL_PRELOAD = [*NUMPY_PRELOAD, "torch", "torch.fx.experimental.symbolic_shapes",
+                        "course_lib.figures.autograd", "course_lib.widgets.autograd"]
+
 # Each submission leaves its name on the numpy module (imported ahead, before any
 # submission) and prints every name it finds there: a kernel used twice would show
 # the earlier student's name in the later one's output.
@@ -81,13 +90,13 @@ def test_the_grading_kernel_preloads_numpy_and_torch_only_where_torch_is_allowed
     judge.mkdir()
     box_maker = sandbox.Sandbox(tmp_path, runtime, judge)
     box_maker.no_torch = True
-    assert box_maker.preload() == ["numpy"]
-    assert box_maker.kernel_env()["COURSE_PRELOAD"] == "numpy"
+    assert box_maker.preload() == NUMPY_PRELOAD
+    assert box_maker.kernel_env()["COURSE_PRELOAD"] == ",".join(NUMPY_PRELOAD)
     box_maker.no_torch = False
-    assert box_maker.preload() == ["numpy", *sandbox.TORCH_PRELOAD]
+    assert box_maker.preload() == TORCH_KERNEL_PRELOAD
     assert sandbox.TORCH_PRELOAD[0] == "torch"
     box_maker.preload_torch = False  # a lesson that never imports torch
-    assert box_maker.preload() == ["numpy"]
+    assert box_maker.preload() == NUMPY_PRELOAD
     box_maker.preload_torch = True
     # two sandboxes that differ only in torch are different keys: no standby crosses
     cmd = ["python", "-m", "x", "-f", sandbox.CONNECTION_FILE]
@@ -180,7 +189,6 @@ def test_a_kernel_started_ahead_imports_torch_only_for_a_lesson_that_imports_it(
     only where the source notebook imports it; the toy lesson does not."""
     from toycourse import ASSIGNMENT, make_course
 
-    from course_lib.judge.sandbox import TORCH_PRELOAD
     from course_lib.judge.sealed import Sealed
 
     course = make_course(tmp_path / "course")
@@ -192,12 +200,12 @@ def test_a_kernel_started_ahead_imports_torch_only_for_a_lesson_that_imports_it(
     sealed = Sealed(course)
     try:
         sealed.for_assignment(ASSIGNMENT)
-        assert sealed.sandbox.preload() == ["numpy"]
+        assert sealed.sandbox.preload() == NUMPY_PRELOAD
         sealed.for_assignment("05_like")
-        assert sealed.sandbox.preload() == ["numpy", *TORCH_PRELOAD]
+        assert sealed.sandbox.preload() == TORCH_KERNEL_PRELOAD
         sealed.settings.manual_gradient_assignments = ["05_like"]
         sealed.for_assignment("05_like")  # torch is the stub there: never preloaded
-        assert sealed.sandbox.preload() == ["numpy"]
+        assert sealed.sandbox.preload() == NUMPY_PRELOAD
     finally:
         sealed.sandbox.warm.close()
         sealed.close()
@@ -245,3 +253,61 @@ def test_the_kernel_started_ahead_is_the_one_the_next_notebook_takes(tmp_path, m
         sealed.end()
         sealed.sandbox.warm.close()
         sealed.close()
+
+
+def _course_modules_imported_by(assignment: str) -> set[str]:
+    """The course_lib modules a lesson's code cells import (``from course_lib.figures
+    import mlp`` imports course_lib.figures.mlp; ``from course_lib.widgets import X``,
+    course_lib.widgets)."""
+    import ast
+    import importlib.util
+
+    from lessons import source_path
+
+    found = set()
+    nb = nbformat.read(str(source_path(assignment)), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course_lib"):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    try:
+                        is_module = importlib.util.find_spec(sub) is not None
+                    except ModuleNotFoundError:  # node.module is a module, not a package
+                        is_module = False
+                    found.add(sub if is_module else node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("course_lib")}
+    return found
+
+
+def test_the_grading_kernel_preloads_what_the_lessons_import_of_the_course():
+    """Every course module a lesson imports is imported before its submission (a
+    module left out costs every graded notebook its import), and each one preloaded is
+    one a lesson imports (anything else costs every kernel for nothing)."""
+    from lessons import ASSIGNMENTS
+
+    def covered(module, preload):  # a package is imported with its submodules
+        return any(p == module or p.startswith(module + ".") for p in preload)
+
+    imported = set()
+    for assignment in ASSIGNMENTS:
+        preload = TORCH_KERNEL_PRELOAD if assignment == "05_autograd" else NUMPY_PRELOAD
+        modules = _course_modules_imported_by(assignment)
+        assert {m for m in modules if not covered(m, preload)} == set(), assignment
+        imported |= modules
+    assert {m for m in TORCH_KERNEL_PRELOAD if m.startswith("course_lib")} <= imported
+
+
+def test_the_course_modules_preloaded_import_neither_matplotlib_nor_ipywidgets():
+    """In grading mode the preload stays light: no pyplot, no widgets library."""
+    probe = ("import importlib, sys\n"
+             f"for m in {TORCH_KERNEL_PRELOAD!r}: importlib.import_module(m)\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', "
+             "'ipywidgets'}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env={**os.environ, "COURSE_GRADING": "1"}, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

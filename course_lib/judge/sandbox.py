@@ -180,6 +180,17 @@ class KernelBox:
 # symbolic shapes, with sympy, 0.3-0.4 s of that cell, a fifth of lesson 05's own time.
 TORCH_PRELOAD = ("torch", "torch.fx.experimental.symbolic_shapes")
 
+# What the lessons import of the course's own student modules (their import cells; a
+# test keeps this in step with them), imported before the submission like numpy: a
+# kernel forked from a zygote (judge.zygote) has them for nothing, where each notebook
+# paid 40-50 ms to import them. In grading mode (course_lib._drawing) none of them
+# imports matplotlib or ipywidgets. The torch lesson's own come with torch.
+COURSE_PRELOAD = ("course_lib.nets", "course_lib.gradcheck", "course_lib.data",
+                  "course_lib.grading", "course_lib.figures.chain_rule",
+                  "course_lib.figures.sigmoid", "course_lib.figures.softmax",
+                  "course_lib.figures.mlp", "course_lib.widgets")
+COURSE_TORCH_PRELOAD = ("course_lib.figures.autograd", "course_lib.widgets.autograd")
+
 # Sandbox.next_kernel: the kernel started ahead is one like the current notebook's (what
 # `course check` and the bench assume); None: start none, no notebook follows.
 SAME = "same"
@@ -266,10 +277,12 @@ class Sandbox:
         self.close_zygotes()
 
     def preload(self) -> list[str]:
-        """What a kernel imports before it waits for its submission (judge.warm): numpy,
-        and torch where the lesson imports it (never where torch is the stub)."""
+        """What a kernel imports before it waits for its submission (judge.warm): numpy
+        and the course's student modules, and torch with the torch lesson's own where
+        the lesson imports torch (never where torch is the stub)."""
         torch = self.preload_torch and not self.no_torch and _torch_folder()
-        return ["numpy"] + (list(TORCH_PRELOAD) if torch else [])
+        return ["numpy", *COURSE_PRELOAD,
+                *((*TORCH_PRELOAD, *COURSE_TORCH_PRELOAD) if torch else ())]
 
     # -- the folders --------------------------------------------------------------
     def new_box(self, submission: Path | None = None) -> KernelBox:
