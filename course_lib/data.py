@@ -247,6 +247,8 @@ def train_test_split(X, y, test_fraction: float = 0.25, seed: int = 0):
 
 #: where the digits live inside the installed scikit-learn
 DIGITS_FILE = ("datasets", "data", "digits.csv.gz")
+#: a line of the file: the 64 pixel values of an image, then its label
+DIGITS_COLUMNS = 65
 #: 1 in HELD_OUT_EVERY images is held out (by a hash of its pixels and label)
 HELD_OUT_EVERY = 6
 
@@ -276,8 +278,15 @@ def _digits_rows(path=None) -> np.ndarray:
     cached = _ROWS.get(path)
     if cached is not None and cached[0] == version:
         return cached[1]
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        rows = np.loadtxt(f, delimiter=",", ndmin=2).astype(np.int64)
+    with gzip.open(path, "rb") as f:
+        lines = f.read().split()
+    # every field of every line at once: less than half of np.loadtxt's time (8 ms against
+    # 18), which each grading kernel of lesson 4 pays
+    fields = b",".join(lines).split(b",")
+    if len(fields) != len(lines) * DIGITS_COLUMNS:
+        raise ValueError(f"{path}: expected {DIGITS_COLUMNS} numbers on each of its "
+                         f"{len(lines)} lines, got {len(fields)} in all")
+    rows = np.array(fields, dtype=np.int64).reshape(len(lines), DIGITS_COLUMNS)
     rows.flags.writeable = False
     _ROWS[path] = (version, rows)
     return rows
