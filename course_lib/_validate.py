@@ -14,6 +14,7 @@ appears in one call, which is checked by :class:`Dims`).
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -58,7 +59,10 @@ def as_float(name: str, value, *, ndim: int | tuple[int, ...] | None = None,
             raise ValueError(f"{name}: expected a {want} array, got shape {_fmt_shape(arr.shape)}"
                              if arr.ndim else
                              f"{name}: expected a {want} array, got a scalar")
-    if finite and not np.all(np.isfinite(arr)):
+    # ndarray's own .all() and math.isfinite: numpy's np.all wrapper costs more than the
+    # test itself for the small arrays and scalars these checks see thousands of times
+    # (a numerical gradient of a seed network calls this for every parameter)
+    if finite and not (math.isfinite(arr) if arr.ndim == 0 else np.isfinite(arr).all()):
         bad = "NaN" if np.any(np.isnan(arr)) else "inf"
         raise ValueError(f"{name}: contains {bad}; every entry must be finite")
     return arr
