@@ -1316,7 +1316,7 @@ def check_sgd_epoch(sgd_epoch, part="all"):
                     f"got {got_n if got_n is not None else type(losses).__name__}.{note}")
             _close(f"{where}: the batches' losses", losses, exp_losses, check_dtype=False,
                    mistakes=lambda v=variants, n=n_batches: {
-                       d: losses for d, (_, losses) in v().items() if len(losses) == n})
+                       d: replayed for d, (_, replayed) in v().items() if len(replayed) == n})
             _check_structure((0.0, new), params, where + ": the new params")
             for k in range(len(params)):
                 for i, name in ((0, "W"), (1, "b")):
