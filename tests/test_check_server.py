@@ -59,8 +59,9 @@ def served(tmp_path_factory):
         state = server_state(env)
         assert state is not None
         yield course, env, state
-        stop(env)
-        assert gone(state["pid"], 30)
+        stopped = course_cmd(env, "check-server", "stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert gone(state["pid"]), "`course check-server stop` did not end the server"
         assert not state["socket"].exists()
     finally:
         stop(env)
@@ -186,8 +187,8 @@ def test_a_check_starts_one_and_it_ends_when_idle_leaving_nothing(tmp_path):
             state = server_state(env)
         assert state is not None, "no server started after the check"
         zygotes = zygotes_of(state["pid"])
-        assert gone(state["pid"], 60), "the idle server did not end"
-        assert all(gone(z, 30) for z in zygotes)
+        assert gone(state["pid"]), "the idle server did not end"
+        assert all(gone(z) for z in zygotes)
         assert not state["socket"].exists()
     finally:
         stop(env)
