@@ -103,6 +103,47 @@ def test_one_array_returned_twice_stays_one_array():
     assert twins[0] is not twins[1]  # equal values, two arrays: still two
 
 
+def _reply_to_a_call(fn, args):
+    """What the kernel side sends the judge after calling ``fn`` on ``args`` (as decoded
+    from the judge's request)."""
+    a, b = socket.socketpair()
+    with a, b:
+        args = wire.decode(wire.encode(tuple(args)))
+        client._answer(a, lambda: fn(*args), args)
+        return wire.recv(b)
+
+
+def test_only_the_arguments_a_call_changed_are_sent_back_to_the_judge():
+    big, small = np.ones((2, 60_000)), np.zeros(3)
+    untouched = _reply_to_a_call(lambda x, y: x.sum(), (big, small))
+    assert wire.decode(untouched["args_changed"]) == {}
+    assert len(str(untouched)) < 200  # the 2 MB of arguments are not sent back for nothing
+
+    def scale_in_place(x, y):
+        y *= 2.0
+        y[0] = np.nan  # a NaN that was not there: a change
+        return 0.0
+    changed = wire.decode(_reply_to_a_call(scale_in_place, (big, small + 1.0))["args_changed"])
+    assert list(changed) == ["1"] and np.isnan(changed["1"][0]) and changed["1"][1] == 2.0
+
+    params = [(np.ones((2, 2)), np.zeros(2)), (np.ones((1, 2)), np.zeros(1))]
+
+    def nested(p):
+        p[1][1][0] += 0.5  # the last layer's b, deep inside a list of tuples
+        p.append("extra")
+    after = wire.decode(_reply_to_a_call(nested, (params,))["args_changed"])
+    assert list(after) == ["0"] and after["0"][1][1][0] == 0.5 and after["0"][2] == "extra"
+    theirs = [tuple(x.copy() for x in pair) for pair in params]
+    server._copy_back_changed((theirs,), after)
+    assert theirs[1][1][0] == 0.5  # the judge's own array, changed in place as theirs was
+
+
+@pytest.mark.parametrize("forged", [[1, 2], {"5": 1.0}, {"-1": 1.0}, {"x": 1.0}])
+def test_a_change_to_no_argument_is_refused(forged):
+    with pytest.raises(wire.WireError, match="args_changed"):
+        server._copy_back_changed((np.zeros(2),), forged)
+
+
 def test_what_the_kernel_changed_in_a_dict_comes_back_to_the_callers_dict():
     W = np.ones((2, 2))
     params = {"W": W, "b3": 0.0, "gone": 1, "inner": {"v": np.zeros(2)}}

@@ -171,8 +171,8 @@ class Remote:
             raise _exception_class(str(reply.get("type")))(str(reply.get("message", "")))
         if reply.get("op") != "result":
             raise wire.WireError(f"unexpected reply {reply.get('op')!r}")
-        if args is not None and "args_after" in reply:
-            _copy_back(args, wire.decode(reply["args_after"]))
+        if args is not None and "args_changed" in reply:
+            _copy_back_changed(args, wire.decode(reply["args_changed"]))
         return wire.decode(reply["value"], args)
 
     def __call__(self, *args):
@@ -183,6 +183,17 @@ class Remote:
 
     def __repr__(self) -> str:
         return f"<the student's {self.__name__}>"
+
+
+def _copy_back_changed(args, changed) -> None:
+    """The arguments the kernel says the call changed (``{"<position>": value after}``,
+    judge.client) change here too; the others came back as they were sent."""
+    if not isinstance(changed, dict):
+        raise wire.WireError("args_changed must map argument positions to values")
+    for key, after in changed.items():
+        if not (key.isdigit() and int(key) < len(args)):
+            raise wire.WireError(f"args_changed names no argument: {key!r:.20}")
+        _copy_back([args[int(key)]], [after])
 
 
 def _copy_back(args, after) -> None:
