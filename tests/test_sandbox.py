@@ -162,7 +162,9 @@ def test_the_sandbox_binds_no_course_folder_and_hides_the_answers(tmp_path, monk
 @pytest.mark.kernel
 def test_a_kernel_that_does_not_start_says_why_in_its_own_words(tmp_path):
     """A sandbox too small for ipykernel (120 MiB of address space): the reason quotes the
-    kernel's own last error lines, not nbgrader's "see the above traceback"."""
+    kernel's own last error lines, not nbgrader's "see the above traceback", and says
+    what the sandbox allows and where that is set (the kernel's words may be a library's:
+    libzmq's "Resource temporarily unavailable" for a thread with no address space)."""
     course = make_course(tmp_path / "course")
     config = course / "nbgrader_config.py"
     config.write_text(config.read_text() + "\nc.Judge.kernel_memory_mb = 120\n")
@@ -170,7 +172,12 @@ def test_a_kernel_that_does_not_start_says_why_in_its_own_words(tmp_path):
     [result] = grade_class(course, jobs=1)
     assert result.status == "error", result
     assert result.reason.startswith("the grading kernel did not start: "), result.reason
-    assert "Error" in result.reason and "above traceback" not in result.reason, result.reason
+    assert "above traceback" not in result.reason, result.reason
+    kernel_words = result.reason.removeprefix("the grading kernel did not start: ")
+    assert kernel_words.split(" (its sandbox allows")[0].strip(), result.reason  # its own
+    assert result.reason.endswith(" (its sandbox allows 120 MiB of address space per process "
+                                  "and 256 processes: Judge.kernel_memory_mb and "
+                                  "Judge.kernel_processes in nbgrader_config.py)"), result.reason
     assert not list(Path(tempfile.gettempdir()).glob(f"course-judge-{os.getpid()}-*/kernels/*"))
 
 

@@ -317,6 +317,18 @@ def _status_from_log(text: str) -> Status:
     return Status.ERROR
 
 
+def _kernel_limits(sealed) -> str:
+    """What the course's settings allow a grading kernel, for a kernel that did not start
+    (whose own last words may be a library's, e.g. libzmq's "Resource temporarily
+    unavailable" when a thread finds no address space left)."""
+    if sealed is None:
+        return ""
+    limits = sealed.settings
+    return (f" (its sandbox allows {limits.kernel_memory_mb} MiB of address space per "
+            f"process and {limits.kernel_processes} processes: Judge.kernel_memory_mb and "
+            "Judge.kernel_processes in nbgrader_config.py)")
+
+
 def _kernel_words(log: str) -> str:
     """The kernel's own last error lines (its stderr), on one line."""
     lines = [ln.strip() for ln in (log or "").splitlines() if ln.strip()]
@@ -529,7 +541,9 @@ def _unfinished(s: Submission) -> SubmissionResult:
               Status.TIMEOUT: "the notebook ran past the time limit",
               Status.KERNEL_START_FAILED: "the grading kernel did not start: "
                                           + (_kernel_words(record.kernel_log)
-                                             or _last_line(text))}.get(status, _error_line(text))
+                                             or _last_line(text))
+                                          + _kernel_limits(s.sealed)}.get(status,
+                                                                          _error_line(text))
     if status == Status.ERROR and GRADEBOOK_LOCKED in text:
         reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
     if record.out_of_time:
