@@ -321,9 +321,9 @@ def _kernel_limits(sealed) -> str:
     """What the course's settings allow a grading kernel, for a kernel that did not start
     (whose own last words may be a library's, e.g. libzmq's "Resource temporarily
     unavailable" when a thread finds no address space left)."""
-    if sealed is None:
+    limits = getattr(sealed, "settings", None)
+    if limits is None:  # graded unsealed: no sandbox
         return ""
-    limits = sealed.settings
     return (f" (its sandbox allows {limits.kernel_memory_mb} MiB of address space per "
             f"process and {limits.kernel_processes} processes: Judge.kernel_memory_mb and "
             "Judge.kernel_processes in nbgrader_config.py)")
@@ -538,12 +538,12 @@ def _unfinished(s: Submission) -> SubmissionResult:
     status = _status_from_log(text)
     reason = {Status.KERNEL_DIED: "the kernel died while running the notebook (os._exit, a "
                                   "crash, or out of memory)",
-              Status.TIMEOUT: "the notebook ran past the time limit",
-              Status.KERNEL_START_FAILED: "the grading kernel did not start: "
-                                          + (_kernel_words(record.kernel_log)
-                                             or _last_line(text))
-                                          + _kernel_limits(s.sealed)}.get(status,
-                                                                          _error_line(text))
+              Status.TIMEOUT: "the notebook ran past the time limit"}.get(status)
+    if status == Status.KERNEL_START_FAILED:
+        reason = ("the grading kernel did not start: "
+                  + (_kernel_words(record.kernel_log) or _last_line(text))
+                  + _kernel_limits(s.sealed))
+    reason = reason or _error_line(text)
     if status == Status.ERROR and GRADEBOOK_LOCKED in text:
         reason = f"{GRADEBOOK_LOCKED}: another grading process was writing the gradebook"
     if record.out_of_time:
