@@ -321,9 +321,9 @@ def _kernel_limits(sealed) -> str:
     """What the course's settings allow a grading kernel, for a kernel that did not start
     (whose own last words may be a library's, e.g. libzmq's "Resource temporarily
     unavailable" when a thread finds no address space left)."""
-    limits = getattr(sealed, "settings", None)
-    if limits is None:  # graded unsealed: no sandbox
+    if sealed is None:  # graded unsealed: no sandbox
         return ""
+    limits = sealed.settings
     return (f" (its sandbox allows {limits.kernel_memory_mb} MiB of address space per "
             f"process and {limits.kernel_processes} processes: Judge.kernel_memory_mb and "
             "Judge.kernel_processes in nbgrader_config.py)")
