@@ -157,6 +157,13 @@ def run_notebook(nb, folder: Path, kernel_name: str = "python3", allow_errors: b
     return nb
 
 
+def printed(cell) -> str:
+    """All a code cell printed to stdout. A kernel may send one cell's prints as several
+    stream messages (it flushes when it likes), so never read just the first output."""
+    return "".join(o.text for o in cell.outputs
+                   if o.output_type == "stream" and o.name == "stdout")
+
+
 # ---------------------------------------------------------------------------
 # the shared lesson harness
 # ---------------------------------------------------------------------------

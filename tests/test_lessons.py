@@ -12,7 +12,7 @@ import re
 
 import nbformat
 import pytest
-from lessons import ASSIGNMENTS, ROOT, grade_id, release_path, run_notebook, source_path
+from lessons import ASSIGNMENTS, ROOT, grade_id, printed, release_path, run_notebook, source_path
 
 from course_lib.instructor.cli import main as course
 from course_lib.instructor.release import release_assignments
@@ -55,7 +55,7 @@ def test_source_runs_clean_and_imports_torch_only_in_lesson_05(assignment):
     probe = "import sys; print('TORCH_LOADED' if 'torch' in sys.modules else 'NO_TORCH')"
     nb = execute(source_path(assignment), [probe])
     assert errors(nb) == []
-    loaded = nb.cells[-1].outputs[0].text.strip()
+    loaded = printed(nb.cells[-1]).strip()
     assert loaded == ("TORCH_LOADED" if assignment == "05_autograd" else "NO_TORCH")
 
 

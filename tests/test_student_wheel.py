@@ -7,7 +7,7 @@ import zipfile
 
 import nbformat
 import pytest
-from lessons import ASSIGNMENTS, release_path, run_notebook
+from lessons import ASSIGNMENTS, printed, release_path, run_notebook
 
 from course_lib.instructor.student_wheel import build_student_wheel
 from course_lib.judge import GRADING_ONLY
@@ -84,7 +84,7 @@ def test_every_release_notebook_runs_on_the_student_wheel(student_site, student_
     errors = {o.ename for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"}
     assert errors == {"NotImplementedError"}
-    answers, location = nb.cells[-1].outputs[0].text.split()
+    answers, location = printed(nb.cells[-1]).split()
     assert answers == "NO_ANSWERS"
     assert location.startswith(str(site))
 
