@@ -78,7 +78,18 @@ TARGET_SPEEDUP = 4.0      # course grade --jobs 2 against stock nbgrader, on 2 c
 # (wall x jobs), which charges a parallel grading for every worker it keeps.
 TARGET_OVERHEAD = 0.3
 CHECK_FACTOR, CHECK_EXTRA = 2.0, 1.0  # course check <= 2 x the notebook's compute + 1 s
-TARGET_LESSON_RATIO = 1.5  # a lesson's seconds against its floor
+TARGET_LESSON_RATIO = 1.5  # a lesson's seconds against its floor (issue 8)
+# Lesson 04's own target. Issue 18 added a capstone to the lesson issue 8 measured: the
+# layers, mlp_loss, sgd_epoch and train_digits, 10 more test cells, and two trainings on
+# the digits that no lean notebook can skip (the curves cell's, which the visible tests
+# read, and the judge's own of the student's train_digits, the only one it can trust).
+# Measured in session 12 against the same floor in the same rounds: sections 1-12
+# alone 1.51x, the capstone alone 1.43x, the whole lesson 1.95-2.06x. Each part is
+# about as lean as the other lessons; together they are two lessons' work behind one
+# kernel start. Two notebooks would each come near 1.5x and grade the class slower (one
+# more kernel start per student), so the lesson keeps one notebook and this target: room
+# for the +-0.2 a ratio moves between runs, and a tenth of a second more still shows.
+LESSON_TARGETS = {"04_backprop_mlp": 2.25}
 TARGET_SANDBOX_COST = 0.10  # what the sandbox may add to a lesson's seconds (issue 12)
 FLOOR_NUMPY = "import numpy"
 FLOOR_TORCH = "import numpy\nimport torch"
@@ -428,6 +439,11 @@ class Notebook:
     # the kernel's kind (judge.sealed's for_assignment); None: the folder's, as a lesson's
     assignment: str | None = None
     torch: bool | None = None  # a lesson's: does it import torch; None: not a lesson
+
+
+def target_ratio(row: str) -> float:
+    """The most a lesson's seconds may be against its floor's (LESSON_TARGETS)."""
+    return LESSON_TARGETS.get(row, TARGET_LESSON_RATIO)
 
 
 def floor_notebook(source: str):
@@ -825,7 +841,7 @@ def print_lessons(rows: dict[str, dict], load: tuple[float, float] | None = None
     for name, r in rows.items():
         ratio = r["ratio"]
         lesson = "torch" in r
-        met = ratio <= TARGET_LESSON_RATIO
+        met = ratio <= target_ratio(name)
         verdict = ("" if not lesson else "  OK" if met else "  over")
         cost = r["seconds"] - r["unsandboxed"]
         share = cost / r["unsandboxed"]
@@ -835,12 +851,18 @@ def print_lessons(rows: dict[str, dict], load: tuple[float, float] | None = None
         print(f"{name:<36} {r['seconds']:>8.2f} {r['unsandboxed']:>11.2f} {cost:>+9.2f} "
               f"{share:>+9.1%} {cost_verdict:>5} {r['cells_total']:>8.2f} "
               f"{'+torch' if r.get('torch') else 'numpy':>6} {ratio:>5.2f}x "
-              f"{TARGET_LESSON_RATIO if lesson else '':>6}{verdict}")
+              f"{target_ratio(name) if lesson else '':>6}{verdict}")
     print("(seconds: wall, sandboxed, kernel start-up and shutdown included; unsandboxed: the "
           "same without bwrap;\n sandbox s = seconds - unsandboxed, sandbox % = that over "
           "unsandboxed; in cells: the cells' own time, from nbclient's timestamps)")
     print(f"(ratio: the median over the {rounds} rounds of the row's seconds in a round / its "
           "floor's seconds in the same round; the floors run in an empty folder)")
+    for name, target in LESSON_TARGETS.items():
+        if name in rows:
+            against = "within" if rows[name]["ratio"] <= TARGET_LESSON_RATIO else "over"
+            print(f"(target: {TARGET_LESSON_RATIO}, issue 8's; {name}'s is {target}, for the "
+                  f"capstone issue 18 added to it: bench/README.md. Against "
+                  f"{TARGET_LESSON_RATIO} it is {against})")
     if worst is not None:
         sandbox_s = numpy_floor["seconds"] - numpy_floor["unsandboxed"]
         print(f"the sandbox adds at most {worst[1]:+.1%} to a lesson's seconds ({worst[0]}), "
@@ -874,15 +896,15 @@ def print_breakdown(rows: dict[str, dict], floor: float, floor_torch: float) -> 
     """Each lesson's median run split into kernel start/stop and kinds of cells."""
     print("\nwhere each lesson's seconds go (the median run): start/stop = kernel start-up, "
           "shutdown and the round trips between cells;\nthen the cells by kind; budget = what "
-          "all cells together may take for the 1.5x target against the floor's median (a guide: "
-          "the ratio is per round)")
+          "all cells together may take for the lesson's target against the floor's median (a "
+          "guide: the ratio is per round)")
     print(f"{'lesson':<22} {'start/stop':>10}" + "".join(f" {k:>12}" for k in KINDS)
           + f" {'budget':>7}")
     for name, r in rows.items():
         if "torch" not in r:
             continue
         overhead = r["seconds"] - r["cells_total"]
-        budget = TARGET_LESSON_RATIO * (floor_torch if r["torch"] else floor) - overhead
+        budget = target_ratio(name) * (floor_torch if r["torch"] else floor) - overhead
         print(f"{name:<22} {overhead:>10.2f}" + "".join(f" {r['kinds'][k]:>12.2f}" for k in KINDS)
               + f" {budget:>7.2f}")
 

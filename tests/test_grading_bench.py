@@ -59,3 +59,14 @@ def test_summarize_keeps_the_rounds_in_order():
     assert row["unsandboxed_runs"] == [0.8, 0.4, 0.6]
     assert (row["seconds"], row["unsandboxed"]) == (0.7, 0.6)
     assert (row["cpu"], row["unsandboxed_cpu"]) == (0.3, 0.2)
+
+
+def test_a_lesson_with_its_own_target_is_a_lesson_of_the_course():
+    """A renamed lesson would silently fall back to issue 8's 1.5: every lesson named in
+    LESSON_TARGETS is one the table times, and the others keep 1.5."""
+    from lessons import ASSIGNMENTS
+
+    assert set(gb.LESSON_TARGETS) <= set(ASSIGNMENTS)
+    for lesson in ASSIGNMENTS:
+        assert gb.target_ratio(lesson) == gb.LESSON_TARGETS.get(lesson, 1.5)
+    assert gb.target_ratio(gb.NUMPY_FLOOR_ROW) == gb.TARGET_LESSON_RATIO == 1.5

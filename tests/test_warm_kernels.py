@@ -24,7 +24,7 @@ from course_lib.judge import warm
 
 # What a grading kernel imports before its submission: numpy and the course's student
 # modules; in the torch lesson's kernel torch, and that lesson's own modules, too.
-NUMPY_PRELOAD = ["numpy", "course_lib.nets", "course_lib.gradcheck", "course_lib.data",
+NUMPY_PRELOAD = ["numpy", "numpy.random", "course_lib.nets", "course_lib.gradcheck", "course_lib.data",
                  "course_lib.grading", "course_lib.figures.chain_rule",
                  "course_lib.figures.sigmoid", "course_lib.figures.softmax",
                  "course_lib.figures.mlp", "course_lib.widgets"]
@@ -287,7 +287,7 @@ def test_the_grading_kernel_preloads_what_the_lessons_import_of_the_course():
     """Every course module a lesson imports is imported before its submission (a
     module left out costs every graded notebook its import), and each one preloaded is
     one a lesson imports (anything else costs every kernel for nothing)."""
-    from lessons import ASSIGNMENTS
+    from lessons import ASSIGNMENTS, source_path
 
     def covered(module, preload):  # a package is imported with its submodules
         return any(p == module or p.startswith(module + ".") for p in preload)
@@ -299,6 +299,9 @@ def test_the_grading_kernel_preloads_what_the_lessons_import_of_the_course():
         assert {m for m in modules if not covered(m, preload)} == set(), assignment
         imported |= modules
     assert {m for m in TORCH_KERNEL_PRELOAD if m.startswith("course_lib")} <= imported
+    # numpy.random (imported by numpy only when first used): most lessons use it
+    uses_random = [a for a in ASSIGNMENTS if "np.random." in source_path(a).read_text()]
+    assert len(uses_random) >= 3, uses_random
 
 
 def test_the_course_modules_preloaded_import_neither_matplotlib_nor_ipywidgets():

@@ -190,6 +190,13 @@ COURSE_PRELOAD = ("course_lib.nets", "course_lib.gradcheck", "course_lib.data",
                   "course_lib.figures.sigmoid", "course_lib.figures.softmax",
                   "course_lib.figures.mlp", "course_lib.widgets")
 COURSE_TORCH_PRELOAD = ("course_lib.figures.autograd", "course_lib.widgets.autograd")
+# numpy 2 imports numpy.random only when first used (`np.random.default_rng`), which
+# four lessons of five do, in their visible tests: 10 ms each, paid by the first such
+# cell; preloaded, a forked kernel has it for nothing. Its legacy global RandomState is
+# then seeded once, in the zygote, so `np.random.rand()` unseeded starts alike in every
+# forked kernel, as torch's default generator already did: nothing graded depends on it,
+# the judge draws every input of a check in its own process.
+NUMPY_PRELOAD = ("numpy", "numpy.random")
 
 # Sandbox.next_kernel: the kernel started ahead is one like the current notebook's (what
 # `course check` and the bench assume); None: start none, no notebook follows.
@@ -278,10 +285,10 @@ class Sandbox:
 
     def preload(self) -> list[str]:
         """What a kernel imports before it waits for its submission (judge.warm): numpy
-        and the course's student modules, and torch with the torch lesson's own where
-        the lesson imports torch (never where torch is the stub)."""
+        (with numpy.random) and the course's student modules, and torch with the torch
+        lesson's own where the lesson imports torch (never where torch is the stub)."""
         torch = self.preload_torch and not self.no_torch and _torch_folder()
-        return ["numpy", *COURSE_PRELOAD,
+        return [*NUMPY_PRELOAD, *COURSE_PRELOAD,
                 *((*TORCH_PRELOAD, *COURSE_TORCH_PRELOAD) if torch else ())]
 
     # -- the folders --------------------------------------------------------------
