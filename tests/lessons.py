@@ -148,13 +148,23 @@ def grade(path: Path, assignment: str) -> CheckResult:
 def run_notebook(nb, folder: Path, kernel_name: str = "python3", allow_errors: bool = False,
                  env: dict | None = None):
     """Execute ``nb`` top to bottom in a fresh kernel (working folder ``folder``), with
-    the limits above; returns it, outputs filled in."""
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, startup_timeout=STARTUP_TIMEOUT,
-                            kernel_name=kernel_name, allow_errors=allow_errors,
-                            kernel_manager_class=PolledKernelManager,
-                            resources={"metadata": {"path": str(folder)}})
-    client.execute(**({"env": env} if env is not None else {}))
-    return nb
+    the limits above; returns it, outputs filled in.
+
+    A kernel that never started is started again (twice at most): these kernels listen
+    on TCP ports picked free a moment before they bind them, and another test's process
+    can take one in between (grading retries for the same reason: grade_reliably)."""
+    for attempt in range(3):
+        client = NotebookClient(nb, timeout=CELL_TIMEOUT, startup_timeout=STARTUP_TIMEOUT,
+                                kernel_name=kernel_name, allow_errors=allow_errors,
+                                kernel_manager_class=PolledKernelManager,
+                                resources={"metadata": {"path": str(folder)}})
+        try:
+            client.execute(**({"env": env} if env is not None else {}))
+            return nb
+        except RuntimeError as exc:
+            ran = any(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+            if attempt == 2 or ran or "before replying to kernel_info" not in str(exc):
+                raise
 
 
 def printed(cell) -> str:

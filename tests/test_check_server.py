@@ -175,7 +175,9 @@ def test_another_user_can_neither_reach_nor_use_it(served):
 
 def test_a_check_starts_one_and_it_ends_when_idle_leaving_nothing(tmp_path):
     course = make_course(tmp_path / "course")
-    env = environment(course, tmp_path / "cache", COURSE_CHECK_SERVER_IDLE="3")
+    # idle for 20 s, it ends: long enough that the polls below, each a `course` command
+    # that a busy machine can slow to seconds, see it while it lives (at 3 s one was missed)
+    env = environment(course, tmp_path / "cache", COURSE_CHECK_SERVER_IDLE="20")
     path = write(tmp_path, "right.ipynb", RIGHT)
     try:
         done = course_cmd(env, "check", str(path), "--assignment", ASSIGNMENT, "--timings")

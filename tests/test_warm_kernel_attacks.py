@@ -37,6 +37,7 @@ from test_sandbox_attacks import PRELUDE, SANDBOX_PIDS, STOLEN_ANSWER
 from toycourse import ASSIGNMENT, RIGHT, graded_path, hand_in, make_course, submission
 
 from course_lib.instructor.grade import _WORKER_API, grade_class
+from course_lib.judge import warm
 
 pytestmark = [pytest.mark.slow]
 
@@ -229,6 +230,10 @@ def _grade(tmp_path_factory, jobs: int):
     _hand_in_class(course)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("COURSE_UNSEALED", raising=False)
+        # a standby waits while the notebook before it runs, up to its 60 s here: it
+        # must not expire then (warm.IDLE, 60 s), or a busy machine starts one cold and
+        # the count of warm kernels below comes out one short
+        mp.setattr(warm, "IDLE", 3600.0)
         results = {r.student: r for r in grade_class(course, jobs=jobs)}
     return course, results
 

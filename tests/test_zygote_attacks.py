@@ -287,15 +287,20 @@ def test_what_a_forked_kernel_changes_never_reaches_the_next_kernel_of_its_zygot
 
 
 RANDOM_STATE = '''
-import random, numpy
-print("state", random.random(), numpy.random.random(), numpy.random.default_rng().random())
+import random, sys, numpy
+print("state", random.random(), numpy.random.random(), numpy.random.default_rng().random(),
+      *([sys.modules["torch"].rand(1).item()] if "torch" in sys.modules else []))
 '''
 
 
-def test_each_forked_kernel_has_random_state_of_its_own(sealed, tmp_path):
+@pytest.mark.parametrize("torch", [False, True], ids=["numpy", "torch"])
+def test_each_forked_kernel_has_random_state_of_its_own(sealed, tmp_path, torch):
     """Two kernels forked from one zygote must not draw the same numbers (so one
     student's output cannot predict another's): Python's random, numpy's global
-    generator and a fresh default_rng differ."""
+    generator, a fresh default_rng and, in the torch lesson's kernel, torch's global
+    generator differ. The zygote imported numpy.random and torch, and seeded them once."""
+    sealed.sandbox.preload_torch = torch
+
     async def main():
         states = []
         for n in range(2):
@@ -304,6 +309,7 @@ def test_each_forked_kernel_has_random_state_of_its_own(sealed, tmp_path):
                 states.append((await kernel.run(RANDOM_STATE)).split()[1:])
             finally:
                 await kernel.stop()
+        assert len(states[0]) == (4 if torch else 3), states  # torch: preloaded, forked
         assert all(a != b for a, b in zip(*states, strict=True)), states
     _run(main())
 

@@ -192,10 +192,8 @@ COURSE_PRELOAD = ("course_lib.nets", "course_lib.gradcheck", "course_lib.data",
 COURSE_TORCH_PRELOAD = ("course_lib.figures.autograd", "course_lib.widgets.autograd")
 # numpy 2 imports numpy.random only when first used (`np.random.default_rng`), which
 # four lessons of five do, in their visible tests: 10 ms each, paid by the first such
-# cell; preloaded, a forked kernel has it for nothing. Its legacy global RandomState is
-# then seeded once, in the zygote, so `np.random.rand()` unseeded starts alike in every
-# forked kernel, as torch's default generator already did: nothing graded depends on it,
-# the judge draws every input of a check in its own process.
+# cell; preloaded, a forked kernel has it for nothing. (The zygote seeded its global
+# generator once: each forked kernel seeds it again, judge.zygote._fresh_random_state.)
 NUMPY_PRELOAD = ("numpy", "numpy.random")
 
 # Sandbox.next_kernel: the kernel started ahead is one like the current notebook's (what

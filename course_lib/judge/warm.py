@@ -128,8 +128,8 @@ class WarmPool:
     Sealed.expect_next).
     """
 
-    def __init__(self, idle: float = IDLE):
-        self.idle = idle
+    def __init__(self, idle: float | None = None):
+        self.idle = IDLE if idle is None else idle  # IDLE read now: a test may set it
         self._standby: Standby | None = None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None

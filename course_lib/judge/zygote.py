@@ -358,6 +358,7 @@ def _become_kernel(libc, argv: list[str], status: int) -> None:
         sys.path_importer_cache.clear()
         importlib.invalidate_caches()
         _forget_the_host()
+        _fresh_random_state()
     except BaseException as exc:
         _say(status, f"{type(exc).__name__}: {exc}")
         raise
@@ -374,6 +375,17 @@ def _forget_the_host() -> None:
         platform._uname_cache = None
     if (tempfile := sys.modules.get("tempfile")) is not None:
         tempfile.tempdir = None
+
+
+def _fresh_random_state() -> None:
+    """The global generators the zygote's imports seeded (numpy's, torch's) would start
+    alike in every kernel forked from it, so that one student's draws would predict
+    another's: each kernel seeds them again from the OS, as a cold kernel's imports do.
+    (Python's random module reseeds itself after a fork.)"""
+    if (np_random := sys.modules.get("numpy.random")) is not None:
+        np_random.seed()
+    if (torch := sys.modules.get("torch")) is not None:
+        torch.seed()
 
 
 def _say(fd: int, text: str | bytes) -> None:
