@@ -10,6 +10,7 @@ Debian's, started here in a temporary folder (`make test` installs it).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -38,14 +39,22 @@ CLASS = {  # student: what they handed in
 }
 
 
-def free_port() -> int:
+@contextlib.contextmanager
+def closed_port():
+    """A loopback port that nothing can listen on while the block runs: it is held by a
+    socket bound to it that does not listen, so a connection there is refused (a port
+    found free and released could be taken again by any test's kernel)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
 
 
 class PostgresServer:
-    """Debian's PostgreSQL in a temporary folder, on 127.0.0.1 and a free port.
+    """Debian's PostgreSQL in a temporary folder, reached through its Unix socket there.
+
+    No TCP port: one picked free would be free only until the server bound it, seconds
+    later, and the tests' kernels take loopback ports meanwhile. (`5432` only names the
+    socket file, `.s.PGSQL.5432`, in the server's own folder.)
 
     initdb refuses to run as root, so as root (CI) the server runs as the
     Debian `postgres` user in a folder it owns.
@@ -64,8 +73,8 @@ class PostgresServer:
             owner = pwd.getpwnam("postgres")
             os.chown(self.folder, owner.pw_uid, owner.pw_gid)
             self.as_owner = ["runuser", "-u", "postgres", "--"]
-        self.port = free_port()
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/gradebook"
+        self.port = 5432
+        self.url = f"postgresql://postgres@/gradebook?host={self.folder}&port={self.port}"
 
     # Seconds for one step (initdb, the server's start, createdb); each needs a few at
     # most, also on a busy machine: a limit far above, that only a hung step reaches.
@@ -81,8 +90,8 @@ class PostgresServer:
              "--auth=trust", "--encoding=UTF8", "--no-sync"),
             ("pg_ctl start", self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-w",
              "-t", str(self.STEP_TIMEOUT - 60),
-             "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off", "start"),
-            ("createdb", self.bin / "createdb", "-h", "127.0.0.1", "-p", self.port,
+             "-o", f"-h '' -p {self.port} -k {self.folder} -c fsync=off", "start"),
+            ("createdb", self.bin / "createdb", "-h", self.folder, "-p", self.port,
              "-U", "postgres", "gradebook"),
         ]
         for name, *command in steps:
@@ -177,12 +186,13 @@ def test_an_unreachable_scheduler_is_named(course, on_postgres, monkeypatch, cap
 
     monkeypatch.setattr(D, "CONNECT_TIMEOUT", 2)
     monkeypatch.setenv("COURSE_ROOT", str(course))
-    address = f"tcp://127.0.0.1:{free_port()}"
-    assert main(["grade", "--scheduler", address, "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert f"cannot reach the dask scheduler at {address} (waited 2 s)" in err
-    assert main(["grade", "--scheduler", address, "--jobs", "2"]) == 2
-    assert "--jobs and --scheduler: choose one" in capsys.readouterr().err
+    with closed_port() as port:
+        address = f"tcp://127.0.0.1:{port}"
+        assert main(["grade", "--scheduler", address, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot reach the dask scheduler at {address} (waited 2 s)" in err
+        assert main(["grade", "--scheduler", address, "--jobs", "2"]) == 2
+        assert "--jobs and --scheduler: choose one" in capsys.readouterr().err
 
 
 def test_a_scheduler_without_workers_is_named(course, on_postgres, monkeypatch):
