@@ -267,8 +267,10 @@ class Explorer:
 
     Subclasses implement ``_build_figure()`` (returns a
     :class:`course_lib.widgets._render.BlitFigure`), ``_draw(values)`` (move the
-    figure's artists) and ``_readout(values)`` (HTML string), and may add
-    controls of their own in ``_extra_controls()``.
+    figure's artists) and ``_readout(values)`` (HTML string). One with controls of
+    its own builds them in its ``__init__`` before calling this one, and not at all
+    while grading (nothing is shown then, and ipywidgets is never imported), and
+    places them with ``_control_children()``.
 
     Attributes:
         logic: the logic object (its ``state`` mirrors the sliders).
